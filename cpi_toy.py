@@ -59,8 +59,8 @@ Deviations from the paper, and why
     tolerance only absorbs floating-point error in A = Q - V.
 
 Run it
-  python cpi_toy.py --quick           # about 10 s: fewer p values and trials
-  python cpi_toy.py                   # the default run, about a minute
+  python cpi_toy.py --quick           # about 2 s: fewer p values and trials
+  python cpi_toy.py                   # the default run, about 6 s on 2 cores
   python cpi_toy.py --horizon 5 --actions 4 --tau 0.2 --seed 3 --out runs/cpi_h5
 It prints the table, and writes DIR/cpi_rates.json and DIR/cpi_rates.png.
 """
@@ -264,8 +264,8 @@ def credit_sampler(mdp, pi, G, n, rng):
     Returns n accepted pairs and the number of cheap calls (reset + oracle query)."""
     xs, hs, cheap_calls = [], [], 0
     while sum(len(x) for x in xs) < n:  # Alg. 3, line 2
-        x, h = on_policy_draws(mdp, pi, max(n, 64), rng)  # line 3, in batches
-        keep = G[h, x]  # line 4: O(x, h) = 1
+        x, h = on_policy_draws(mdp, pi, max(n, 64), rng)  # Alg. 3, line 3, in batches
+        keep = G[h, x]  # Alg. 3, line 4: O(x, h) = 1
         # count the trials up to the n-th acceptance exactly, as a loop would
         need = n - sum(len(x_) for x_ in xs)
         last = np.flatnonzero(keep)[need - 1] + 1 if keep.sum() >= need else len(x)
@@ -294,12 +294,12 @@ def q_sampling(mdp, pi, n, rng, G=None):
     """Alg. 1, lines 1-6. G=None: CPI-RR's on-policy sampler (line 2); G given:
     CPI-CARO's credit sampler (line 3). Returns the n samples and the call counts."""
     if G is None:
-        x, h = on_policy_draws(mdp, pi, n, rng)  # line 2
+        x, h = on_policy_draws(mdp, pi, n, rng)  # Alg. 1, line 2
         cheap_calls = n
     else:
-        x, h, cheap_calls = credit_sampler(mdp, pi, G, n, rng)  # line 3
-    y = rng.integers(0, mdp.A, size=n)  # line 4: y ~ Unif(Y)
-    q = q_rollout(mdp, pi, x, y, h, rng)  # line 5
+        x, h, cheap_calls = credit_sampler(mdp, pi, G, n, rng)  # Alg. 1, line 3
+    y = rng.integers(0, mdp.A, size=n)  # Alg. 1, line 4: y ~ Unif(Y)
+    q = q_rollout(mdp, pi, x, y, h, rng)  # Alg. 1, line 5
     return dict(x=x, y=y, h=h, q=q), dict(cheap_calls=cheap_calls, q_rollouts=n)
 
 
@@ -336,12 +336,12 @@ def q_sampling_stats(mdp, pi, n, rng, trials, G=None, law=None):
     Cells are multinomial in n; given its count, a cell's returns are iid."""
     law = return_distribution(mdp, pi) if law is None else law
     d = state_distributions(mdp, pi)  # (H, S)
-    w = d / mdp.H  # P(h, x) on-policy, line 2
+    w = d / mdp.H  # P(h, x) on-policy, Alg. 1, line 2
     accept = 1.0
-    if G is not None:  # line 3: conditioned on G (Alg. 3's accepted draws)
+    if G is not None:  # Alg. 1, line 3: conditioned on G (Alg. 3's accepted draws)
         accept = float((w * G).sum())
         w = w * G / accept
-    w = np.repeat(w[..., None] / mdp.A, mdp.A, -1)  # (H, S, A), line 4: y ~ Unif(Y)
+    w = np.repeat(w[..., None] / mdp.A, mdp.A, -1)  # (H, S, A), Alg. 1, line 4: y ~ Unif(Y)
     count = rng.multinomial(n, w.ravel() / w.sum(), size=trials)  # (trials, H*S*A)
     hist = rng.multinomial(count, law.reshape(-1, mdp.H + 1))  # (trials, H*S*A, H+1)
     total = hist @ np.arange(mdp.H + 1.0)  # (trials, H*S*A)
@@ -356,13 +356,13 @@ def q_sampling_stats(mdp, pi, n, rng, trials, G=None, law=None):
 
 
 def fit_q(count, total):
-    """Line 7: least squares over the tabular class = the mean of Q-hat in each cell."""
+    """Alg. 1, line 7: least squares over the tabular class = the mean of Q-hat in each cell."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)  # (..., H, S, A)
 
 
 def greedy(Q_hat, pi):
-    """Line 8: hat pi^+_h(x) = argmax_y Q-hat(x, y, h) over visited actions;
+    """Alg. 1, line 8: hat pi^+_h(x) = argmax_y Q-hat(x, y, h) over visited actions;
     where no action of a state was visited, keep pi there."""
     seen = ~np.isnan(Q_hat)
     pi_plus = greedy_policy(np.where(seen, Q_hat, -np.inf))  # (..., H, S, A)
@@ -370,7 +370,7 @@ def greedy(Q_hat, pi):
 
 
 def advantage_estimate(pi_plus, pi, total, n):
-    """Line 9: A-hat = (1/n) sum_i |Y| (hat pi^+(y_i|x_i) - pi(y_i|x_i)) Q-hat_i over the
+    """Alg. 1, line 9: A-hat = (1/n) sum_i |Y| (hat pi^+(y_i|x_i) - pi(y_i|x_i)) Q-hat_i over the
     held-out half (see cpi_update). The summand depends on the sample only through
     its cell, so the sum over samples is a sum over cells of |Y| (pi^+ - pi) * total."""
     A = pi.shape[-1]
@@ -378,13 +378,13 @@ def advantage_estimate(pi_plus, pi, total, n):
 
 
 def step_size(A_hat, H, method):
-    """Lines 10-11, clipped below at 0 (App. A.3: A-hat <= 0 gives no valid mixture)."""
+    """Alg. 1, lines 10-11, clipped below at 0 (App. A.3: A-hat <= 0 gives no valid mixture)."""
     scale = H**2 * R_MAX if method == "rr" else 2 * H**2 * R_MAX  # KL02 / Cor. 5
     return np.clip(A_hat / scale, 0.0, 1.0)
 
 
 def mixture(pi, pi_plus, alpha, G=None):
-    """Lines 12-13: pi_alpha = (1 - alpha) pi + alpha hat pi^+, on all states (CPI-RR)
+    """Alg. 1, lines 12-13: pi_alpha = (1 - alpha) pi + alpha hat pi^+, on all states (CPI-RR)
     or only on G_{h,tau} (CPI-CARO), pi elsewhere."""
     alpha = np.asarray(alpha)[..., None, None, None]
     assert np.all((alpha >= 0) & (alpha <= 1)), "mixture step must lie in [0, 1]"
@@ -402,11 +402,11 @@ def cpi_update(mdp, pi, fit, held, method, G):
     proof of Thm. 1 concentrates (App. A.2, Step 3) and that App. A.3's Prop. 10
     estimates. Reusing the fitting samples would add the argmax's winner's curse:
     an upward bias of order sqrt(cells / n) that dwarfs tau * p at small n."""
-    Q_hat = fit_q(*fit)  # line 7
-    pi_plus = greedy(Q_hat, pi)  # line 8
-    A_hat = advantage_estimate(pi_plus, pi, *held)  # line 9
-    alpha = step_size(A_hat, mdp.H, method)  # lines 10-11
-    pi_alpha = mixture(pi, pi_plus, alpha, G if method == "caro" else None)  # lines 12-13
+    Q_hat = fit_q(*fit)  # Alg. 1, line 7
+    pi_plus = greedy(Q_hat, pi)  # Alg. 1, line 8
+    A_hat = advantage_estimate(pi_plus, pi, *held)  # Alg. 1, line 9
+    alpha = step_size(A_hat, mdp.H, method)  # Alg. 1, lines 10-11
+    pi_alpha = mixture(pi, pi_plus, alpha, G if method == "caro" else None)  # Alg. 1, lines 12-13
     return pi_alpha, dict(A_hat=A_hat, alpha=alpha)
 
 
@@ -457,7 +457,7 @@ def sweep_n(mdp, pi, G, method, cfg, rng):
     grid, success, gain, cheap = [], [], [], []
     for n in n_grid(cfg):
         sampler_G = G if method == "caro" else None
-        n_fit = n // 2  # lines 7-8 fit on one half, line 9 averages the other
+        n_fit = n // 2  # Alg. 1, lines 7-8 fit on one half, line 9 averages the other
         fit_count, fit_total, fit_calls = q_sampling_stats(mdp, pi, n_fit, rng, cfg.trials, sampler_G, law)
         _, held_total, held_calls = q_sampling_stats(mdp, pi, n - n_fit, rng, cfg.trials, sampler_G, law)
         pi_alpha, _ = cpi_update(mdp, pi, (fit_count, fit_total), (held_total, n - n_fit), method, G)
