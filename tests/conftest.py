@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny real `transformers` model and a real byte-level BPE
+tokenizer, both built offline in a second or two, and a copy of the model
+trained to answer two bundled-style problems in the thought format."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
+
+import thought_mdp as tm  # noqa: E402
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# what the trained tiny model learns to say (the second one ends at EOS without an answer)
+ANSWERED = {"id": "t-add", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
+ANSWERED_RESPONSE = "Add the two numbers.</thought>\n2 + 3 = 5, so the answer is \\boxed{5}.</thought>"
+UNANSWERED = {"id": "t-eos", "kind": "math", "question": "What is 4 + 4?", "answer": "8"}
+UNANSWERED_RESPONSE = "Four and four.</thought>\nI am not sure."
+
+
+def build_tokenizer():
+    """A byte-level BPE tokenizer trained on thought-formatted text. Without the
+    regex pre-split, merges cross punctuation and whitespace, so tokens such as
+    `>\\n` appear and `</thought>` can end inside a token, as in real vocabularies;
+    tokens are at most 4 characters long."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [tm.ROLLOUT_PROMPT, ANSWERED_RESPONSE, UNANSWERED_RESPONSE] * 20
+    corpus += [f"Step {i}: {i} + {i} = {2 * i}.</thought>\nNext step.</thought>\n\\boxed{{{i}}}" for i in range(50)]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+                                  max_token_length=4)  # short tokens, like a real vocabulary's
+    bpe.train_from_iterator(corpus, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_model(tokenizer, seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def train_to_say(model, tokenizer, pairs, steps=150, lr=3e-3):
+    """Teach the model each (problem, response) pair: LM loss on the response tokens."""
+    cfg = tm.ThoughtConfig()
+    data = []
+    for problem, response in pairs:
+        prompt = tm.encode_prompt(tokenizer, problem, cfg)
+        target = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        data.append((prompt, target))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        for prompt, target in data:
+            ids = torch.tensor([prompt + target])  # (1, T)
+            labels = ids.clone()
+            labels[0, :len(prompt)] = -100
+            loss = model(input_ids=ids, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    return build_model(tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tiny_tokenizer):
+    model = build_model(tiny_tokenizer, seed=1)
+    return train_to_say(model, tiny_tokenizer, [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)])

