@@ -1,0 +1,150 @@
+"""localize.py: self-localization of the first erroneous thought (Sec. 4.2, App. D).
+
+SRPO's reset index h* comes from the policy itself: the failed seed rollout is
+shown back to the model as numbered steps, and the model names the step where
+the reasoning first went wrong. The reset state is then the prefix before that
+step, x* = (x_0, y~_{1:h*-1}). This stands in for CPI-CARO's credit oracle: the
+rejection-sampling draw from G_{h,tau} of Algorithm 3.
+
+Paper map
+  Sec. 4.2, Alg. 2 line 5   h* <- self-localized index of the seed's first error    localize()
+  App. D                    the localization prompt (our wording, same
+                            instructions; steps rendered without </thought>)        LOCALIZE_PROMPT, render_chain()
+  App. H                    localization tokens are counted (the paper asks
+                            future runs to log them)                                Localization.n_tokens
+  Sec. 5.3, Fig. 4          a stronger model as localizer, for comparison           localize(..., engine=other)
+
+Symbols
+  y~_1..y~_{H_s}   -> rollout.thought_texts (the failed seed)
+  h*               -> Localization.index, 1-based
+
+Choices, and why
+  * The answer is parsed as the last \\boxed{} whose content is an integer in
+    1..H_s (parse_step); `Step 3`, `3.` and \\text{3} are read as 3.
+  * When no valid index can be parsed, h* falls back to a uniform draw from
+    1..H_s, so that the step degrades to RRPO's random reset rather than to no
+    reset; the fallback is flagged on the result and the training loop logs its
+    rate.
+  * The localizer decodes greedily (temperature 0) by default: it is a
+    judgement, not an exploration step. Any engine can localize: the policy's
+    own (self-localization) or another model's.
+
+Run it
+  python localize.py                    # bundled SmolLM2-135M: a failed rollout and where the model puts its error
+  python localize.py --model PATH_OR_HUB_ID
+"""
+
+import argparse
+import random
+import re
+from dataclasses import dataclass
+
+import thought_mdp as tm
+
+LOCALIZE_PROMPT = """Below is your earlier solution to a problem. Your task is to find the first step in it that is wrong.
+
+Problem: {question}
+
+Your incorrect reasoning chain:
+{chain}
+
+The final answer of this chain is wrong, so at least one step contains an error. Look for the step where the error started: the step where a key decision or action sent the reasoning off course, not the later step where the failure became visible. A misread problem, an assumption without justification or a flaw in logic can look harmless for several steps before it produces the wrong answer. A step is wrong if its claims cannot be justified from the problem statement and the earlier, correct steps alone. Name the step where the error originated, not its symptom.
+
+Do NOT solve the problem again. Your ONLY task is to give the number of that originating step.
+
+Requirements:
+- Choose exactly ONE step number, from 1 to {n_steps}.
+- Stop at the first step you cannot justify.
+- Your response MUST end with \\boxed{{N}} on a line of its own, where N is the number (counting from 1) of the first wrong step in the chain above, NOT the answer to the problem. Write nothing after \\boxed{{N}}."""
+
+
+@dataclass
+class LocalizeConfig:
+    temperature: float = 0.0  # the localizer's sampling temperature (0 = greedy)
+    top_p: float = 1.0
+    max_tokens: int = 256  # tokens of the localizer's answer
+    max_prompt_tokens: int = 4096  # the chain can be long: the rollout's prompt cap plus its response
+
+
+@dataclass
+class Localization:
+    index: int  # h*, 1-based, in 1..H_s
+    parsed: bool  # True when h* was read from the answer, False when it is the fallback draw
+    text: str  # the localizer's answer
+    n_tokens: int  # tokens the localizer generated (App. H)
+
+
+def render_chain(thought_texts):
+    """`Step 1: ...` lines, one per thought, with the </thought> markers removed."""
+    steps = [text.replace(tm.STOP, "").strip() for text in thought_texts]
+    return "\n".join(f"Step {h}: {step}" for h, step in enumerate(steps, 1))
+
+
+def localization_prompt(tokenizer, rollout, cfg=LocalizeConfig()):
+    """Token ids of the localization request, as a user turn of a new chat."""
+    content = LOCALIZE_PROMPT.format(question=tm.format_question(rollout.problem),
+                                     chain=render_chain(rollout.thought_texts), n_steps=len(rollout.thought_texts))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[-cfg.max_prompt_tokens:] if len(ids) > cfg.max_prompt_tokens else ids
+
+
+def parse_step(text, n_steps):
+    """The last \\boxed{} of `text` holding an integer in 1..n_steps; None if there is none."""
+    if not text:
+        return None
+    for content in reversed(re.findall(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text)):
+        content = re.sub(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}", r"\1", content)
+        m = re.fullmatch(r"\s*(?:step\s*)?#?\s*(\d+)\s*\.?\s*", content, flags=re.I)
+        if m and 1 <= int(m.group(1)) <= n_steps:
+            return int(m.group(1))
+    return None
+
+
+def localize(engine, rollouts, cfg=LocalizeConfig(), seed=0):
+    """Alg. 2, line 5: h* for each failed rollout, from one batched engine call.
+    `engine` is the policy's engine (self-localization) or another model's."""
+    rng = random.Random(seed)
+    prompts = [localization_prompt(engine.tokenizer, r, cfg) for r in rollouts]
+    params = tm.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, seed)
+    results = []
+    for r, [answer] in zip(rollouts, engine.generate(prompts, params)):
+        n_steps = len(r.thought_ids)
+        assert n_steps >= 1, "a rollout to localize has at least one thought"
+        h = parse_step(answer.text, n_steps)
+        parsed = h is not None
+        if not parsed:  # fallback: RRPO's uniform reset index
+            h = rng.randint(1, n_steps)
+        results.append(Localization(h, parsed, answer.text, len(answer.token_ids)))
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Localize the first error of a failed bundled rollout.")
+    parser.add_argument("--model", default="smollm2-135m", help="the policy: bundled short name, Hub id or local folder")
+    parser.add_argument("--localizer", default=None, help="another model to localize with (default: the policy itself)")
+    parser.add_argument("--tries", type=int, default=8, help="rollouts to sample while looking for a failure")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cfg = tm.ThoughtConfig(max_thoughts=6, max_thought_tokens=64)
+    model, tokenizer = tm.load_model(args.model)
+    engine = tm.HFEngine(model, tokenizer)
+    judge = engine if args.localizer is None else tm.HFEngine(*tm.load_model(args.localizer))
+    problems = [p for p in tm.load_problems() if p["kind"] == "math"]
+    states = [tm.initial_state(tokenizer, p, cfg) for p in problems[:args.tries]]
+    failed = [r for r in tm.sample_rollouts(engine, states, 1, cfg, args.seed) if r.reward < 1]
+    if not failed:
+        print(f"all {args.tries} rollouts were correct; nothing to localize")
+        return None
+    seed_rollout = max(failed, key=lambda r: len(r.thought_ids))  # the most steps to choose from
+    print(f"Q: {seed_rollout.problem['question']}  (gold {seed_rollout.problem['answer']!r})")
+    tm.print_rollout(seed_rollout)
+    [loc] = localize(judge, [seed_rollout], seed=args.seed)
+    print(f"\nlocalizer answer ({loc.n_tokens} tokens): {loc.text.strip()[:300]!r}")
+    how = "parsed from the answer" if loc.parsed else "fallback: no valid step number, drawn uniformly"
+    print(f"h* = {loc.index} ({how}); the reset state keeps thoughts 1..{loc.index - 1}")
+    return loc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Tests for localize.py: parse_step on messy outputs, the prompt, fallbacks,
+and localization calls through a real (tiny) model and a scripted engine."""
+
+import pytest
+
+import localize
+import thought_mdp as tm
+from conftest import ANSWERED
+
+
+@pytest.mark.parametrize("text,n_steps,expected", [
+    ("\\boxed{3}", 5, 3),
+    ("The first error is in step 2.\n\\boxed{2}", 5, 2),
+    ("\\boxed{ 4 }", 5, 4),
+    ("\\boxed{Step 3}", 5, 3),
+    ("\\boxed{3.}", 5, 3),
+    ("\\boxed{\\text{2}}", 5, 2),
+    ("**\\boxed{1}**", 5, 1),
+    ("\\boxed{2} no wait \\boxed{4}", 5, 4),  # the last valid box
+    ("\\boxed{4} and then \\boxed{9}", 5, 4),  # 9 is out of range: the last box in range
+    ("\\boxed{0}", 5, None),
+    ("\\boxed{6}", 5, None),
+    ("\\boxed{x = 12}", 20, None),  # an answer to the problem, not a step
+    ("\\boxed{2.5}", 5, None),
+    ("Step 3 is wrong.", 5, None),
+    ("\\boxed{3", 5, None),
+    ("", 5, None),
+    (None, 5, None),
+])
+def test_parse_step(text, n_steps, expected):
+    assert localize.parse_step(text, n_steps) == expected
+
+
+def failed_rollout(texts):
+    return tm.Rollout(problem=ANSWERED, prompt_ids=[1], thought_ids=[[7]] * len(texts), thought_texts=texts,
+                      finish_reason="answer", reward=0.0, answer="6")
+
+
+def test_chain_is_rendered_as_numbered_steps_without_markers(tiny_tokenizer):
+    chain = localize.render_chain(["Add 2 and 3.</thought>\n", " 2 + 3 = 6.</thought>"])
+    assert chain == "Step 1: Add 2 and 3.\nStep 2: 2 + 3 = 6."
+    ids = localize.localization_prompt(tiny_tokenizer, failed_rollout(["a</thought>", "b</thought>"]))
+    text = tiny_tokenizer.decode(ids)
+    assert "What is 2 + 3?" in text and "Step 2: b" in text and "</thought>" not in text
+    assert "from 1 to 2" in text and text.endswith("<|im_start|>assistant\n")
+
+
+class ScriptedEngine:
+    """Answers every localization request with the next scripted text (buffer logic only)."""
+
+    def __init__(self, tokenizer, answers):
+        self.tokenizer, self.answers = tokenizer, list(answers)
+
+    def generate(self, prompts, params):
+        assert params.temperature == 0.0 and params.n == 1
+        return [[tm.Completion([5] * 3, self.answers.pop(0), "eos")] for _ in prompts]
+
+
+def test_localize_parses_or_falls_back_uniformly(tiny_tokenizer):
+    rollouts = [failed_rollout(["s1", "s2", "s3"]) for _ in range(3)]
+    engine = ScriptedEngine(tiny_tokenizer, ["\\boxed{2}", "I cannot tell.", "\\boxed{Step 3}"])
+    found = localize.localize(engine, rollouts, seed=0)
+    assert [(r.index, r.parsed) for r in found] == [(2, True), (found[1].index, False), (3, True)]
+    assert 1 <= found[1].index <= 3 and found[1].n_tokens == 3
+    draws = []
+    for seed in range(200):  # the fallback is uniform on 1..H_s
+        engine = ScriptedEngine(tiny_tokenizer, ["no idea"])
+        draws.append(localize.localize(engine, rollouts[:1], seed=seed)[0].index)
+    assert set(draws) == {1, 2, 3} and all(draws.count(h) > 40 for h in (1, 2, 3))
+
+
+def test_localize_runs_a_real_model(tiny_model, tiny_tokenizer):
+    engine = tm.HFEngine(tiny_model, tiny_tokenizer)
+    cfg = localize.LocalizeConfig(max_tokens=8)
+    found = localize.localize(engine, [failed_rollout(["a</thought>", "b</thought>"])], cfg)
+    assert 1 <= found[0].index <= 2 and 1 <= found[0].n_tokens <= 8
+    assert found[0].parsed == (localize.parse_step(found[0].text, 2) is not None)
+
+
+def test_localize_script_runs_on_the_bundled_model(capsys):
+    loc = localize.main(["--tries", "2"])
+    out = capsys.readouterr().out
+    assert "h* =" in out and loc is not None and loc.index >= 1
