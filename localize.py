@@ -62,7 +62,7 @@ Requirements:
 class LocalizeConfig:
     temperature: float = 0.0  # the localizer's sampling temperature (0 = greedy)
     top_p: float = 1.0
-    max_tokens: int = 256  # tokens of the localizer's answer
+    max_tokens: int = 64  # tokens of the localizer's answer (App. H: the paper's answers are ~9 tokens)
     max_prompt_tokens: int = 4096  # the chain can be long: the rollout's prompt cap plus its response
 
 
