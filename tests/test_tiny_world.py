@@ -1,0 +1,33 @@
+"""Tests for tiny_world.py (work in progress): ground-truth first errors and the
+train/held-out split. The warm start and the comparison are not tested yet."""
+
+import random
+
+import thought_mdp as tm
+import tiny_world as tw
+
+
+def test_first_error_labels_on_constructed_chains():
+    rng = random.Random(0)
+    hard = tw.hard_pairs()
+    for i in range(200):
+        p = tw.make_problem(rng, i, "t")
+        k = rng.randrange(1, len(p["chain"]) + 1)
+        thoughts, first = tw.demonstration(p, rng, hard, error_at=k)
+        assert first == k and tw.first_error(p, thoughts) == k
+    p = tw.make_problem(rng, 0, "t")
+    x, right = p["start"], []
+    for k, (op, a, v) in enumerate(p["chain"], 1):
+        right.append(tw.thought_text(x, op, a, v, k == len(p["chain"])))
+        x = v
+    assert tw.first_error(p, right) is None
+    assert tw.first_error(p, right[:1] + ["I am lost.</thought>"] + right[2:]) == 2  # a format slip is an error
+    assert tw.first_error(p, right[:-1]) == len(right) - 1  # stopping early: the last thought is wrong
+    assert tm.STOP in right[0] and "\\boxed{" in right[-1]
+
+
+def test_held_out_problems_never_repeat_training_chains():
+    train = {str([p["start"], p["chain"]]) for p in tw.problems("train", 4000)}
+    test = tw.problems("test", 200)
+    assert len(test) == 200 and not {str([p["start"], p["chain"]]) for p in test} & train
+    assert tw.problems("test", 50) == tw.problems("test", 50)
