@@ -379,6 +379,12 @@ def _plt():
     return plt
 
 
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+
+
 def figure_reset_indices(run_dirs, path):
     """Fig. 4a: where resets land, relative to the seed's length, SRPO against RRPO."""
     plt = _plt()
@@ -392,9 +398,7 @@ def figure_reset_indices(run_dirs, path):
     ax.set_ylabel("density")
     ax.set_title("Fig. 4a: reset-index distribution")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def figure_signal(run_dirs, path):
@@ -416,9 +420,7 @@ def figure_signal(run_dirs, path):
     for ax in (left, right):
         ax.set_xlabel("training step")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def figure_validation(run_dirs, path):
@@ -441,9 +443,7 @@ def figure_validation(run_dirs, path):
     ax.set_title("Fig. 3: validation pass rate")
     if curves:
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def figure_localization(run_dirs, path):
@@ -469,9 +469,7 @@ def figure_localization(run_dirs, path):
     clean, wrong = solved[dev <= 0], solved[dev > 0]
     axes[2].bar(["clean (h* <= ref)", "erroneous"], [clean.mean() if len(clean) else 0, wrong.mean() if len(wrong) else 0])
     axes[2].set_title("(d) clean vs erroneous prefixes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
