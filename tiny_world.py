@@ -1,21 +1,13 @@
 """tiny_world.py: a classroom Thought-MDP world where GRPO, RRPO, SRPO and oracle
 resets can be compared on a CPU in minutes, with the first error known exactly.
 
-WORK IN PROGRESS (issue 7): the task, the ground-truth labels, the tokenizer,
-the warm start and the comparison driver are written; the warm start does not
-yet hit its targets (measured: 57% success at temperature 0.7, above the
-intended 20-50%; self-localization at 19%, no better than chance), and the
-comparison has not been run. `--demo` still runs on the bundled SmolLM2.
-
-The task: a chain of digit operations modulo 10 ("start at 3, add 4, times 7,
-subtract 5"). One thought states one intermediate result ("3+4=7</thought>"),
-the last one boxes the answer. Multiplication is the hard kind of step: for a
-seeded half of the (x, a) pairs the warm-start demonstrations give a wrong
-product more often than the right one, so the warm-started policy errs there
-even when decoding greedily, and an error propagates to a wrong final answer.
-Because the true chain is known, the first erroneous thought of any rollout is
-known too: the oracle reset of Theorem 1 (CPI-CARO) can run beside random
-resets (RRPO) and self-localization (SRPO).
+WORK IN PROGRESS (issue 7). Done: the task, ground-truth labels, tokenizer,
+warm start, and the comparison (`python tiny_world.py --steps 150`, about 10
+minutes, results in the README). Not done: the warm start misses its targets
+(held-out success 44% greedy but 57% at temperature 0.7, above the intended
+20-50%; self-localization 19-40% against 30% for a random index); `--demo`
+still runs on the bundled SmolLM2; `--quick` and the learning tests per method
+are not written yet.
 
 Paper map
   Sec. 3.2, Thm. 1   improvable states = thoughts where a better action exists;
@@ -36,7 +28,7 @@ Pieces
 
 Run it
   python tiny_world.py --quick        # a few minutes: every method once, short runs
-  python tiny_world.py --out runs/tiny-world   # 4 methods x 3 seeds, figure and table
+  python tiny_world.py --steps 150 --out runs/tiny-world   # 4 methods x 3 seeds, figure and table (~10 min)
   python srpo.py --demo               # SRPO on this world, the README's first command
 """
 
@@ -273,7 +265,7 @@ METHODS = ["grpo", "rrpo", "srpo", "oracle"]
 # the training settings of this world: the paper's loss, G and split; a tiny model
 # trained in full with a larger step; 8 prompts a step; caps that fit 3-4 steps
 PRESET = ["--model", "tiny-world", "--data", "tiny-world-train", "--train-problems", "4000",
-          "--eval-data", "tiny-world", "--eval-every", "5", "--full-finetune", "--lr", "3e-4",
+          "--eval-data", "tiny-world", "--eval-every", "10", "--full-finetune", "--lr", "1e-4",
           "--prompts-per-step", "8", "--minibatch-prompts", "4", "--group-size", "8",
           "--max-thoughts", "6", "--max-thought-tokens", "24", "--max-response-tokens", "96",
           "--gen-batch-size", "64", "--train-microbatch", "16", "--save-every", "1000"]
