@@ -275,8 +275,10 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval"):
 def validate(engine, problems, run_dir, step, cfg):
     """The training loop's hook (grpo.py --eval-every): pass rate on validation
     problems at temperature 0, appended to RUN_DIR/eval.jsonl."""
-    tcfg = tm.ThoughtConfig(cfg.max_thoughts, cfg.max_thought_tokens, cfg.max_response_tokens,
-                            cfg.max_prompt_tokens, 0.0, 1.0)
+    import dataclasses
+
+    import grpo
+    tcfg = dataclasses.replace(grpo.thought_config(cfg), temperature=0.0, top_p=1.0)  # the run's caps, greedy
     states = [tm.initial_state(engine.tokenizer, p, tcfg) for p in problems]
     rollouts = tm.sample_rollouts(engine, states, 1, tcfg, seed=0)
     rate = float(np.mean([r.reward for r in rollouts]))

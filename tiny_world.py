@@ -145,8 +145,6 @@ def oracle_indices(engine, seeds, cfg, step):
 def localization_examples(rng, hard, n):
     """(prompt chain, label) pairs: a chain with its first error at a known step,
     labelled correctly 70% of the time and one step off otherwise."""
-    import localize
-
     out = []
     for i in range(n):
         p = make_problem(rng, i, "loc")
@@ -155,7 +153,7 @@ def localization_examples(rng, hard, n):
         label = k if rng.random() < 0.7 else min(max(1, k + rng.choice([-1, 1])), len(thoughts))
         rollout = tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0)
         out.append((rollout, f"\\boxed{{{label}}}"))
-    return out, localize
+    return out
 
 
 def build_tokenizer(texts):
@@ -183,6 +181,8 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=2000, epochs=12, progress=True):
     examples; saved to out_dir. About a minute on two cores."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    import localize
+
     rng = random.Random(WORLD_SEED)
     torch.manual_seed(WORLD_SEED)
     hard = hard_pairs()
@@ -191,7 +191,7 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=2000, epochs=12, progress=True):
     for i in range(n_demos):
         p = make_problem(rng, i, "warm")
         demos.append((p, "".join(demonstration(p, rng, hard)[0])))
-    loc, localize = localization_examples(rng, hard, n_loc)
+    loc = localization_examples(rng, hard, n_loc)
     # the tokenizer learns from the very text the model will see
     raw = [tm.ROLLOUT_PROMPT.format(question=tm.format_question(p)) + r for p, r in demos[:400]]
     raw += [localize.LOCALIZE_PROMPT.format(question=tm.format_question(r.problem),
@@ -215,7 +215,6 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=2000, epochs=12, progress=True):
     steps = epochs * (len(seqs) // 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     model.train()
-    step = 0
     for epoch in range(epochs):
         rng.shuffle(seqs)
         losses = []
@@ -235,7 +234,6 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=2000, epochs=12, progress=True):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            step += 1
             losses.append(loss.item())
         if progress:
             print(f"tiny-world warm start: epoch {epoch + 1}/{epochs}, loss {np.mean(losses):.3f}")
