@@ -93,3 +93,40 @@ def tiny_model(tiny_tokenizer):
 def trained_tiny(tiny_tokenizer):
     model = build_model(tiny_tokenizer, seed=1)
     return train_to_say(model, tiny_tokenizer, [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)])
+
+
+class ScriptedEngine:
+    """Returns chosen thoughts: 'First step.', 'Second step.', then a final
+    thought whose answer is right or wrong by the next scripted outcome; answers
+    localization requests with \\boxed{2} and verification requests with the
+    next scripted verdict text. For testing bookkeeping only."""
+
+    def __init__(self, tokenizer, outcomes, verdicts=()):
+        self.tokenizer, self.outcomes, self.verdicts = tokenizer, list(outcomes), list(verdicts)
+        self.eos_ids = {tokenizer.eos_token_id}
+        self.localize_calls = 0
+
+    def _completion(self, text):
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tm.Completion(ids, self.tokenizer.decode(ids), "stop")
+
+    def generate(self, prompts, params):
+        out = []
+        for p in prompts:
+            text = self.tokenizer.decode(p)
+            if "Decide whether the final answer" in text:
+                out.append([self._completion(self.verdicts.pop(0))])
+                continue
+            if "incorrect reasoning chain" in text:
+                self.localize_calls += 1
+                out.append([self._completion("\\boxed{2}")])
+                continue
+            done = text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
+            if done == 0:
+                out.append([self._completion("First step.</thought>")])
+            elif done == 1:
+                out.append([self._completion("Second step.</thought>")])
+            else:
+                right = self.outcomes.pop(0) if self.outcomes else False
+                out.append([self._completion(f"So \\boxed{{{5 if right else 6}}}.</thought>")])
+        return out
