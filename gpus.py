@@ -1,0 +1,266 @@
+"""gpus.py: running at the paper's scale. The vLLM engine, a fresh LoRA adapter
+for every step, and multi-GPU training with existing tools (no home-made
+parallelism).
+
+The paper (App. C) trains OLMo-3-7B-Instruct on 2 GPUs and Qwen2.5-14B-Instruct
+on 4, with vLLM rollouts at tensor parallel 2 and 4. This file holds what only
+a GPU machine needs; everything else (the Thought MDP, the buffers, the loss)
+is the same code that runs on the CPU.
+
+Paper map
+  Sec. 4.1, App. C   thought-by-thought sampling on vLLM: token-id prompts, the stop
+                     string </thought>, sampled ids as the source of truth      VLLMEngine.generate, to_completions
+  Sec. 4.2           resets share prefixes: vLLM's prefix cache makes the shared-
+                     prefix group cheap                                        enable_prefix_caching=True
+  Alg. 2, line 11    rollouts always from the current policy: each step's
+                     adapter under a new name, id and folder, prefix cache reset  VLLMEngine.load_adapter
+  App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)                  plan_device_map, README "Running on GPUs"
+
+Symbols
+  tp                -> --tp: vLLM's tensor_parallel_size = GPUs used
+  pi_theta          -> base weights (vLLM and the trainer each hold a bf16 copy) + the LoRA adapter
+  step N's adapter  -> RUN/vllm-adapters/step-N, served as LoRARequest("policy-step-N", N + 1, folder)
+
+Design (the simplest that fits 14B + LoRA on 4 x 40 GB)
+  * One process. vLLM runs the rollouts with tensor_parallel_size = the number
+    of GPUs (its own worker processes, one per GPU). The trainer is the HF model
+    + PEFT LoRA, split layer by layer over the same GPUs by accelerate's device
+    map (pipeline-style placement: one GPU computes at a time, which is slow but
+    needs no distributed code), with gradient checkpointing.
+  * Weights move from trainer to vLLM as a LoRA adapter on disk: after every
+    optimizer step the adapter is saved to a new folder and registered with a
+    new LoRARequest (name policy-step-N, id N+1); the previous one is removed
+    and the prefix cache is reset. Reusing a name, id or path would let vLLM
+    serve the old weights or stale cached prefixes (REFERENCE-apis, 1.6).
+  * Optional sleep mode (level 1): vLLM's weights go to CPU memory and its KV
+    cache is freed while the trainer runs, then come back for the next rollouts.
+  * Full fine-tuning is not offered with vLLM (it would need a full weight
+    sync each step); the tiny CPU models use the HF engine.
+
+Written against vLLM 0.33.0 (torch 2.14.0, transformers 5.16.1-5.20.x; see
+requirements-gpu.txt). No GPU was available while writing it: the tests
+(tests/test_gpus.py) check everything that runs without one, where vllm
+imports; the engine itself has not run on a GPU.
+
+Run it
+  python srpo.py --model allenai/OLMo-3-7B-Instruct --engine vllm --tp 2        # 2 GPUs
+  python srpo.py --model Qwen/Qwen2.5-14B-Instruct --engine vllm --tp 4 --vllm-sleep   # 4 GPUs
+  python gpus.py --plan Qwen/Qwen2.5-14B-Instruct --gpus 4 --gib 40            # the trainer's device map (meta, CPU)
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+
+import thought_mdp as tm
+
+VLLM_VERSION = "0.33.0"  # the version this file was written against
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM 0.33's allowed max_lora_rank values
+
+
+def allowed_lora_rank(rank):
+    """vLLM accepts only a fixed set of max_lora_rank values: the smallest one >= rank."""
+    for r in LORA_RANKS:
+        if r >= rank:
+            return r
+    raise ValueError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank {LORA_RANKS[-1]}")
+
+
+def choose_engine(requested="auto"):
+    """'hf' or 'vllm', with the reason. auto: vllm when it imports and a GPU is present."""
+    import torch
+
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    has_gpu = torch.cuda.is_available()
+    if requested == "hf":
+        return "hf", "engine: hf (asked for)"
+    if requested == "vllm":
+        if not has_vllm:
+            raise RuntimeError("--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU machine)")
+        if not has_gpu:
+            raise RuntimeError("--engine vllm: no CUDA GPU is visible; vLLM's engine needs one (use --engine hf on the CPU)")
+        return "vllm", "engine: vllm (asked for)"
+    if has_vllm and has_gpu:
+        return "vllm", f"engine: vllm (auto: vllm imports and {torch.cuda.device_count()} GPU(s) are visible)"
+    why = "vllm is not installed" if not has_vllm else "no CUDA GPU is visible"
+    return "hf", f"engine: hf (auto: {why})"
+
+
+# -----------------------------------------------------------------------------
+# The vLLM engine: the interface of thought_mdp.py (generate, tokenizer, eos_ids, pad_id)
+
+
+def sampling_params(settings):
+    """Our SamplingSettings as vLLM SamplingParams. The stop string's completing
+    token stays in token_ids either way (REFERENCE-apis 1.5); we always rebuild
+    text from the ids, so include_stop_str_in_output only keeps vLLM's own text
+    consistent with ours."""
+    from vllm import SamplingParams
+
+    return SamplingParams(n=settings.n, temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
+                          max_tokens=settings.max_tokens, stop=list(settings.stop) or None, seed=settings.seed,
+                          include_stop_str_in_output=True, skip_special_tokens=True, detokenize=True)
+
+
+def token_prompts(prompts):
+    """Token-id prompts, never re-tokenized by vLLM (the chat template is already in them)."""
+    return [{"prompt_token_ids": list(p)} for p in prompts]
+
+
+def to_completions(request_outputs, tokenizer):
+    """vLLM RequestOutputs (input order) -> [[Completion] * n] per prompt. The ids
+    are the truth: text = decode(ids); finish reason "stop" only for a stop string."""
+    out = []
+    for ro in request_outputs:
+        row = []
+        for o in sorted(ro.outputs, key=lambda o: o.index):
+            ids = list(o.token_ids)
+            if o.finish_reason == "length":
+                reason = "length"
+            elif o.finish_reason == "stop" and isinstance(o.stop_reason, str):
+                reason = "stop"  # a stop string (</thought>)
+            elif o.finish_reason == "stop":
+                reason = "eos"  # the EOS token (stop_reason None) or a stop token id
+            else:
+                raise RuntimeError(f"vLLM request {ro.request_id} ended with {o.finish_reason!r}")
+            row.append(tm.Completion(ids, tokenizer.decode(ids, skip_special_tokens=True), reason))
+        out.append(row)
+    return out
+
+
+def adapter_request(step, folder):
+    """Step `step`'s adapter: a name, id and folder never used before in this run."""
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(f"policy-step-{step}", step + 1, folder)
+
+
+def check_adapter_layout(folder, max_lora_rank):
+    """What vLLM's LoRA loader requires of a PEFT folder; raises with the reason."""
+    with open(os.path.join(folder, "adapter_config.json")) as fh:
+        config = json.load(fh)
+    files = set(os.listdir(folder))
+    problems = []
+    if "adapter_model.safetensors" not in files:
+        problems.append("no adapter_model.safetensors")
+    if config.get("r", 0) > max_lora_rank:
+        problems.append(f"rank {config.get('r')} > max_lora_rank {max_lora_rank}")
+    if config.get("bias", "none") != "none":
+        problems.append(f"bias {config.get('bias')!r} (vLLM needs 'none')")
+    if config.get("use_dora"):
+        problems.append("DoRA is not supported by vLLM")
+    if config.get("modules_to_save"):
+        problems.append(f"modules_to_save {config['modules_to_save']} (vLLM allows only classifier heads)")
+    if problems:
+        raise ValueError(f"adapter {folder} cannot be served by vLLM: " + "; ".join(problems))
+    return config
+
+
+def save_step_adapter(policy, run_dir, step, keep=2):
+    """Save the current adapter to RUN_DIR/vllm-adapters/step-NNNNNN (a new folder
+    each step) and delete all but the newest `keep` folders."""
+    root = os.path.join(run_dir, "vllm-adapters")
+    folder = os.path.join(root, f"step-{step:06d}")
+    shutil.rmtree(folder, ignore_errors=True)
+    policy.save_pretrained(folder, save_embedding_layers=False)
+    for old in sorted(os.listdir(root))[:-keep]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    return folder
+
+
+def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len):
+    """vLLM's engine settings: tensor parallel over `tp` GPUs, one LoRA slot of an
+    allowed rank, prefix caching on (reset groups share their prefix)."""
+    return dict(tensor_parallel_size=tp, dtype="bfloat16", seed=seed, enable_lora=True,
+                max_lora_rank=allowed_lora_rank(lora_rank), max_loras=1, enable_prefix_caching=True,
+                enable_sleep_mode=sleep, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+
+
+class VLLMEngine:
+    """Rollouts on vLLM: base model weights in vLLM, the policy's LoRA adapter
+    hot-loaded each step (load_adapter), prefix caching on."""
+
+    def __init__(self, model_name, tokenizer, tp=1, lora_rank=64, seed=0, sleep=False,
+                 gpu_memory_utilization=0.45, max_model_len=8192):
+        from vllm import LLM
+
+        self.tokenizer = tokenizer
+        self.eos_ids = {tokenizer.eos_token_id}
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.max_lora_rank = allowed_lora_rank(lora_rank)
+        self.sleep_enabled = sleep
+        self.llm = LLM(model=model_name, **engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len))
+        self.lora = None  # the current step's LoRARequest
+        self.asleep = False
+
+    def load_adapter(self, folder, step):
+        """Serve the adapter in `folder` from now on, under a new name and id."""
+        check_adapter_layout(folder, self.max_lora_rank)
+        previous, self.lora = self.lora, adapter_request(step, folder)
+        engine = self.llm.llm_engine
+        engine.add_lora(self.lora)
+        if previous is not None:
+            engine.remove_lora(previous.lora_int_id)
+        self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
+
+    def generate(self, prompts, params):
+        outputs = self.llm.generate(token_prompts(prompts), sampling_params(params),
+                                    lora_request=self.lora, use_tqdm=False)
+        return to_completions(outputs, self.tokenizer)
+
+    def sleep(self):
+        """Level 1: weights to CPU, KV cache freed (the trainer gets the GPU memory)."""
+        if self.sleep_enabled and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True
+
+    def wake(self):
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
+
+
+# -----------------------------------------------------------------------------
+# The trainer over several GPUs: accelerate's device map
+
+
+def plan_device_map(config, n_gpus, gib_per_gpu, dtype="bfloat16"):
+    """Where each module of the trainer's model goes: whole decoder layers spread
+    over GPUs 0..n_gpus-1, at most gib_per_gpu GiB of weights on each. Computed
+    on the meta device (no memory, no GPU needed). Raises if it does not fit."""
+    import torch
+    from accelerate import infer_auto_device_map, init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    layers = list(getattr(model, "_no_split_modules", None) or [])
+    max_memory = {i: f"{gib_per_gpu}GiB" for i in range(n_gpus)}
+    plan = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=layers, dtype=getattr(torch, dtype))
+    off = {name: d for name, d in plan.items() if d in ("cpu", "disk")}
+    if off:
+        raise ValueError(f"the model does not fit in {n_gpus} x {gib_per_gpu} GiB: {len(off)} modules would go to CPU/disk")
+    return plan
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Plan the trainer's device map over GPUs (runs on the CPU)")
+    parser.add_argument("--plan", required=True, help="Hub id or local folder of the model's config")
+    parser.add_argument("--gpus", type=int, default=2)
+    parser.add_argument("--gib", type=float, default=20, help="GiB of trainer weights allowed per GPU")
+    args = parser.parse_args(argv)
+    from transformers import AutoConfig
+
+    plan = plan_device_map(AutoConfig.from_pretrained(args.plan), args.gpus, args.gib)
+    per_device = {}
+    for name, device in plan.items():
+        per_device.setdefault(device, []).append(name)
+    for device, names in sorted(per_device.items(), key=lambda kv: str(kv[0])):
+        print(f"GPU {device}: {len(names)} modules, from {names[0]} to {names[-1]}")
+    return plan
+
+
+if __name__ == "__main__":
+    main()

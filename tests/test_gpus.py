@@ -1,0 +1,208 @@
+"""Tests for gpus.py. Everywhere: the --engine choice and its messages, LoRA
+ranks, the adapter layout check, per-step adapter folders, and a device map
+for a model larger than one device (planned on the meta device). Where `vllm`
+imports (GPU machines, or a CPU environment from requirements-gpu.txt): our
+settings as vLLM's SamplingParams and token prompts, vLLM's own output classes
+turned into our completions and rollouts, each step's LoRARequest, and the
+saved adapter passing vLLM's own PEFT checks. No test needs a GPU."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+import grpo
+import gpus
+import thought_mdp as tm
+from conftest import build_model
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (GPU-only dependency: requirements-gpu.txt)")
+
+
+# -----------------------------------------------------------------------------
+# Everywhere
+
+
+def test_engine_choice_and_its_messages(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    kind, why = gpus.choose_engine("auto")
+    assert kind == "hf" and why.startswith("engine: hf (auto: ")
+    assert gpus.choose_engine("hf") == ("hf", "engine: hf (asked for)")
+    with pytest.raises(RuntimeError, match="--engine vllm"):
+        gpus.choose_engine("vllm")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert gpus.choose_engine("auto") == ("vllm", "engine: vllm (auto: vllm imports and 4 GPU(s) are visible)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpus.choose_engine("auto") == ("hf", "engine: hf (auto: no CUDA GPU is visible)")
+
+
+def test_engine_and_tp_flags():
+    cfg = grpo.parse_config(["--engine", "hf", "--tp", "2"], "srpo")
+    assert (cfg.engine, cfg.tp) == ("hf", 2) and grpo.parse_config([], "srpo").engine == "auto"
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--engine", "tgi"], "grpo")
+
+
+def test_lora_rank_is_raised_to_an_allowed_value():
+    assert [gpus.allowed_lora_rank(r) for r in (1, 4, 8, 24, 64, 300)] == [1, 8, 8, 32, 64, 320]
+    with pytest.raises(ValueError, match="largest"):
+        gpus.allowed_lora_rank(1024)
+
+
+@pytest.fixture(scope="module")
+def lora_policy(tiny_tokenizer):
+    cfg = grpo.Config(model="tiny", lora_rank=24, lora_alpha=24)
+    return grpo.make_policy(build_model(tiny_tokenizer, seed=4), cfg)
+
+
+def test_each_step_saves_a_new_adapter_folder(lora_policy, tmp_path):
+    folders = [gpus.save_step_adapter(lora_policy, str(tmp_path), step) for step in range(4)]
+    assert len(set(folders)) == 4
+    assert sorted(os.listdir(tmp_path / "vllm-adapters")) == ["step-000002", "step-000003"]  # the two newest kept
+    config = gpus.check_adapter_layout(folders[-1], gpus.allowed_lora_rank(24))
+    assert config["r"] == 24 and config["bias"] == "none" and not config.get("modules_to_save")
+    targets = {name.split(".")[-1] for name in config["target_modules"]}  # PEFT may store full module paths
+    assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # all linear
+
+
+def test_adapter_layout_check_names_what_vllm_would_refuse(lora_policy, tmp_path):
+    folder = gpus.save_step_adapter(lora_policy, str(tmp_path), 0)
+    with pytest.raises(ValueError, match="rank 24 > max_lora_rank 16"):
+        gpus.check_adapter_layout(folder, 16)
+    path = os.path.join(folder, "adapter_config.json")
+    config = json.load(open(path))
+    json.dump(dict(config, bias="all", use_dora=True), open(path, "w"))
+    with pytest.raises(ValueError, match="bias 'all'.*DoRA"):
+        gpus.check_adapter_layout(folder, 32)
+
+
+def test_device_map_spreads_a_model_larger_than_one_device():
+    from transformers import LlamaConfig
+
+    # about 0.94B parameters, 1.9 GB in bfloat16: more than one 1.2 GiB device holds
+    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5504, num_hidden_layers=16,
+                         num_attention_heads=16, num_key_value_heads=16)
+    plan = gpus.plan_device_map(config, n_gpus=2, gib_per_gpu=1.2)
+    assert set(plan.values()) == {0, 1}
+    layers = {name: d for name, d in plan.items() if ".layers." in name}
+    assert len(layers) == 16 and all(name.count(".") == 2 for name in layers)  # whole decoder layers, never split
+    with pytest.raises(ValueError, match="does not fit in 1 x 1.2 GiB"):
+        gpus.plan_device_map(config, n_gpus=1, gib_per_gpu=1.2)
+
+
+# -----------------------------------------------------------------------------
+# Where vllm imports
+
+
+@needs_vllm
+def test_sampling_params_and_token_prompts():
+    from vllm import SamplingParams
+
+    sp = gpus.sampling_params(tm.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123))
+    assert isinstance(sp, SamplingParams)
+    assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (4, 0.7, 0.95, 256, 123)
+    assert sp.stop == [tm.STOP] and sp.include_stop_str_in_output and sp.detokenize
+    greedy = gpus.sampling_params(tm.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
+    assert greedy.temperature == 0.0 and greedy.top_p == 1.0 and not greedy.stop
+    assert gpus.token_prompts([(1, 2, 3)]) == [{"prompt_token_ids": [1, 2, 3]}]
+
+
+def vllm_output(request_id, prompt_ids, completions):
+    """A RequestOutput built from vLLM's own classes, as LLM.generate returns it."""
+    from vllm.outputs import CompletionOutput, RequestOutput
+
+    outs = [CompletionOutput(index=i, text=text, token_ids=ids, cumulative_logprob=None, logprobs=None,
+                             finish_reason=reason, stop_reason=stop) for i, (text, ids, reason, stop) in enumerate(completions)]
+    return RequestOutput(request_id=request_id, prompt=None, prompt_token_ids=prompt_ids, prompt_logprobs=None,
+                         outputs=outs, finished=True)
+
+
+@needs_vllm
+def test_vllm_outputs_become_our_completions(tiny_tokenizer):
+    tok = tiny_tokenizer
+    # a thought whose last token carries characters past the stop string, as vLLM returns it:
+    # token_ids end with the completing token, text is cut at the stop string's end
+    ids = tok("Add them.</thought>\n2", add_special_tokens=False)["input_ids"]
+    for k in range(1, len(ids) + 1):
+        if tm.STOP in tok.decode(ids[:k]):
+            ids = ids[:k]
+            break
+    assert tok.decode(ids).endswith(tm.STOP) or tm.STOP in tok.decode(ids)
+    eos = tok.eos_token_id
+    ro = vllm_output("0", [1, 2], [("Add them." + tm.STOP, ids, "stop", tm.STOP),
+                                   ("Done.", tok("Done.", add_special_tokens=False)["input_ids"] + [eos], "stop", None),
+                                   ("Lo", tok("Lo", add_special_tokens=False)["input_ids"], "length", None)])
+    [[a, b, c]] = gpus.to_completions([ro], tok)
+    assert a.token_ids == ids and a.text == tok.decode(ids, skip_special_tokens=True) and a.finish_reason == "stop"
+    assert b.token_ids[-1] == eos and b.finish_reason == "eos" and c.finish_reason == "length"
+    with pytest.raises(RuntimeError, match="abort"):
+        gpus.to_completions([vllm_output("1", [1], [("", [5], "abort", None)])], tok)
+
+
+@needs_vllm
+def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
+    """The engine's plumbing, with vLLM's LLM replaced by a script that answers
+    with vLLM's own RequestOutputs: thoughts, stop and EOS become rollouts whose
+    ids are exactly the ids vLLM returned."""
+    tok = tiny_tokenizer
+    script = ["First step.</thought>", "So \\boxed{5}.</thought>"]
+    calls = []
+
+    class ScriptedLLM:
+        def generate(self, prompts, sampling_params, lora_request=None, use_tqdm=True):
+            calls.append((prompts, sampling_params, lora_request))
+            outs = []
+            for p in prompts:
+                done = tok.decode(p["prompt_token_ids"]).split("<|im_start|>assistant\n")[-1].count(tm.STOP)
+                ids = tok(script[done], add_special_tokens=False)["input_ids"]
+                outs.append(vllm_output(str(len(outs)), p["prompt_token_ids"],
+                                        [(tok.decode(ids), ids, "stop", tm.STOP)] * sampling_params.n))
+            return outs
+
+    engine = gpus.VLLMEngine.__new__(gpus.VLLMEngine)
+    engine.tokenizer, engine.eos_ids, engine.pad_id, engine.llm = tok, {tok.eos_token_id}, tok.pad_token_id, ScriptedLLM()
+    engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
+    problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
+    cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
+    [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, seed=7)
+    assert r.reward == 1 and r.finish_reason == "answer" and len(r.thought_ids) == 2
+    assert r.thought_ids[0] == tok(script[0], add_special_tokens=False)["input_ids"]
+    assert all(lr.lora_name == "policy-step-3" for _, _, lr in calls)
+    assert calls[1][0][0]["prompt_token_ids"] == r.prompt_ids + r.thought_ids[0]  # continues the same ids
+
+
+@needs_vllm
+def test_engine_settings_are_valid_vllm_engine_args(tiny_tokenizer, tmp_path):
+    from vllm.engine.arg_utils import EngineArgs
+
+    build_model(tiny_tokenizer).save_pretrained(tmp_path)  # a local model folder (no Hub here)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    args = EngineArgs(model=str(tmp_path), **gpus.engine_args(4, 24, 0, True, 0.45, 6200))
+    assert (args.tensor_parallel_size, args.max_lora_rank, args.max_loras) == (4, 32, 1)
+    assert args.enable_lora and args.enable_prefix_caching and args.enable_sleep_mode
+
+
+@needs_vllm
+def test_each_step_gets_a_new_lora_request():
+    a, b = gpus.adapter_request(0, "/runs/x/vllm-adapters/step-000000"), gpus.adapter_request(1, "/runs/x/vllm-adapters/step-000001")
+    assert (a.lora_name, a.lora_int_id) == ("policy-step-0", 1) and (b.lora_name, b.lora_int_id) == ("policy-step-1", 2)
+    assert a != b and a.lora_path != b.lora_path and a.lora_int_id >= 1
+
+
+@needs_vllm
+def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path):
+    from vllm.config.lora import LoRAConfig
+    from vllm.lora.peft_helper import PEFTHelper
+
+    folder = gpus.save_step_adapter(lora_policy, str(tmp_path), 5)
+    helper = PEFTHelper.from_local_dir(folder, max_position_embeddings=8192)
+    helper.validate_legal(LoRAConfig(max_lora_rank=gpus.allowed_lora_rank(24), max_loras=1))
+    assert helper.r == 24
+    with pytest.raises(ValueError):
+        helper.validate_legal(LoRAConfig(max_lora_rank=16, max_loras=1))
