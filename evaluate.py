@@ -37,7 +37,9 @@ Choices, and why
 
 Run it
   python evaluate.py --model smollm2-135m --benchmarks bundled --n 20
-  python evaluate.py --model smollm2-135m --adapter runs/srpo-demo --benchmarks bundled
+  python evaluate.py --model smollm2-135m --adapter runs/srpo-demo-smollm2-135m --benchmarks bundled
+  python evaluate.py --model tiny-world --adapter runs/grpo-demo runs/srpo-demo --benchmarks tiny-world \
+      --n 256 --max-thoughts 6 --max-thought-tokens 24 --max-response-tokens 96   # the classroom world
   python evaluate.py --report runs/grpo-demo runs/rrpo-demo runs/srpo-demo --out runs/report
   python evaluate.py --model allenai/OLMo-3-7B-Instruct --adapter runs/srpo-s0 runs/srpo-s42 --benchmarks all
 """
@@ -503,10 +505,32 @@ def report(run_dirs, out, results=None, base=None):
 # -----------------------------------------------------------------------------
 
 
+def load_run(base_model, run):
+    """The policy a training run ended with: its LoRA adapter on the base model, or,
+    for a full fine-tune (--full-finetune, the tiny world), its trained weights
+    loaded into a copy of the base model."""
+    import copy
+
+    import torch
+
+    adapter = os.path.join(run, "checkpoint", "adapter")
+    if os.path.exists(adapter):
+        from peft import PeftModel
+        return PeftModel.from_pretrained(base_model, adapter).eval()
+    weights = os.path.join(run, "checkpoint", "trainable.pt")
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"{run} holds no checkpoint/adapter nor checkpoint/trainable.pt: not a finished training run")
+    policy = copy.deepcopy(base_model)
+    missing, unexpected = policy.load_state_dict(torch.load(weights), strict=False)
+    if unexpected:
+        raise ValueError(f"{run} was trained on another model: unknown weights {unexpected[:3]}")
+    return policy.eval()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate models and adapters; write the paper's tables and figures.")
     parser.add_argument("--model", default="smollm2-135m", help="base model: bundled name, Hub id or local folder")
-    parser.add_argument("--adapter", nargs="*", default=[], help="run folders whose checkpoint/adapter to evaluate")
+    parser.add_argument("--adapter", nargs="*", default=[], help="training run folders to evaluate (LoRA adapter or fully fine-tuned weights)")
     parser.add_argument("--benchmarks", default="bundled", help="all, or a comma-separated list (bundled, " + ", ".join(BENCHMARKS) + ")")
     parser.add_argument("--n", type=int, default=500, help="items per benchmark (seeded sample)")
     parser.add_argument("--seed", type=int, default=0)
@@ -514,33 +538,49 @@ def main(argv=None):
     parser.add_argument("--report", nargs="*", default=None, help="run folders for Tables 7-8 and the figures (no evaluation needed)")
     parser.add_argument("--max-thoughts", type=int, default=20)
     parser.add_argument("--max-thought-tokens", type=int, default=256)
+    parser.add_argument("--max-response-tokens", type=int, default=4096)
+    parser.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm when it imports and a GPU is present")
+    parser.add_argument("--tp", type=int, default=1, help="vLLM tensor parallel size (GPUs)")
+    parser.add_argument("--max-lora-rank", type=int, default=64, help="the adapters' LoRA rank (vLLM)")
     args = parser.parse_args(argv)
     if args.report is not None:  # tables 7-8 and figures from training run folders only
         written = report(args.report, args.out)
         print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
         return written
     names = TABLE3 if args.benchmarks == "all" else args.benchmarks.split(",")
-    cfg = tm.ThoughtConfig(max_thoughts=args.max_thoughts, max_thought_tokens=args.max_thought_tokens, temperature=0.0)
+    cfg = tm.ThoughtConfig(max_thoughts=args.max_thoughts, max_thought_tokens=args.max_thought_tokens,
+                           max_response_tokens=args.max_response_tokens, temperature=0.0)
     benchmarks = {name: load_benchmark(name, args.n, args.seed) for name in names}
     for name, problems in benchmarks.items():
         print(f"{name}: {len(problems)} items")
-    base_model, tokenizer = tm.load_model(args.model)
-    engine = tm.HFEngine(base_model, tokenizer)
+    import gpus
+    engine_kind, why = gpus.choose_engine(args.engine)
+    print(why)
+    if engine_kind == "vllm":  # base weights in vLLM; each run's adapter is hot-loaded
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        engine = gpus.VLLMEngine(args.model, tokenizer, tp=args.tp, lora_rank=args.max_lora_rank, seed=args.seed,
+                                 gpu_memory_utilization=0.9, max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens + 64)
+    else:
+        base_model, tokenizer = tm.load_model(args.model)
+        engine = tm.HFEngine(base_model, tokenizer)
     base = {name: evaluate(engine, problems, os.path.join(args.out, "base", f"{name}.jsonl"), cfg, desc=f"base {name}")
             for name, problems in benchmarks.items()}
     runs = {}  # method -> [{benchmark: pass rate} per run folder (seed)]
-    for run in args.adapter:
-        from peft import PeftModel
-
+    for k, run in enumerate(args.adapter):
         with open(os.path.join(run, "config.json")) as fh:
             method = json.load(fh)["method"]
-        policy = PeftModel.from_pretrained(base_model, os.path.join(run, "checkpoint", "adapter")).eval()
-        engine = tm.HFEngine(policy, tokenizer)
+        if engine_kind == "vllm":
+            engine.load_adapter(os.path.join(run, "checkpoint", "adapter"), k)  # a new name and id per run
+        else:
+            policy = load_run(base_model, run)
+            engine = tm.HFEngine(policy, tokenizer)
         label = os.path.basename(os.path.normpath(run))
         runs.setdefault(method, []).append({
             name: evaluate(engine, problems, os.path.join(args.out, label, f"{name}.jsonl"), cfg, desc=f"{label} {name}")
             for name, problems in benchmarks.items()})
-        base_model = policy.unload()  # the next adapter starts from the bare base model
+        if engine_kind == "hf" and hasattr(policy, "unload"):
+            base_model = policy.unload()  # the next adapter starts from the bare base model
     md, _ = table3(runs, base, names) if runs else table3({"base": [base]}, None, names)
     print("\n" + md)
     with open(os.path.join(args.out, "pass_rates.json"), "w") as fh:

@@ -38,13 +38,14 @@ Deviations and choices
     the paper's 1/G per group is the same when every group has G rollouts.
   * Training problems (`--data`): by default the 400 NuminaMath-Olympiads
     training problems through evaluate.py's loader (needs the Hub); the demo
-    uses the bundled problems; any JSONL file of problems works.
+    uses the classroom world's training chains; any JSONL file of problems works.
   * One process, one device. Multi-GPU training and the vLLM engine come with a
     later issue; `build_buffer` only needs an engine with the interface of
     thought_mdp.py, so a vLLM engine fed new adapter weights each step plugs in.
 
 Run it
-  python grpo.py --demo                          # CPU: bundled SmolLM2 + bundled problems, a few minutes
+  python grpo.py --demo                          # CPU: the classroom world (tiny_world.py), a few minutes
+  python grpo.py --demo smollm2-135m             # CPU: bundled SmolLM2 on the bundled problems (smoke run)
   python grpo.py --model allenai/OLMo-3-7B-Instruct   # paper settings (GPU, Hub access)
   python grpo.py --resume runs/grpo-demo         # continue a run from its last checkpoint
 """
@@ -98,24 +99,40 @@ class Config:
     max_response_tokens: int = 4096
     max_prompt_tokens: int = 2048
     gen_batch_size: int = 32  # rows decoded at once by the HF engine
+    # GPUs (gpus.py)
+    engine: str = "auto"  # hf | vllm | auto (vllm when it imports and a GPU is present)
+    tp: int = 1  # vLLM tensor parallel size = GPUs used (the trainer is spread over the same GPUs)
+    vllm_memory: float = 0.45  # fraction of each GPU's memory vLLM may take (weights + KV cache)
+    vllm_sleep: bool = False  # vLLM sleep mode level 1 while the trainer runs
     train_microbatch: int = 4  # rollouts per forward/backward pass (memory)
     # run
     seed: int = 0
-    out: str = ""  # run folder (default runs/<method>[-demo])
+    out: str = ""  # run folder (default runs/<method>, runs/<method>-demo[-<preset>])
     save_every: int = 10  # checkpoint every N steps (and at the end)
     eval_every: int = 0  # validation pass rate every N steps into eval.jsonl (0 = off)
     eval_data: str = "bundled"  # validation problems: a benchmark of evaluate.py or a JSONL file
     eval_n: int = 32  # validation problems used (seeded sample)
     resume: str = ""  # run folder to continue from its checkpoint
-    demo: bool = False  # the small CPU preset (see DEMO)
+    demo: str = ""  # a small CPU preset (see DEMOS): "tiny-world" or "smollm2-135m"
     method: str = "grpo"  # set by the script: grpo, rrpo or srpo
 
 
-# The CPU demo: bundled SmolLM2-135M-Instruct on the bundled problems, caps
-# small enough for a few minutes on two cores. Everything else stays as above.
-DEMO = dict(model="smollm2-135m", data="bundled", prompts_per_step=2, minibatch_prompts=1, max_steps=4,
-            max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, gen_batch_size=16, lr=1e-4,
-            save_every=2, eval_every=2, eval_n=6)
+# The CPU demos. `--demo` (the README's first command) trains the classroom
+# world's warm-started 1M-parameter model (tiny_world.py) in full, 8 prompts a
+# step, caps that fit its 3-4 step chains, and tracks the greedy pass rate on
+# 128 held-out chains; it learns visibly in a few minutes. `--demo smollm2-135m`
+# runs the bundled pretrained SmolLM2-135M-Instruct on the bundled problems: a
+# smoke run of the real-model path (it seldom uses the thought format, so it
+# shows the machinery, not learning). Everything else stays as above.
+DEMOS = {
+    "tiny-world": dict(model="tiny-world", data="tiny-world-train", train_problems=4000, eval_data="tiny-world",
+                       eval_n=128, eval_every=10, max_steps=100, full_finetune=True, lr=1e-4, prompts_per_step=8,
+                       minibatch_prompts=4, max_thoughts=6, max_thought_tokens=24, max_response_tokens=96,
+                       gen_batch_size=64, train_microbatch=16, save_every=50),
+    "smollm2-135m": dict(model="smollm2-135m", data="bundled", prompts_per_step=2, minibatch_prompts=1, max_steps=4,
+                         max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, gen_batch_size=16, lr=1e-4,
+                         save_every=2, eval_every=2, eval_n=6),
+}
 
 
 def parse_config(argv=None, method="grpo"):
@@ -124,7 +141,13 @@ def parse_config(argv=None, method="grpo"):
         if f.name == "method":
             continue
         flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
+        if f.name == "demo":
+            parser.add_argument(flag, nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS),
+                                help="a small CPU preset: tiny-world (default) or smollm2-135m")
+        elif f.name == "engine":
+            parser.add_argument(flag, choices=["auto", "hf", "vllm"], default=None,
+                                help="auto: vllm when it imports and a GPU is present, else hf")
+        elif f.type is bool:
             parser.add_argument(flag, action="store_true")
         else:
             parser.add_argument(flag, type=f.type, default=None)
@@ -136,9 +159,10 @@ def parse_config(argv=None, method="grpo"):
         return Config(**saved)
     cfg = Config(method=method)
     if args.get("demo"):
-        cfg = dataclasses.replace(cfg, **DEMO)
+        cfg = dataclasses.replace(cfg, **DEMOS[args["demo"]])
     cfg = dataclasses.replace(cfg, **args)
-    cfg.out = cfg.out or os.path.join("runs", method + ("-demo" if cfg.demo else ""))
+    suffix = {"": "", "tiny-world": "-demo"}.get(cfg.demo, "-demo-" + cfg.demo)
+    cfg.out = cfg.out or os.path.join("runs", method + suffix)
     assert cfg.prompts_per_step % cfg.minibatch_prompts == 0, "a step splits into whole mini-batches"
     return cfg
 
@@ -239,9 +263,21 @@ def token_logprobs(model, rollouts, pad_id, temperature):
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attention, position_ids=positions,
                    logits_to_keep=K + 1).logits[:, :-1]  # (n, K, V): position t predicts token t+1
-    logp = torch.log_softmax(logits.float() / temperature, -1)  # (n, K, V)
     targets = ids[:, width - K:]  # (n, K) the response tokens (and pads to the left, masked)
-    return logp.gather(-1, targets[..., None]).squeeze(-1), mask  # (n, K), (n, K)
+    # float32 log-softmax in chunks of positions, recomputed in the backward pass: a float32
+    # (n, K, V) tensor would take 15 GB for 4 rollouts x 6k tokens x Qwen's 152k vocabulary
+    from torch.utils.checkpoint import checkpoint
+    chunks = [checkpoint(chosen_logprobs, logits[:, k:k + LOGP_CHUNK], targets[:, k:k + LOGP_CHUNK], temperature,
+                         use_reentrant=False) for k in range(0, K, LOGP_CHUNK)]
+    return torch.cat(chunks, 1), mask  # (n, K), (n, K)
+
+
+LOGP_CHUNK = 512  # positions per float32 log-softmax chunk
+
+
+def chosen_logprobs(logits, targets, temperature):
+    """log softmax(logits / T) at the target ids: (n, k, V), (n, k) -> (n, k)."""
+    return torch.log_softmax(logits.float() / temperature, -1).gather(-1, targets[..., None]).squeeze(-1)
 
 
 def train_on_buffer(model, optimizer, groups, cfg, pad_id):
@@ -408,11 +444,32 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer):
             json.dump(dataclasses.asdict(cfg), fh, indent=2)
     print("config:", json.dumps(dataclasses.asdict(cfg)))
 
-    model, tokenizer = tm.load_model(cfg.model)
+    import gpus
+    engine_kind, why = gpus.choose_engine(cfg.engine)
+    print(why)
+    if engine_kind == "vllm" and cfg.full_finetune:
+        sys.exit("--engine vllm trains a LoRA adapter; --full-finetune runs with --engine hf")
+    multi_gpu = engine_kind == "vllm" and torch.cuda.device_count() > 1
+    model, tokenizer = tm.load_model(cfg.model, device_map="auto" if multi_gpu else None)  # layers over the GPUs
+    if engine_kind == "vllm":  # the paper's scale: recompute activations instead of storing them
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     policy = make_policy(model, cfg)
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    engine = tm.HFEngine(policy, tokenizer, cfg.gen_batch_size)  # rollouts from the current policy
+    if engine_kind == "vllm":  # rollouts on vLLM from the base weights + this step's adapter
+        engine = gpus.VLLMEngine(cfg.model, tokenizer, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
+                                 sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory,
+                                 max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens + 64)
+    else:
+        engine = tm.HFEngine(policy, tokenizer, cfg.gen_batch_size)  # rollouts from the current policy
+    served = [None]
+
+    def serve(step):  # vLLM must serve the policy as it is now: wake it, load this step's adapter
+        if engine_kind == "vllm" and served[0] != step:
+            engine.wake()
+            engine.load_adapter(gpus.save_step_adapter(policy, cfg.out, step), step)
+            served[0] = step
     problems = load_training_problems(cfg)
     validation = []
     if cfg.eval_every:  # held-out problems for the validation curve (Fig. 3)
@@ -436,12 +493,23 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer):
         print(f"resumed {cfg.out} at step {start}")
     print(f"{cfg.method}: {len(problems)} problems, {total} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts")
 
+    def validate(after_step):  # the evaluation hook: greedy pass rate into eval.jsonl (Fig. 3)
+        import evaluate
+        serve(after_step)
+        rate = evaluate.validate(engine, validation, cfg.out, after_step, cfg)
+        tqdm.write(f"step {after_step:>4} | validation pass rate {rate:.3f} on {len(validation)} problems")
+
+    if cfg.eval_every and start == 0:
+        validate(0)  # where the policy starts
     history = []
     bar = tqdm(range(start, total), desc=cfg.method, initial=start, total=total)
     for step in bar:
         t_step = time.perf_counter()
         batch = step_problems(problems, cfg, step)
+        serve(step)
         groups, stats = buffer_fn(engine, batch, cfg, step)  # Alg. 2, lines 1-10
+        if engine_kind == "vllm":
+            engine.sleep()  # with --vllm-sleep, the trainer gets vLLM's GPU memory
         t_train = time.perf_counter()
         train = train_on_buffer(policy, optimizer, groups, cfg, engine.pad_id)  # Alg. 2, line 11
         m = {"step": step, **buffer_metrics(groups), **stats, **train,
@@ -451,16 +519,19 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer):
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(m) + "\n")
         tqdm.write(log_line(m))
-        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):  # the evaluation hook
-            import evaluate
-            rate = evaluate.validate(engine, validation, cfg.out, step + 1, cfg)
-            tqdm.write(f"step {step + 1:>4} | validation pass rate {rate:.3f} on {len(validation)} problems")
+        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
+            validate(step + 1)
         if (step + 1) % cfg.save_every == 0 or step + 1 == total:
             save_checkpoint(policy, optimizer, cfg, step + 1)
     summary = summarize(history)
+    where = "checkpoint/trainable.pt" if cfg.full_finetune else "checkpoint/adapter, PEFT format"
     with open(os.path.join(cfg.out, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2)
-    print(f"\n{cfg.method} done: {json.dumps(summary)}\nrun folder: {cfg.out}  (adapter in checkpoint/adapter)")
+    print(f"\n{cfg.method} done: {json.dumps(summary)}\nrun folder: {cfg.out}  (weights in {where})")
+    evals = [json.loads(line) for line in open(os.path.join(cfg.out, "eval.jsonl"))] if cfg.eval_every else []
+    if len(evals) > 1:
+        print(f"{cfg.method}: validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
+              f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']} ({len(validation)} held-out problems, greedy)")
     return history
 
 

@@ -34,7 +34,8 @@ Choices, and why
     tokens, since the shared prefix is never regenerated.
 
 Run it
-  python rrpo.py --demo                      # CPU: bundled SmolLM2, a few minutes
+  python rrpo.py --demo                      # CPU: the classroom world (tiny_world.py), a few minutes
+  python rrpo.py --demo smollm2-135m         # CPU: bundled SmolLM2 (smoke run)
   python rrpo.py --demo --split 2x4
   python rrpo.py --model allenai/OLMo-3-7B-Instruct
 """

@@ -20,7 +20,8 @@ Metrics added: `localize/parse_failures` (answers with no valid step number),
 reset), `tokens/localize`, `time/localize_s`.
 
 Run it
-  python srpo.py --demo                                  # CPU: bundled SmolLM2, a few minutes
+  python srpo.py --demo                                  # CPU: the classroom world (tiny_world.py), a few minutes
+  python srpo.py --demo smollm2-135m                     # CPU: bundled SmolLM2 (smoke run)
   python srpo.py --model allenai/OLMo-3-7B-Instruct   # the paper's setting (GPU)
   python srpo.py --demo --localizer PATH_OR_HUB_ID       # a second model localizes
 """

@@ -183,3 +183,20 @@ def test_evaluate_script_on_the_bundled_model(tmp_path, capsys):
     assert set(base) == {"bundled"} and 0.0 <= base["bundled"] <= 1.0 and runs == {}
     assert "| BASE |" in capsys.readouterr().out
     assert len(open(tmp_path / "base" / "bundled.jsonl").read().splitlines()) == 2
+
+
+def test_load_run_takes_a_full_finetune_without_touching_the_base(tiny_tokenizer, tmp_path):
+    import torch
+
+    from conftest import build_model
+    base = build_model(tiny_tokenizer, seed=0)
+    trained = build_model(tiny_tokenizer, seed=5)  # stands for the weights a --full-finetune run saved
+    (tmp_path / "checkpoint").mkdir()
+    torch.save(trained.state_dict(), tmp_path / "checkpoint" / "trainable.pt")
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    policy = ev.load_run(base, str(tmp_path))
+    for k, v in trained.state_dict().items():
+        assert torch.equal(policy.state_dict()[k], v)
+        assert torch.equal(base.state_dict()[k], before[k])
+    with pytest.raises(FileNotFoundError, match="not a finished training run"):
+        ev.load_run(base, str(tmp_path / "nothing"))

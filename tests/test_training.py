@@ -11,7 +11,7 @@ import grpo
 import rrpo
 import srpo
 import thought_mdp as tm
-from conftest import ANSWERED, ANSWERED_RESPONSE, UNANSWERED, UNANSWERED_RESPONSE, build_model, train_to_say
+from conftest import ANSWERED, ANSWERED_RESPONSE, UNANSWERED, UNANSWERED_RESPONSE, ScriptedEngine, build_model, train_to_say
 
 
 def test_pg_loss_gradient_is_the_closed_form_of_appendix_g():
@@ -67,39 +67,6 @@ def test_group_advantages_by_hand():
     a = grpo.group_advantages([0, 0, 0, 1])  # mean 1/4, std sqrt(3)/4
     assert a.tolist() == pytest.approx([-1 / 3**0.5] * 3 + [3**0.5])
     assert not torch.isnan(grpo.group_advantages([0.5])).any()
-
-
-class ScriptedEngine:
-    """Returns chosen thoughts: 'First step.', 'Second step.', then a final
-    thought whose answer is right or wrong by the next scripted outcome; answers
-    localization requests with \\boxed{2}. For testing buffer logic only."""
-
-    def __init__(self, tokenizer, outcomes):
-        self.tokenizer, self.outcomes = tokenizer, list(outcomes)
-        self.eos_ids = {tokenizer.eos_token_id}
-        self.localize_calls = 0
-
-    def _completion(self, text):
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return tm.Completion(ids, self.tokenizer.decode(ids), "stop")
-
-    def generate(self, prompts, params):
-        out = []
-        for p in prompts:
-            text = self.tokenizer.decode(p)
-            if "incorrect reasoning chain" in text:
-                self.localize_calls += 1
-                out.append([self._completion("\\boxed{2}")])
-                continue
-            done = text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
-            if done == 0:
-                out.append([self._completion("First step.</thought>")])
-            elif done == 1:
-                out.append([self._completion("Second step.</thought>")])
-            else:
-                right = self.outcomes.pop(0) if self.outcomes else False
-                out.append([self._completion(f"So \\boxed{{{5 if right else 6}}}.</thought>")])
-        return out
 
 
 def small_cfg(**kw):
@@ -242,3 +209,30 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
         grpo.train_on_buffer(policy, optimizer, groups, cfg, engine.pad_id)
     end = good_rate()
     assert 0.03 < start < 0.25 and end > start + 0.3, (start, end)
+
+
+def test_demo_presets_and_their_run_folders():
+    cfg = grpo.parse_config(["--demo"], "srpo")
+    assert (cfg.model, cfg.data, cfg.eval_data, cfg.out) == ("tiny-world", "tiny-world-train", "tiny-world", "runs/srpo-demo")
+    assert cfg.full_finetune and cfg.eval_every > 0 and cfg.group_size == 8 and cfg.split == "1x4"
+    cfg = grpo.parse_config(["--demo", "smollm2-135m", "--max-steps", "2"], "grpo")
+    assert (cfg.model, cfg.data, cfg.max_steps, cfg.out) == ("smollm2-135m", "bundled", 2, "runs/grpo-demo-smollm2-135m")
+    assert grpo.parse_config([], "rrpo").out == "runs/rrpo" and grpo.parse_config([], "rrpo").model != "tiny-world"
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--demo", "gpt-5"], "grpo")
+
+
+def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, tiny_tokenizer, monkeypatch):
+    cfg = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=16, max_response_tokens=48, temperature=1.0)
+    states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
+    rollouts = tm.sample_rollouts(tm.HFEngine(trained_tiny, tiny_tokenizer), states, 2, cfg, seed=3)
+    results = []
+    for chunk in (10_000, 3):  # one chunk, then many
+        monkeypatch.setattr(grpo, "LOGP_CHUNK", chunk)
+        trained_tiny.zero_grad()
+        logp, mask = grpo.token_logprobs(trained_tiny, rollouts, tiny_tokenizer.pad_token_id, 0.7)
+        (logp * mask).sum().backward()
+        results.append((logp.detach(), trained_tiny.lm_head.weight.grad.clone()))
+    trained_tiny.zero_grad()
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-5) and results[0][1].abs().sum() > 0
