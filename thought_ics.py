@@ -164,7 +164,7 @@ def summarize(records):
     """Pass rates, lift and the ground-truth diagnostics of one strategy."""
     resets = [x for r in records for x in r["resets"] if x["h_true"] is not None and x["h"] is not None]
     verdicts = [v for r in records for v in r["verdicts"]]
-    judged = [(v, reward) for r in records for v, reward in zip(r["verdicts"], r.get("judged", []))]
+    judged = [(v, reward) for r in records for v, reward in zip(r["verdicts"], r["judged"])]
 
     def mean(xs):
         return float(np.mean(xs)) if xs else None

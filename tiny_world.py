@@ -307,7 +307,7 @@ def load(dtype=None, device=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not os.path.exists(os.path.join(CACHE, "config.json")):
-        print(f"building the tiny-world model once (about a minute); cached in {CACHE}")
+        print(f"building the tiny-world model once (about 3 minutes on 2 cores); cached in {CACHE}")
         build()
     model = AutoModelForCausalLM.from_pretrained(CACHE, dtype=dtype or torch.float32)
     return model.to(device or "cpu").eval(), AutoTokenizer.from_pretrained(CACHE)
