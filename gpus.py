@@ -92,15 +92,17 @@ def choose_engine(requested="auto"):
 # The vLLM engine: the interface of thought_mdp.py (generate, tokenizer, eos_ids, pad_id)
 
 
-def sampling_params(settings):
-    """Our SamplingSettings as vLLM SamplingParams. The stop string's completing
-    token stays in token_ids either way (REFERENCE-apis 1.5); we always rebuild
-    text from the ids, so include_stop_str_in_output only keeps vLLM's own text
-    consistent with ours."""
+def sampling_params(settings, row=0):
+    """Our SamplingSettings as vLLM SamplingParams for prompt number `row`. vLLM
+    seeds each request on its own: identical prompts with one seed would give
+    identical samples (G copies of one rollout), so each row gets seed + row.
+    The stop string's completing token stays in token_ids either way
+    (REFERENCE-apis 1.5); we always rebuild text from the ids, so
+    include_stop_str_in_output only keeps vLLM's own text consistent with ours."""
     from vllm import SamplingParams
 
     return SamplingParams(n=settings.n, temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
-                          max_tokens=settings.max_tokens, stop=list(settings.stop) or None, seed=settings.seed,
+                          max_tokens=settings.max_tokens, stop=list(settings.stop) or None, seed=settings.seed + row,
                           include_stop_str_in_output=True, skip_special_tokens=True, detokenize=True)
 
 
@@ -206,7 +208,7 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def generate(self, prompts, params):
-        outputs = self.llm.generate(token_prompts(prompts), sampling_params(params),
+        outputs = self.llm.generate(token_prompts(prompts), [sampling_params(params, row) for row in range(len(prompts))],
                                     lora_request=self.lora, use_tqdm=False)
         return to_completions(outputs, self.tokenizer)
 

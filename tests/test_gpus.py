@@ -157,12 +157,12 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
     class ScriptedLLM:
         def generate(self, prompts, sampling_params, lora_request=None, use_tqdm=True):
             calls.append((prompts, sampling_params, lora_request))
+            assert len(sampling_params) == len(prompts)  # one SamplingParams per prompt, as vLLM allows
             outs = []
-            for p in prompts:
+            for p, sp in zip(prompts, sampling_params):
                 done = tok.decode(p["prompt_token_ids"]).split("<|im_start|>assistant\n")[-1].count(tm.STOP)
                 ids = tok(script[done], add_special_tokens=False)["input_ids"]
-                outs.append(vllm_output(str(len(outs)), p["prompt_token_ids"],
-                                        [(tok.decode(ids), ids, "stop", tm.STOP)] * sampling_params.n))
+                outs.append(vllm_output(str(len(outs)), p["prompt_token_ids"], [(tok.decode(ids), ids, "stop", tm.STOP)] * sp.n))
             return outs
 
     engine = gpus.VLLMEngine.__new__(gpus.VLLMEngine)
@@ -170,8 +170,11 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
     engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
-    [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, seed=7)
+    rollouts = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 3, cfg, seed=7)
+    r = rollouts[0]
     assert r.reward == 1 and r.finish_reason == "answer" and len(r.thought_ids) == 2
+    # three rollouts of one state are three rows with three seeds: identical seeds would give identical samples
+    assert len({sp.seed for sp in calls[0][1]}) == 3
     assert r.thought_ids[0] == tok(script[0], add_special_tokens=False)["input_ids"]
     assert all(lr.lora_name == "policy-step-3" for _, _, lr in calls)
     assert calls[1][0][0]["prompt_token_ids"] == r.prompt_ids + r.thought_ids[0]  # continues the same ids
