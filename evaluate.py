@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import gpus
 import rewards
 import thought_mdp as tm
 
@@ -539,7 +540,7 @@ def main(argv=None):
     parser.add_argument("--max-thoughts", type=int, default=20)
     parser.add_argument("--max-thought-tokens", type=int, default=256)
     parser.add_argument("--max-response-tokens", type=int, default=4096)
-    parser.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm when it imports and a GPU is present")
+    parser.add_argument("--engine", choices=gpus.ENGINES, default="auto", help="auto: vllm when it imports and a GPU is present")
     parser.add_argument("--tp", type=int, default=1, help="vLLM tensor parallel size (GPUs)")
     parser.add_argument("--max-lora-rank", type=int, default=64, help="the adapters' LoRA rank (vLLM)")
     args = parser.parse_args(argv)
@@ -553,7 +554,6 @@ def main(argv=None):
     benchmarks = {name: load_benchmark(name, args.n, args.seed) for name in names}
     for name, problems in benchmarks.items():
         print(f"{name}: {len(problems)} items")
-    import gpus
     engine_kind, why = gpus.choose_engine(args.engine)
     print(why)
     if engine_kind == "vllm":  # base weights in vLLM; each run's adapter is hot-loaded

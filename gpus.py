@@ -57,6 +57,7 @@ import shutil
 import thought_mdp as tm
 
 VLLM_VERSION = "0.33.0"  # the version this file was written against
+ENGINES = ["auto", "hf", "vllm"]  # --engine
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM 0.33's allowed max_lora_rank values
 
 
@@ -78,7 +79,8 @@ def choose_engine(requested="auto"):
         return "hf", "engine: hf (asked for)"
     if requested == "vllm":
         if not has_vllm:
-            raise RuntimeError("--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU machine)")
+            raise RuntimeError(f"--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU "
+                               f"machine; written against vLLM {VLLM_VERSION})")
         if not has_gpu:
             raise RuntimeError("--engine vllm: no CUDA GPU is visible; vLLM's engine needs one (use --engine hf on the CPU)")
         return "vllm", "engine: vllm (asked for)"

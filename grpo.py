@@ -39,9 +39,10 @@ Deviations and choices
   * Training problems (`--data`): by default the 400 NuminaMath-Olympiads
     training problems through evaluate.py's loader (needs the Hub); the demo
     uses the classroom world's training chains; any JSONL file of problems works.
-  * One process, one device. Multi-GPU training and the vLLM engine come with a
-    later issue; `build_buffer` only needs an engine with the interface of
-    thought_mdp.py, so a vLLM engine fed new adapter weights each step plugs in.
+  * One process. On GPUs (`--engine vllm`, gpus.py) vLLM generates from the base
+    weights plus this step's adapter, saved to a new folder every step, and the
+    trainer's layers are spread over the GPUs by accelerate's device map;
+    `build_buffer` only needs an engine with the interface of thought_mdp.py.
 
 Run it
   python grpo.py --demo                          # CPU: the classroom world (tiny_world.py), a few minutes
@@ -64,6 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import gpus
 import thought_mdp as tm
 
 
@@ -145,7 +147,7 @@ def parse_config(argv=None, method="grpo"):
             parser.add_argument(flag, nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS),
                                 help="a small CPU preset: tiny-world (default) or smollm2-135m")
         elif f.name == "engine":
-            parser.add_argument(flag, choices=["auto", "hf", "vllm"], default=None,
+            parser.add_argument(flag, choices=gpus.ENGINES, default=None,
                                 help="auto: vllm when it imports and a GPU is present, else hf")
         elif f.type is bool:
             parser.add_argument(flag, action="store_true")
@@ -444,7 +446,6 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer):
             json.dump(dataclasses.asdict(cfg), fh, indent=2)
     print("config:", json.dumps(dataclasses.asdict(cfg)))
 
-    import gpus
     engine_kind, why = gpus.choose_engine(cfg.engine)
     print(why)
     if engine_kind == "vllm" and cfg.full_finetune:
