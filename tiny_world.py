@@ -234,7 +234,7 @@ def build_tokenizer(texts):
 
 def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, progress=True):
     """Tokenizer + tiny Llama warm-started on noisy demonstrations, localization
-    examples and verification examples; saved to out_dir. About 2 minutes on two cores."""
+    examples and verification examples; saved to out_dir. About 3 minutes on two cores."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import localize
@@ -378,7 +378,7 @@ def compare(out, seeds, steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets on the tiny world")
     parser.add_argument("--out", default="runs/tiny-world")
-    parser.add_argument("--quick", action="store_true", help="one seed, 40 steps per method (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="one seed, 40 steps per method (about a minute)")
     parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 150, quick 40)")
     parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 3, quick 1)")
     args = parser.parse_args(argv)
