@@ -199,7 +199,7 @@ def test_each_step_gets_a_new_lora_request():
 
 
 @needs_vllm
-def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path):
+def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path, monkeypatch):
     from vllm.config.lora import LoRAConfig
     from vllm.lora.peft_helper import PEFTHelper
 
@@ -209,3 +209,13 @@ def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path):
     assert helper.r == 24
     with pytest.raises(ValueError):
         helper.validate_legal(LoRAConfig(max_lora_rank=16, max_loras=1))
+    # vLLM's loader reads the weights on the CPU, checking every module name against
+    # what a Llama accepts (its packed qkv_proj / gate_up_proj, unpacked)
+    import vllm.lora.lora_model
+    from vllm.lora.lora_model import LoRAModel
+    monkeypatch.setattr(vllm.lora.lora_model, "PIN_MEMORY", False)  # pinned host memory needs a CUDA driver
+    linear = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    lora = LoRAModel.from_local_checkpoint(folder, linear, helper, lora_model_id=6, device="cpu", dtype=torch.float32)
+    assert len(lora.loras) == 2 * len(linear) and all(w.rank == 24 for w in lora.loras.values())
+    with pytest.raises(ValueError, match="expected target modules"):
+        LoRAModel.from_local_checkpoint(folder, linear - {"down_proj"}, helper, lora_model_id=7, device="cpu")
