@@ -80,21 +80,30 @@ def render_chain(thought_texts):
     return "\n".join(f"Step {h}: {step}" for h, step in enumerate(steps, 1))
 
 
+def user_turn_ids(tokenizer, content, max_prompt_tokens):
+    """Token ids of `content` as the user turn of a new chat, keeping the last
+    max_prompt_tokens (the chain's end, where the answer is)."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[-max_prompt_tokens:] if len(ids) > max_prompt_tokens else ids
+
+
 def localization_prompt(tokenizer, rollout, cfg=LocalizeConfig()):
     """Token ids of the localization request, as a user turn of a new chat."""
     content = LOCALIZE_PROMPT.format(question=tm.format_question(rollout.problem),
                                      chain=render_chain(rollout.thought_texts), n_steps=len(rollout.thought_texts))
-    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids[-cfg.max_prompt_tokens:] if len(ids) > cfg.max_prompt_tokens else ids
+    return user_turn_ids(tokenizer, content, cfg.max_prompt_tokens)
+
+
+def boxed_contents(text):
+    """The contents of every \\boxed{} in `text`, last first, \\text{} and the like unwrapped."""
+    for content in reversed(re.findall(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text or "")):
+        yield re.sub(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}", r"\1", content)
 
 
 def parse_step(text, n_steps):
     """The last \\boxed{} of `text` holding an integer in 1..n_steps; None if there is none."""
-    if not text:
-        return None
-    for content in reversed(re.findall(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text)):
-        content = re.sub(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}", r"\1", content)
+    for content in boxed_contents(text):
         m = re.fullmatch(r"\s*(?:step\s*)?#?\s*(\d+)\s*\.?\s*", content, flags=re.I)
         if m and 1 <= int(m.group(1)) <= n_steps:
             return int(m.group(1))

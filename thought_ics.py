@@ -53,7 +53,6 @@ import argparse
 import json
 import os
 import random
-import re
 
 import numpy as np
 
@@ -80,16 +79,14 @@ def verification_prompt(tokenizer, rollout, max_prompt_tokens=4096):
     """Token ids of the verification request, as a user turn of a new chat."""
     content = VERIFY_PROMPT.format(question=tm.format_question(rollout.problem),
                                    chain=localize.render_chain(rollout.thought_texts))
-    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids[-max_prompt_tokens:]
+    return localize.user_turn_ids(tokenizer, content, max_prompt_tokens)
 
 
 def parse_verdict(text):
     """True (judged correct), False (judged wrong) or None, from the last \\boxed{}
     holding yes/no (also true/false, correct/incorrect)."""
-    for content in reversed(re.findall(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text or "")):
-        word = re.sub(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}", r"\1", content).strip().strip(".").strip().lower()
+    for content in localize.boxed_contents(text):
+        word = content.strip().strip(".").strip().lower()
         if word in ("yes", "true", "correct", "right"):
             return True
         if word in ("no", "false", "incorrect", "wrong"):

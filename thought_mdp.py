@@ -30,7 +30,7 @@ Token exactness (the rule for stop strings)
   stop string (a token like `>\\n` ends the thought and keeps its newline). A
   thought's text is decode(its ids), never truncated. The same rule decides
   boundaries whether a thought is one engine call (sample_thought_by_thought(),
-  the paper's way, and the vLLM engine's) or one continuous generation that
+  the paper's way, and the vLLM engine's in gpus.py) or one continuous generation that
   watches for boundaries (HFEngine.sample_thoughts(), same distribution, no
   re-encoding of the prefix for every thought).
 
