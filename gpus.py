@@ -31,7 +31,10 @@ Design (the simplest that fits 14B + LoRA on 4 x 40 GB)
     optimizer step the adapter is saved to a new folder and registered with a
     new LoRARequest (name policy-step-N, id N+1); the previous one is removed
     and the prefix cache is reset. Reusing a name, id or path would let vLLM
-    serve the old weights or stale cached prefixes (REFERENCE-apis, 1.6).
+    serve the old weights or stale cached prefixes: vLLM loads an adapter from
+    disk only when its integer id is new (an overwritten folder under an old
+    id keeps the old weights), and its prefix-cache keys include the adapter's
+    name and path, not its weights.
   * Optional sleep mode (level 1): vLLM's weights go to CPU memory and its KV
     cache is freed while the trainer runs, then come back for the next rollouts.
   * Full fine-tuning is not offered with vLLM (it would need a full weight
@@ -54,7 +57,7 @@ import json
 import os
 import shutil
 
-import thought_mdp as tm
+import engines
 
 VLLM_VERSION = "0.33.0"  # the version this file was written against
 ENGINES = ["auto", "hf", "vllm"]  # --engine
@@ -91,15 +94,15 @@ def choose_engine(requested="auto"):
 
 
 # -----------------------------------------------------------------------------
-# The vLLM engine: the interface of thought_mdp.py (generate, tokenizer, eos_ids, pad_id)
+# The vLLM engine: the interface of engines.py (generate, sync, sleep, wake, tokenizer, eos_ids, pad_id)
 
 
 def sampling_params(settings, row=0):
     """Our SamplingSettings as vLLM SamplingParams for prompt number `row`. vLLM
     seeds each request on its own: identical prompts with one seed would give
     identical samples (G copies of one rollout), so each row gets seed + row.
-    The stop string's completing token stays in token_ids either way
-    (REFERENCE-apis 1.5); we always rebuild text from the ids, so
+    The stop string's completing token stays in token_ids either way (vLLM
+    trims only the text, never the ids); we always rebuild text from the ids, so
     include_stop_str_in_output only keeps vLLM's own text consistent with ours."""
     from vllm import SamplingParams
 
@@ -129,7 +132,7 @@ def to_completions(request_outputs, tokenizer):
                 reason = "eos"  # the EOS token (stop_reason None) or a stop token id
             else:
                 raise RuntimeError(f"vLLM request {ro.request_id} ended with {o.finish_reason!r}")
-            row.append(tm.Completion(ids, tokenizer.decode(ids, skip_special_tokens=True), reason))
+            row.append(engines.Completion(ids, tokenizer.decode(ids, skip_special_tokens=True), reason))
         out.append(row)
     return out
 
@@ -186,11 +189,11 @@ class VLLMEngine:
     """Rollouts on vLLM: base model weights in vLLM, the policy's LoRA adapter
     hot-loaded each step (load_adapter), prefix caching on."""
 
-    def __init__(self, model_name, tokenizer, tp=1, lora_rank=64, seed=0, sleep=False,
+    def __init__(self, model_name, tokenizer, adapter_dir, tp=1, lora_rank=64, seed=0, sleep=False,
                  gpu_memory_utilization=0.45, max_model_len=8192):
         from vllm import LLM
 
-        self.tokenizer = tokenizer
+        self.tokenizer, self.adapter_dir, self.served = tokenizer, adapter_dir, None
         self.eos_ids = {tokenizer.eos_token_id}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.max_lora_rank = allowed_lora_rank(lora_rank)
@@ -198,6 +201,14 @@ class VLLMEngine:
         self.llm = LLM(model=model_name, **engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len))
         self.lora = None  # the current step's LoRARequest
         self.asleep = False
+
+    def sync(self, policy, step):
+        """Serve the policy as it is after `step` updates: wake up, save its adapter to
+        a new folder under adapter_dir and hot-load it (once per step)."""
+        if self.served != step:
+            self.wake()
+            self.load_adapter(save_step_adapter(policy, self.adapter_dir, step), step)
+            self.served = step
 
     def load_adapter(self, folder, step):
         """Serve the adapter in `folder` from now on, under a new name and id."""

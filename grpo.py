@@ -17,8 +17,8 @@ Paper map
                                 top-p 0.95; 2 epochs                                Config (the CLI defaults)
   App. G                        per-token gradient signal g_it = |A_i| / T_i (1 - pi)  gradient_signal()
   App. H                        tokens and times per step                           the metrics of main()
-  Sec. 5, Fig. 3                validation pass rate every `--eval-every` steps
-                                (evaluate.validate, into eval.jsonl)                the evaluation hook of main()
+  Sec. 5, Fig. 3                greedy validation pass rate every `--eval-every`
+                                steps, into eval.jsonl                              validate()
 
 Symbols (B prompts, G group size, N rollouts in a mini-batch, T tokens, V vocabulary)
   r_i                 -> rewards        (G,) per group
@@ -37,18 +37,22 @@ Deviations and choices
   * N in pg_loss is all rollouts of the mini-batch (every group of its prompts);
     the paper's 1/G per group is the same when every group has G rollouts.
   * Training problems (`--data`): by default the 400 NuminaMath-Olympiads
-    training problems through evaluate.py's loader (needs the Hub); the demo
-    uses the classroom world's training chains; any JSONL file of problems works.
+    training problems (benchmarks.py, needs the Hub); the demo uses the
+    classroom world's training chains; any JSONL file of problems works.
   * One process. On GPUs (`--engine vllm`, gpus.py) vLLM generates from the base
-    weights plus this step's adapter, saved to a new folder every step, and the
-    trainer's layers are spread over the GPUs by accelerate's device map;
-    `build_buffer` only needs an engine with the interface of thought_mdp.py.
+    weights plus this step's adapter (`engine.sync` saves and hot-loads it), and
+    the trainer's layers are spread over the GPUs by accelerate's device map;
+    `build_buffer` only needs an engine with the interface of engines.py.
+  * The Thought MDP's caps and sampling settings are one ThoughtConfig
+    (`cfg.thought`, flags --max-thoughts ... --top-p), the same object the
+    rollouts, the validation and the loss's temperature read.
 
 Run it
   python grpo.py --demo                          # CPU: the classroom world (tiny_world.py), a few minutes
   python grpo.py --demo smollm2-135m             # CPU: bundled SmolLM2 on the bundled problems (smoke run)
   python grpo.py --model allenai/OLMo-3-7B-Instruct   # paper settings (GPU, Hub access)
-  python grpo.py --resume runs/grpo-demo         # continue a run from its last checkpoint
+  python grpo.py --resume runs/grpo-demo         # continue a run from its last checkpoint (runs.py)
+  python grpo.py --help                          # every flag, with its meaning and default
 """
 
 import argparse
@@ -57,7 +61,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -65,42 +68,44 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import benchmarks
+import engines
 import gpus
+import runs
 import thought_mdp as tm
+import tiny_world
 
 
 @dataclass
 class Config:
     # model and policy
-    model: str = "allenai/OLMo-3-7B-Instruct"  # Hub id, local folder, or a bundled name (smollm2-135m)
+    model: str = "allenai/OLMo-3-7B-Instruct"  # tiny-world, smollm2-135m (bundled), a Hub id or a local folder
     lora_rank: int = 64  # LoRA r (App. C)
     lora_alpha: int = 64  # LoRA alpha
     full_finetune: bool = False  # train every weight instead of a LoRA adapter (tiny models)
     # optimisation (App. C, Table 5)
     lr: float = 5e-5  # AdamW learning rate, constant, no warm-up
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 0.01
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.999  # AdamW beta2
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # l2 gradient clipping
     clip_eps: float = 0.0  # PPO-style ratio clip; 0 = off (App. C, Table 4)
     # schedule
-    data: str = "numina-olympiads-train"  # a benchmark of evaluate.py, "bundled", or a JSONL file of problems
+    data: str = "numina-olympiads-train"  # training problems: a name of benchmarks.py, "bundled", or a JSONL file
     train_problems: int = 400  # problems drawn (seeded) from the data
-    epochs: int = 2
+    epochs: int = 2  # passes over the training problems
     prompts_per_step: int = 32  # B, prompts per training step
     minibatch_prompts: int = 8  # prompts per optimizer step (one epoch over the step's buffer)
     max_steps: int = 0  # stop after this many steps (0 = all epochs)
-    # rollouts (Sec. 4.1-4.2, App. C)
+    # rollouts (Sec. 4.1-4.2, App. C); the Thought MDP's caps and sampling are thought_mdp.ThoughtConfig's flags
     group_size: int = 8  # G, rollouts per prompt in total
-    split: str = "1x4"  # RRPO/SRPO budget split: 1x4, 2x4 or 1x8 (GRPO ignores it)
-    seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_thoughts: int = 20
-    max_thought_tokens: int = 256
-    max_response_tokens: int = 4096
-    max_prompt_tokens: int = 2048
+    thought: tm.ThoughtConfig = dataclasses.field(default_factory=tm.ThoughtConfig)  # caps, temperature, top-p
     gen_batch_size: int = 32  # rows decoded at once by the HF engine
+    # resets (rrpo.py, srpo.py; GRPO ignores them)
+    split: str = "1x4"  # SxK: S seeds with K suffixes each, the other G - S*K rollouts the base group (Sec. 5.1)
+    seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
+    localizer: str = ""  # SRPO: localize with this model instead of the policy ("" = self-localization)
+    reference_localizer: str = ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
     # GPUs (gpus.py)
     engine: str = "auto"  # hf | vllm | auto (vllm when it imports and a GPU is present)
     tp: int = 1  # vLLM tensor parallel size = GPUs used (the trainer is spread over the same GPUs)
@@ -108,16 +113,18 @@ class Config:
     vllm_sleep: bool = False  # vLLM sleep mode level 1 while the trainer runs
     train_microbatch: int = 4  # rollouts per forward/backward pass (memory)
     # run
-    seed: int = 0
+    seed: int = 0  # seeds the data order, every sampling call and the initialisation
     out: str = ""  # run folder (default runs/<method>, runs/<method>-demo[-<preset>])
     save_every: int = 10  # checkpoint every N steps (and at the end)
     eval_every: int = 0  # validation pass rate every N steps into eval.jsonl (0 = off)
-    eval_data: str = "bundled"  # validation problems: a benchmark of evaluate.py or a JSONL file
+    eval_data: str = "bundled"  # validation problems: a name of benchmarks.py or a JSONL file
     eval_n: int = 32  # validation problems used (seeded sample)
-    resume: str = ""  # run folder to continue from its checkpoint
-    demo: str = ""  # a small CPU preset (see DEMOS): "tiny-world" or "smollm2-135m"
+    resume: str = ""  # run folder to continue from its checkpoint, with its saved config
+    demo: str = ""  # a small CPU preset (DEMOS): tiny-world (the default of a bare --demo) or smollm2-135m
     method: str = "grpo"  # set by the script: grpo, rrpo or srpo
 
+
+SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means: rrpo.split_sizes)
 
 # The CPU demos. `--demo` (the README's first command) trains the classroom
 # world's warm-started 1M-parameter model (tiny_world.py) in full, 8 prompts a
@@ -129,49 +136,56 @@ class Config:
 DEMOS = {
     "tiny-world": dict(model="tiny-world", data="tiny-world-train", train_problems=4000, eval_data="tiny-world",
                        eval_n=128, eval_every=10, max_steps=100, full_finetune=True, lr=1e-4, prompts_per_step=8,
-                       minibatch_prompts=4, max_thoughts=6, max_thought_tokens=24, max_response_tokens=96,
-                       gen_batch_size=64, train_microbatch=16, save_every=50),
+                       minibatch_prompts=4, thought=tiny_world.THOUGHT_CAPS, gen_batch_size=64, train_microbatch=16,
+                       save_every=50),
     "smollm2-135m": dict(model="smollm2-135m", data="bundled", prompts_per_step=2, minibatch_prompts=1, max_steps=4,
-                         max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, gen_batch_size=16, lr=1e-4,
-                         save_every=2, eval_every=2, eval_n=6),
+                         thought=tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120),
+                         gen_batch_size=16, lr=1e-4, save_every=2, eval_every=2, eval_n=6),
 }
 
 
-def parse_config(argv=None, method="grpo"):
+def parse_config(argv=None, method="grpo", check=None):
+    """The run's Config from the command line: paper defaults, then a --demo preset,
+    then the flags given. `check(cfg)` (rrpo.py's split check) returns an error or None.
+    A bad value is refused with one line naming the flag."""
     parser = argparse.ArgumentParser(description=f"{method.upper()} training in the Thought MDP")
-    for f in dataclasses.fields(Config):
-        if f.name == "method":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "demo":
-            parser.add_argument(flag, nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS),
-                                help="a small CPU preset: tiny-world (default) or smollm2-135m")
-        elif f.name == "engine":
-            parser.add_argument(flag, choices=gpus.ENGINES, default=None,
-                                help="auto: vllm when it imports and a GPU is present, else hf")
-        elif f.type is bool:
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=f.type, default=None)
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None and v is not False}
-    if args.get("resume"):  # a resumed run keeps its own config
-        with open(os.path.join(args["resume"], "config.json")) as fh:
-            saved = json.load(fh)
-        saved.update(resume=args["resume"], max_steps=args.get("max_steps", saved["max_steps"]))
-        return Config(**saved)
+    tm.add_flags(parser, Config, skip=("method", "demo", "engine", "split"))
+    help_ = tm.field_help(Config)
+    parser.add_argument("--demo", nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS), help=help_["demo"])
+    parser.add_argument("--engine", choices=gpus.ENGINES, default=None, help=help_["engine"])
+    parser.add_argument("--split", choices=SPLITS, default=None, help=help_["split"] + " (default: '1x4')")
+    tm.add_flags(parser, tm.ThoughtConfig)  # --max-thoughts, --max-thought-tokens, ..., --temperature, --top-p
+    args = parser.parse_args(argv)
+    if args.resume:  # a resumed run keeps its own config; only its length may change
+        others = [k for k, v in {**tm.given(args, Config), **tm.given(args, tm.ThoughtConfig)}.items()
+                  if k not in ("resume", "max_steps")]
+        if others:
+            parser.error(f"--resume continues a run with its saved config; it takes only --max-steps, not {others}")
+        cfg = load_config(args.resume)
+        return dataclasses.replace(cfg, resume=args.resume, max_steps=args.max_steps or cfg.max_steps)
     cfg = Config(method=method)
-    if args.get("demo"):
-        cfg = dataclasses.replace(cfg, **DEMOS[args["demo"]])
-    cfg = dataclasses.replace(cfg, **args)
+    if args.demo:
+        cfg = dataclasses.replace(cfg, **DEMOS[args.demo])
+    cfg = dataclasses.replace(cfg, **tm.given(args, Config))
+    cfg.thought = dataclasses.replace(cfg.thought, **tm.given(args, tm.ThoughtConfig))
     suffix = {"": "", "tiny-world": "-demo"}.get(cfg.demo, "-demo-" + cfg.demo)
     cfg.out = cfg.out or os.path.join("runs", method + suffix)
-    assert cfg.prompts_per_step % cfg.minibatch_prompts == 0, "a step splits into whole mini-batches"
+    if cfg.prompts_per_step % cfg.minibatch_prompts:
+        parser.error(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of --minibatch-prompts "
+                     f"{cfg.minibatch_prompts}: a step splits into whole mini-batches")
+    for name in ("group_size", "prompts_per_step", "minibatch_prompts", "train_microbatch", "gen_batch_size"):
+        if getattr(cfg, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    problem = check(cfg) if check else None
+    if problem:
+        parser.error(problem)
     return cfg
 
 
-def thought_config(cfg):
-    return tm.ThoughtConfig(cfg.max_thoughts, cfg.max_thought_tokens, cfg.max_response_tokens,
-                            cfg.max_prompt_tokens, cfg.temperature, cfg.top_p)
+def load_config(run_dir):
+    """The Config a run folder was started with (config.json)."""
+    saved = runs.read_config(run_dir)
+    return Config(**{**saved, "thought": tm.ThoughtConfig(**saved["thought"])})
 
 
 # -----------------------------------------------------------------------------
@@ -218,10 +232,7 @@ class Group:
     prompt: int  # index of the prompt in the step's batch
     kind: str  # "base" (from x_0) or "suffix" (from a reset state x*)
     rollouts: list
-    advantages: torch.Tensor = None  # (len(rollouts),)
-
-    def __post_init__(self):
-        self.advantages = group_advantages([r.reward for r in self.rollouts])
+    advantages: torch.Tensor = None  # (len(rollouts),), set by the training loop (Alg. 2, lines 8-10)
 
 
 def step_seed(cfg, step, phase):
@@ -231,10 +242,9 @@ def step_seed(cfg, step, phase):
 
 def build_buffer(engine, problems, cfg, step):
     """GRPO: one base group of G iid rollouts from each prompt x_0."""
-    tcfg = thought_config(cfg)
     start = time.perf_counter()
-    states = [tm.initial_state(engine.tokenizer, p, tcfg) for p in problems]
-    rollouts = tm.sample_rollouts(engine, states, cfg.group_size, tcfg, step_seed(cfg, step, 0))
+    states = [tm.initial_state(engine.tokenizer, p, cfg.thought) for p in problems]
+    rollouts = tm.sample_rollouts(engine, states, cfg.group_size, cfg.thought, step_seed(cfg, step, 0))
     G = cfg.group_size
     groups = [Group(b, "base", rollouts[b * G:(b + 1) * G]) for b in range(len(problems))]
     stats = {"tokens/base": sum(len(r.response_ids) for r in rollouts), "tokens/suffix": 0, "tokens/localize": 0,
@@ -251,14 +261,10 @@ def token_logprobs(model, rollouts, pad_id, temperature):
     Rows are left-padded so that the response positions are the last K columns.
     Returns logp (n, K) and mask (n, K) with K the longest response."""
     K = max(len(r.response_ids) for r in rollouts)
-    width = max(len(r.prompt_ids) + len(r.response_ids) for r in rollouts)
-    ids = torch.full((len(rollouts), width), pad_id, dtype=torch.long)  # (n, L)
-    attention = torch.zeros((len(rollouts), width), dtype=torch.long)  # (n, L)
+    ids, attention = engines.pad_batch([r.prompt_ids + r.response_ids for r in rollouts], pad_id)  # (n, L) left-padded
+    width = ids.shape[1]
     mask = torch.zeros((len(rollouts), K))  # (n, K)
     for i, r in enumerate(rollouts):
-        seq = r.prompt_ids + r.response_ids
-        ids[i, width - len(seq):] = torch.tensor(seq)
-        attention[i, width - len(seq):] = 1
         mask[i, K - len(r.response_ids):] = torch.tensor(r.own_mask, dtype=torch.float)  # prefix of x* masked
     device = next(model.parameters()).device
     ids, attention, mask = ids.to(device), attention.to(device), mask.to(device)
@@ -294,7 +300,7 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
             for g in groups:
                 for i, r in enumerate(g.rollouts):
                     if g.advantages[i] != 0:
-                        old[id(r)] = token_logprobs(model, [r], pad_id, cfg.temperature)[0][0]
+                        old[id(r)] = token_logprobs(model, [r], pad_id, cfg.thought.temperature)[0][0]
     model.train()
     for start in range(0, len(prompts), cfg.minibatch_prompts):
         chosen = set(prompts[start:start + cfg.minibatch_prompts])
@@ -305,7 +311,7 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
         loss_total = 0.0
         for m in range(0, len(active), cfg.train_microbatch):
             micro = active[m:m + cfg.train_microbatch]
-            logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.temperature)  # (n, K)
+            logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature)  # (n, K)
             adv = torch.stack([a for _, _, a in micro]).to(logp.device)  # (n,)
             logp_old = None
             if cfg.clip_eps > 0:
@@ -360,18 +366,49 @@ def make_policy(model, cfg):
     return get_peft_model(model, lora)
 
 
-def load_training_problems(cfg):
-    """The training set: a JSONL file, the bundled problems, or a benchmark of
-    evaluate.py (the paper's: the 400 NuminaMath-Olympiads training problems)."""
-    if cfg.data.endswith(".jsonl"):
-        problems = tm.load_problems(cfg.data)
-    else:
-        import evaluate
-        problems = evaluate.load_benchmark(cfg.data, n=cfg.train_problems, seed=cfg.seed,
-                                           train_problems=cfg.train_problems)
-    if len(problems) > cfg.train_problems:
-        problems = random.Random(cfg.seed).sample(problems, cfg.train_problems)
-    return problems
+def load_policy(cfg, engine_kind):
+    """The trainable policy and its tokenizer. On the vLLM path (the paper's scale)
+    the trainer's layers are spread over the GPUs and recompute their activations."""
+    at_scale = engine_kind == "vllm"
+    if at_scale and cfg.full_finetune:
+        sys.exit("--engine vllm trains a LoRA adapter; --full-finetune runs with --engine hf")
+    spread = at_scale and torch.cuda.device_count() > 1
+    model, tokenizer = benchmarks.load_model(cfg.model, device_map="auto" if spread else None)
+    if at_scale:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return make_policy(model, cfg), tokenizer
+
+
+def make_engine(cfg, engine_kind, policy, tokenizer):
+    """The rollout engine: vLLM serving the base weights plus each step's adapter
+    (gpus.py), or the HF engine sampling from the policy object itself."""
+    if engine_kind == "vllm":
+        return gpus.VLLMEngine(cfg.model, tokenizer, cfg.out, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
+                               sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory,
+                               max_model_len=cfg.thought.max_prompt_tokens + cfg.thought.max_response_tokens + 64)
+    return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
+
+
+def validation_problems(cfg, train):
+    """Held-out problems for the validation curve (Fig. 3): `eval_n` drawn with the
+    seed from `eval_data`, leaving out the training problems."""
+    if not cfg.eval_every:
+        return []
+    pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), seed=cfg.seed)
+    train_ids = {p["id"] for p in train}
+    pool = [p for p in pool if p["id"] not in train_ids] or pool
+    return random.Random(cfg.seed + 1).sample(pool, min(cfg.eval_n, len(pool)))
+
+
+def validate(engine, problems, tcfg, run_dir, step):
+    """The evaluation hook (Fig. 3): greedy pass rate on `problems` under the run's
+    caps `tcfg`, appended to RUN_DIR/eval.jsonl."""
+    greedy = dataclasses.replace(tcfg, temperature=0.0, top_p=1.0)
+    states = [tm.initial_state(engine.tokenizer, p, greedy) for p in problems]
+    rate = float(np.mean([r.reward for r in tm.sample_rollouts(engine, states, 1, greedy, seed=0)]))
+    runs.append_jsonl(os.path.join(run_dir, "eval.jsonl"), {"step": step, "pass_rate": rate, "n": len(problems)})
+    return rate
 
 
 def step_problems(problems, cfg, step):
@@ -382,171 +419,67 @@ def step_problems(problems, cfg, step):
     return [problems[i] for i in order[k * cfg.prompts_per_step:(k + 1) * cfg.prompts_per_step]]
 
 
-def save_checkpoint(model, optimizer, cfg, step):
-    """Adapter (PEFT format, loadable by PeftModel.from_pretrained and vLLM), trainable
-    weights, optimizer and RNG states, and the next step (the data position)."""
-    final = os.path.join(cfg.out, "checkpoint")
-    tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(os.path.join(tmp, "adapter"), save_embedding_layers=False)
-    trainable = {k: v for k, v in model.state_dict().items()
-                 if k in {n for n, p in model.named_parameters() if p.requires_grad}}
-    torch.save(trainable, os.path.join(tmp, "trainable.pt"))
-    torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-               os.path.join(tmp, "rng.pt"))
-    with open(os.path.join(tmp, "state.json"), "w") as fh:
-        json.dump({"next_step": step, "config": dataclasses.asdict(cfg)}, fh, indent=2)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-
-
-def load_checkpoint(model, optimizer, run_dir):
-    ckpt = os.path.join(run_dir, "checkpoint")
-    model.load_state_dict(torch.load(os.path.join(ckpt, "trainable.pt")), strict=False)
-    optimizer.load_state_dict(torch.load(os.path.join(ckpt, "optimizer.pt")))
-    rng = torch.load(os.path.join(ckpt, "rng.pt"), weights_only=False)
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    with open(os.path.join(ckpt, "state.json")) as fh:
-        return json.load(fh)["next_step"]
-
-
-def log_line(m):
-    return (f"step {m['step']:>4} | reward base {m['reward/base']:.3f} suffix {m['reward/suffix']:.3f} | "
-            f"loss {m['train/loss']:+.4f} gnorm {m['train/grad_norm']:.3f} | "
-            f"tok base {m['tokens/base']} suffix {m['tokens/suffix']} loc {m['tokens/localize']} | "
-            f"gen {m['time/gen_s']:.1f}s loc {m['time/localize_s']:.1f}s train {m['time/train_s']:.1f}s "
-            f"step {m['time/step_s']:.1f}s")
-
-
 # -----------------------------------------------------------------------------
 # The training loop
 
 
-def main(argv=None, method="grpo", buffer_fn=build_buffer):
+def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     """Train with `buffer_fn(engine, problems, cfg, step) -> (groups, stats)`:
-    GRPO's base groups here; rrpo.py and srpo.py pass their reset buffers."""
+    GRPO's base groups here; rrpo.py and srpo.py pass their reset buffers (and
+    `check`, their test of the split against G)."""
     from tqdm import tqdm
 
-    cfg = parse_config(argv, method)
+    cfg = parse_config(argv, method, check)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.set_num_threads(os.cpu_count() or 1)
     if not cfg.resume:
-        if os.path.exists(os.path.join(cfg.out, "checkpoint")) and not cfg.demo:
-            sys.exit(f"{cfg.out} already holds a run: pass --resume {cfg.out} or choose another --out")
-        shutil.rmtree(cfg.out, ignore_errors=True)
-        os.makedirs(cfg.out)
-        with open(os.path.join(cfg.out, "config.json"), "w") as fh:
-            json.dump(dataclasses.asdict(cfg), fh, indent=2)
+        runs.prepare(cfg.out, dataclasses.asdict(cfg), overwrite=bool(cfg.demo))
     print("config:", json.dumps(dataclasses.asdict(cfg)))
-
     engine_kind, why = gpus.choose_engine(cfg.engine)
     print(why)
-    if engine_kind == "vllm" and cfg.full_finetune:
-        sys.exit("--engine vllm trains a LoRA adapter; --full-finetune runs with --engine hf")
-    multi_gpu = engine_kind == "vllm" and torch.cuda.device_count() > 1
-    model, tokenizer = tm.load_model(cfg.model, device_map="auto" if multi_gpu else None)  # layers over the GPUs
-    if engine_kind == "vllm":  # the paper's scale: recompute activations instead of storing them
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    policy = make_policy(model, cfg)
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    if engine_kind == "vllm":  # rollouts on vLLM from the base weights + this step's adapter
-        engine = gpus.VLLMEngine(cfg.model, tokenizer, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
-                                 sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory,
-                                 max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens + 64)
-    else:
-        engine = tm.HFEngine(policy, tokenizer, cfg.gen_batch_size)  # rollouts from the current policy
-    served = [None]
-
-    def serve(step):  # vLLM must serve the policy as it is now: wake it, load this step's adapter
-        if engine_kind == "vllm" and served[0] != step:
-            engine.wake()
-            engine.load_adapter(gpus.save_step_adapter(policy, cfg.out, step), step)
-            served[0] = step
-    problems = load_training_problems(cfg)
-    validation = []
-    if cfg.eval_every:  # held-out problems for the validation curve (Fig. 3)
-        import evaluate
-        pool = tm.load_problems(cfg.eval_data) if cfg.eval_data.endswith(".jsonl") else \
-            evaluate.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), seed=cfg.seed)
-        train_ids = {p["id"] for p in problems}
-        pool = [p for p in pool if p["id"] not in train_ids] or pool
-        validation = random.Random(cfg.seed + 1).sample(pool, min(cfg.eval_n, len(pool)))
+    policy, tokenizer = load_policy(cfg, engine_kind)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    engine = make_engine(cfg, engine_kind, policy, tokenizer)
+    problems = benchmarks.load_benchmark(cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems)
+    validation = validation_problems(cfg, problems)
     total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)
     total = min(total, cfg.max_steps) if cfg.max_steps else total
-    start = 0
-    metrics_path = os.path.join(cfg.out, "metrics.jsonl")
-    if cfg.resume:
-        start = load_checkpoint(policy, optimizer, cfg.resume)
-        # drop what the interrupted run logged past its checkpoint; eval lines carry the step count after the step
-        for path, last in ((metrics_path, start - 1), (os.path.join(cfg.out, "eval.jsonl"), start)):
-            kept = [line for line in open(path) if json.loads(line)["step"] <= last] if os.path.exists(path) else []
-            with open(path, "w") as fh:
-                fh.writelines(kept)
-        print(f"resumed {cfg.out} at step {start}")
+    start = runs.resume(policy, optimizer, cfg.out) if cfg.resume else 0
     print(f"{cfg.method}: {len(problems)} problems, {total} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts")
 
-    def validate(after_step):  # the evaluation hook: greedy pass rate into eval.jsonl (Fig. 3)
-        import evaluate
-        serve(after_step)
-        rate = evaluate.validate(engine, validation, cfg.out, after_step, cfg)
-        tqdm.write(f"step {after_step:>4} | validation pass rate {rate:.3f} on {len(validation)} problems")
+    def validate_after(steps_done):  # Fig. 3: the policy as it is after `steps_done` updates
+        engine.sync(policy, steps_done)
+        rate = validate(engine, validation, cfg.thought, cfg.out, steps_done)
+        tqdm.write(f"step {steps_done:>4} | validation pass rate {rate:.3f} on {len(validation)} problems")
 
-    if cfg.eval_every and start == 0:
-        validate(0)  # where the policy starts
+    if validation and start == 0:
+        validate_after(0)  # where the policy starts
     history = []
-    bar = tqdm(range(start, total), desc=cfg.method, initial=start, total=total)
-    for step in bar:
+    for step in tqdm(range(start, total), desc=cfg.method, initial=start, total=total):
         t_step = time.perf_counter()
         batch = step_problems(problems, cfg, step)
-        serve(step)
-        groups, stats = buffer_fn(engine, batch, cfg, step)  # Alg. 2, lines 1-10
-        if engine_kind == "vllm":
-            engine.sleep()  # with --vllm-sleep, the trainer gets vLLM's GPU memory
+        engine.sync(policy, step)  # rollouts from the current policy (vLLM: this step's adapter)
+        groups, stats = buffer_fn(engine, batch, cfg, step)  # Alg. 2, lines 1-7
+        for g in groups:  # Alg. 2, lines 8-10: advantages normalised within each group
+            g.advantages = group_advantages([r.reward for r in g.rollouts])
+        engine.sleep()  # vLLM with --vllm-sleep: the trainer gets its GPU memory
         t_train = time.perf_counter()
         train = train_on_buffer(policy, optimizer, groups, cfg, engine.pad_id)  # Alg. 2, line 11
         m = {"step": step, **buffer_metrics(groups), **stats, **train,
              "time/train_s": time.perf_counter() - t_train, "time/step_s": time.perf_counter() - t_step}
         m["tokens/per_prompt"] = (m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"]) / len(batch)
         history.append(m)
-        with open(metrics_path, "a") as fh:
-            fh.write(json.dumps(m) + "\n")
-        tqdm.write(log_line(m))
-        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
-            validate(step + 1)
+        runs.append_jsonl(os.path.join(cfg.out, "metrics.jsonl"), m)
+        tqdm.write(runs.log_line(m))
+        if validation and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
+            validate_after(step + 1)
         if (step + 1) % cfg.save_every == 0 or step + 1 == total:
-            save_checkpoint(policy, optimizer, cfg, step + 1)
-    summary = summarize(history)
-    where = "checkpoint/trainable.pt" if cfg.full_finetune else "checkpoint/adapter, PEFT format"
-    with open(os.path.join(cfg.out, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2)
-    print(f"\n{cfg.method} done: {json.dumps(summary)}\nrun folder: {cfg.out}  (weights in {where})")
-    evals = [json.loads(line) for line in open(os.path.join(cfg.out, "eval.jsonl"))] if cfg.eval_every else []
-    if len(evals) > 1:
-        print(f"{cfg.method}: validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
-              f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']} ({len(validation)} held-out problems, greedy)")
+            runs.save_checkpoint(policy, optimizer, cfg.out, step + 1, dataclasses.asdict(cfg))
+    runs.finish(cfg.out, cfg.method, history, n_validation=len(validation))
     return history
-
-
-def summarize(history):
-    """Closing summary: means over the steps of this run."""
-    if not history:
-        return {}
-    keys = ["reward/base", "reward/suffix", "tokens/per_prompt", "time/step_s", "time/gen_s", "time/localize_s",
-            "time/train_s", "groups/base_all_equal", "groups/suffix_all_equal", "signal/ratio"]
-    out = {"steps": len(history)}
-    for k in keys:
-        vals = [m[k] for m in history if k in m and m[k] == m[k]]  # skip NaN
-        out[k] = float(np.mean(vals)) if vals else None
-    return out
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ Paper map
   App. H                    localization tokens are counted (the paper asks
                             future runs to log them)                                Localization.n_tokens
   Sec. 5.3, Fig. 4          a stronger model as localizer, for comparison           localize(..., engine=other)
+  Thought-ICS (companion)   the verifier's question "is this answer right?" (our
+                            wording), answered \\boxed{yes} or \\boxed{no}          VERIFY_PROMPT, parse_verdict()
 
 Symbols
   y~_1..y~_{H_s}   -> rollout.thought_texts (the failed seed)
@@ -28,6 +30,9 @@ Choices, and why
   * The localizer decodes greedily (temperature 0) by default: it is a
     judgement, not an exploration step. Any engine can localize: the policy's
     own (self-localization) or another model's.
+  * The verification prompt of the companion work (Iterative Correction
+    Sampling of Thoughts) sits here beside the localization prompt because it
+    shows the chain the same way; thought_ics.py runs the loop that uses it.
 
 Run it
   python localize.py                    # bundled SmolLM2-135M: a failed rollout and where the model puts its error
@@ -39,6 +44,8 @@ import random
 import re
 from dataclasses import dataclass
 
+import engines
+import rewards
 import thought_mdp as tm
 
 LOCALIZE_PROMPT = """Below is your earlier solution to a problem. Your task is to find the first step in it that is wrong.
@@ -56,6 +63,21 @@ Requirements:
 - Choose exactly ONE step number, from 1 to {n_steps}.
 - Stop at the first step you cannot justify.
 - Your response MUST end with \\boxed{{N}} on a line of its own, where N is the number (counting from 1) of the first wrong step in the chain above, NOT the answer to the problem. Write nothing after \\boxed{{N}}."""
+
+
+# The companion work's autonomous verifier (Thought-ICS, thought_ics.py), in our words
+VERIFY_PROMPT = """Below is your earlier solution to a problem, written as numbered steps. Check it.
+
+Problem: {question}
+
+Your reasoning chain:
+{chain}
+
+Decide whether the final answer of this chain is correct. Check each step against the problem statement and the steps before it; do not trust a step because it sounds confident.
+
+Requirements:
+- Do NOT write a new solution.
+- Your response MUST end with \\boxed{{yes}} if the final answer is correct, or \\boxed{{no}} if it is not. Write nothing after it."""
 
 
 @dataclass
@@ -95,16 +117,26 @@ def localization_prompt(tokenizer, rollout, cfg=LocalizeConfig()):
     return user_turn_ids(tokenizer, content, cfg.max_prompt_tokens)
 
 
-def boxed_contents(text):
-    """The contents of every \\boxed{} in `text`, last first, \\text{} and the like unwrapped."""
-    for content in reversed(re.findall(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text or "")):
-        yield re.sub(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}", r"\1", content)
+def verification_prompt(tokenizer, rollout, max_prompt_tokens=4096):
+    """Token ids of the verification request, as a user turn of a new chat."""
+    content = VERIFY_PROMPT.format(question=tm.format_question(rollout.problem), chain=render_chain(rollout.thought_texts))
+    return user_turn_ids(tokenizer, content, max_prompt_tokens)
+
+
+def parse_verdict(text):
+    """True (judged correct), False (judged wrong) or None, from the last \\boxed{}
+    holding yes/no (or true/false, correct/incorrect: rewards.yes_no's words)."""
+    for content in rewards.boxed_contents(text):
+        verdict = rewards.yes_no(content)
+        if verdict is not None:
+            return verdict
+    return None
 
 
 def parse_step(text, n_steps):
     """The last \\boxed{} of `text` holding an integer in 1..n_steps; None if there is none."""
-    for content in boxed_contents(text):
-        m = re.fullmatch(r"\s*(?:step\s*)?#?\s*(\d+)\s*\.?\s*", content, flags=re.I)
+    for content in rewards.boxed_contents(text):
+        m = re.fullmatch(r"\s*(?:step\s*)?#?\s*(\d+)\s*\.?\s*", rewards.unwrap_text(content), flags=re.I)
         if m and 1 <= int(m.group(1)) <= n_steps:
             return int(m.group(1))
     return None
@@ -115,7 +147,7 @@ def localize(engine, rollouts, cfg=LocalizeConfig(), seed=0):
     `engine` is the policy's engine (self-localization) or another model's."""
     rng = random.Random(seed)
     prompts = [localization_prompt(engine.tokenizer, r, cfg) for r in rollouts]
-    params = tm.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, seed)
+    params = engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, seed)
     results = []
     for r, [answer] in zip(rollouts, engine.generate(prompts, params)):
         n_steps = len(r.thought_ids)
@@ -135,10 +167,10 @@ def main(argv=None):
     parser.add_argument("--tries", type=int, default=8, help="rollouts to sample while looking for a failure")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    cfg = tm.ThoughtConfig(max_thoughts=6, max_thought_tokens=64)
-    model, tokenizer = tm.load_model(args.model)
-    engine = tm.HFEngine(model, tokenizer)
-    judge = engine if args.localizer is None else tm.HFEngine(*tm.load_model(args.localizer))
+    cfg = tm.DEMO_CAPS
+    model, tokenizer = engines.load_model(args.model)
+    engine = engines.HFEngine(model, tokenizer)
+    judge = engine if args.localizer is None else engines.HFEngine(*engines.load_model(args.localizer))
     problems = [p for p in tm.load_problems() if p["kind"] == "math"]
     states = [tm.initial_state(tokenizer, p, cfg) for p in problems[:args.tries]]
     failed = [r for r in tm.sample_rollouts(engine, states, 1, cfg, args.seed) if r.reward < 1]

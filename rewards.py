@@ -8,6 +8,10 @@ Paper map
                                                                        grade_yesno(), grade_code()
   Sec. 5.3   code is scored by the fraction of unit tests passed      run_code_tests()
 
+Symbols
+  r_H        -> score(problem, completion), a float in [0, 1] (code: the fraction of tests passed)
+  y~_H       -> the completion's text; its final answer is last_boxed(text)
+
 A problem is a dict with `kind` in {math, choice, yesno, code}; `answer` for the
 first three (for `choice` the gold letter, with the options' texts in `choices`
 when known); for `code` a list `tests` of dicts whose `type` is
@@ -59,17 +63,27 @@ CODE_MAX_OUTPUT = 1 << 20  # bytes of stdout kept from a code test
 # Final-answer extraction
 
 
-def last_boxed(text):
-    """Content of the last \\boxed{...} (or \\fbox{...}) in text, braces balanced; None if absent."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+def boxed_contents(text):
+    """The contents of every complete \\boxed{...} (or \\fbox{...}) in text, braces
+    balanced, stripped, last first."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text or "")]
     for start in reversed(starts):
         depth, i = 1, start
         while i < len(text) and depth:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            return text[start:i - 1].strip()
-    return None
+            yield text[start:i - 1].strip()
+
+
+def last_boxed(text):
+    """Content of the last complete \\boxed{...} in text; None if absent."""
+    return next(boxed_contents(text), None)
+
+
+def unwrap_text(s):
+    """`\\text{3}`, `\\textbf{yes}`, `\\mathrm{no}` -> their contents."""
+    return re.sub(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}", r"\1", s)
 
 
 def last_code_block(text):
@@ -214,7 +228,7 @@ def yes_no(answer):
     """True for yes/true, False for no/false, None otherwise."""
     if answer is None:
         return None
-    a = re.sub(r"\\text\{([^{}]*)\}", r"\1", str(answer)).strip().strip("$.").strip().lower()
+    a = unwrap_text(str(answer)).strip().strip("$.").strip().lower()
     return True if a in YES else False if a in NO else None
 
 

@@ -12,8 +12,21 @@ Paper map (Algorithm 2)
             paper's token totals left out
   Sec. 5.3  `--localizer MODEL` localizes with another model instead of the policy;
             `--reference-localizer MODEL` also asks another model, for comparison only
-            (the records behind Fig. 4b-d; the paper used Claude Opus 4.5)
+            (the records behind Fig. 4b-d; the paper used Claude Opus 4.5). Both are
+            fields of grpo.Config: saved in config.json, restored on --resume
   the rest  rrpo.py (seed search, splits, suffix group) and grpo.py (loss, loop)
+
+Symbols
+  h*        -> rrpo.ResetIndex.h, from localize.Localization.index (1-based)
+  judge     -> the engine that localizes: the policy's own, or --localizer's
+  h_ref     -> --reference-localizer's step for the same seed (None when it did not parse)
+
+Choices, and why
+  * The policy localizes with the engine it samples with, greedily, in one
+    batched call per step over all seeds (localize.py: prompt, parsing, and the
+    uniform fallback when no step number can be read).
+  * A second model (--localizer, --reference-localizer) runs on the HF engine
+    and is loaded once per run.
 
 Metrics added: `localize/parse_failures` (answers with no valid step number),
 `localize/fallback_rate` (their share; those seeds get a uniform h*, i.e. RRPO's
@@ -26,44 +39,41 @@ Run it
   python srpo.py --demo --localizer PATH_OR_HUB_ID       # a second model localizes
 """
 
-import argparse
+import functools
 
+import benchmarks
+import engines
 import grpo
 import localize
 import rrpo
-import thought_mdp as tm
 
-_localizer = {}  # the engine that localizes, when it is not the policy's
+
+@functools.cache
+def other_engine(name):
+    """A second model's engine (--localizer, --reference-localizer), loaded once per run."""
+    return engines.HFEngine(*benchmarks.load_model(name))
 
 
 def self_localized_indices(engine, seeds, cfg, step):
-    """Alg. 2, line 5: one batched localization call over every seed of the step."""
-    judge = _localizer.get("engine", engine)  # default: the policy localizes its own seeds
+    """Alg. 2, line 5: one batched localization call over every seed of the step, by
+    the policy's own engine (or --localizer's); --reference-localizer's steps are
+    recorded beside them for comparison only (Fig. 4b-d)."""
+    judge = other_engine(cfg.localizer) if cfg.localizer else engine
     found = localize.localize(judge, seeds, localize.LocalizeConfig(), grpo.step_seed(cfg, step, 5))
-    failures = sum(not f.parsed for f in found)
-    stats = {"tokens/localize": sum(f.n_tokens for f in found), "localize/parse_failures": failures,
-             "localize/fallback_rate": failures / len(found)}
-    if "reference" in _localizer:  # audit only: a second model's step for the same seeds (Fig. 4b-d)
-        ref = localize.localize(_localizer["reference"], seeds, localize.LocalizeConfig(), grpo.step_seed(cfg, step, 6))
-        stats["reference_indices"] = [f.index if f.parsed else None for f in ref]
-    return [f.index for f in found], stats
+    ref = [None] * len(seeds)
+    if cfg.reference_localizer:
+        ref = [f.index if f.parsed else None for f in localize.localize(
+            other_engine(cfg.reference_localizer), seeds, localize.LocalizeConfig(), grpo.step_seed(cfg, step, 6))]
+    return [rrpo.ResetIndex(f.index, f.parsed, f.n_tokens, h_ref) for f, h_ref in zip(found, ref)]
 
 
 def build_buffer(engine, problems, cfg, step):
-    return rrpo.reset_buffer(engine, problems, cfg, step, self_localized_indices)
+    choose = functools.partial(self_localized_indices, engine)  # the reset rule: seeds, cfg, step -> [ResetIndex]
+    return rrpo.reset_buffer(engine, problems, cfg, step, choose)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--localizer", default=None, help="localize with this model instead of the policy")
-    parser.add_argument("--reference-localizer", default=None,
-                        help="also localize every seed with this model, for comparison only (resets stay self-localized)")
-    args, rest = parser.parse_known_args(argv)
-    if args.localizer:
-        _localizer["engine"] = tm.HFEngine(*tm.load_model(args.localizer))
-    if args.reference_localizer:
-        _localizer["reference"] = tm.HFEngine(*tm.load_model(args.reference_localizer))
-    return grpo.main(rest, method="srpo", buffer_fn=build_buffer)
+    return grpo.main(argv, method="srpo", buffer_fn=build_buffer, check=rrpo.check_split)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """thought_ics.py: Thought-ICS, inference-time self-correction from SRPO's own
 three moves (localize, reset, resample), with no training.
 
-The companion work of the paper (Iterative Correction Sampling of Thoughts; see
-../shared/paper/related-abstracts.md) answers one thought at a time, and when
+The companion work of the paper (Iterative Correction Sampling of Thoughts,
+Thought-ICS) answers one thought at a time, and when
 an answer is judged wrong it asks the model for the first erroneous thought,
 backtracks to the last correct one and resamples the rest, a few times over.
 It reports a 20-40% self-correction lift when an oracle says which answers are
@@ -15,7 +15,7 @@ Paper map
   Sec. 4.1           thought-structured answers, reset states x* = (x_0, y_{1:h-1})   thought_mdp.reset_state
   Sec. 4.2, App. D   the localizer: first erroneous thought h*                       localize.localize
   Thought-ICS        verify -> localize -> backtrack -> resample, K rounds            correct()
-  (ours)             the autonomous verifier's prompt, in our own words              VERIFY_PROMPT, parse_verdict()
+  (ours)             the autonomous verifier's prompt, in our own words              localize.VERIFY_PROMPT, parse_verdict()
 
 Symbols
   K            -> rounds (Thought-ICS rounds after the first attempt)
@@ -26,7 +26,7 @@ Symbols
 
 Choices, and why
   * verify = "oracle": the benchmark's grader says whether the answer is wrong
-    (costs no model call). verify = "self": the model answers VERIFY_PROMPT with
+    (costs no model call). verify = "self": the model answers localize.VERIFY_PROMPT with
     \\boxed{yes} or \\boxed{no}; an answer that cannot be parsed counts as "not
     judged wrong", so the loop never changes an answer without a verdict, and
     the parse-failure rate is reported.
@@ -50,48 +50,20 @@ Run it
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import random
 
 import numpy as np
 
+import benchmarks
+import engines
 import localize
 import thought_mdp as tm
-
-VERIFY_PROMPT = """Below is your earlier solution to a problem, written as numbered steps. Check it.
-
-Problem: {question}
-
-Your reasoning chain:
-{chain}
-
-Decide whether the final answer of this chain is correct. Check each step against the problem statement and the steps before it; do not trust a step because it sounds confident.
-
-Requirements:
-- Do NOT write a new solution.
-- Your response MUST end with \\boxed{{yes}} if the final answer is correct, or \\boxed{{no}} if it is not. Write nothing after it."""
+import tiny_world
 
 STRATEGIES = ["localize", "random", "restart"]  # Thought-ICS, random reset, from scratch
-
-
-def verification_prompt(tokenizer, rollout, max_prompt_tokens=4096):
-    """Token ids of the verification request, as a user turn of a new chat."""
-    content = VERIFY_PROMPT.format(question=tm.format_question(rollout.problem),
-                                   chain=localize.render_chain(rollout.thought_texts))
-    return localize.user_turn_ids(tokenizer, content, max_prompt_tokens)
-
-
-def parse_verdict(text):
-    """True (judged correct), False (judged wrong) or None, from the last \\boxed{}
-    holding yes/no (also true/false, correct/incorrect)."""
-    for content in localize.boxed_contents(text):
-        word = content.strip().strip(".").strip().lower()
-        if word in ("yes", "true", "correct", "right"):
-            return True
-        if word in ("no", "false", "incorrect", "wrong"):
-            return False
-    return None
 
 
 def call_costs(verify):
@@ -118,12 +90,12 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
     for k in range(budget // cost):
         # 1. verify: the oracle's grade, or the model's own verdict
         if verify == "self":
-            params = tm.SamplingSettings(0.0, 1.0, 32, (), 1, seed)
-            answers = engine.generate([verification_prompt(engine.tokenizer, current[i]) for i in live], params)
+            params = engines.SamplingSettings(0.0, 1.0, 32, (), 1, seed)
+            answers = engine.generate([localize.verification_prompt(engine.tokenizer, current[i]) for i in live], params)
             for i, [a] in zip(live, answers):
                 records[i]["calls"] += 1
                 records[i]["tokens"] += len(a.token_ids)
-                records[i]["verdicts"].append(parse_verdict(a.text))
+                records[i]["verdicts"].append(localize.parse_verdict(a.text))
                 records[i]["judged"].append(current[i].reward)  # what the verdict should have said
             live = [i for i in live if records[i]["verdicts"][-1] is False]
         else:
@@ -193,34 +165,26 @@ def table(results):
 
 
 def main(argv=None):
-    import evaluate
-
     parser = argparse.ArgumentParser(description="Thought-ICS: localize, reset and resample at inference time")
-    parser.add_argument("--model", default="tiny-world", help="bundled short name, Hub id or local folder")
-    parser.add_argument("--benchmarks", default="tiny-world", help="comma-separated names of evaluate.py's benchmarks")
+    parser.add_argument("--model", default="tiny-world", help="tiny-world, smollm2-135m, Hub id or local folder")
+    parser.add_argument("--benchmarks", default="tiny-world", help="comma-separated names of benchmarks.py's benchmarks")
     parser.add_argument("--n", type=int, default=256, help="problems per benchmark (seeded sample)")
-    parser.add_argument("--verify", choices=["oracle", "self"], default="oracle")
+    parser.add_argument("--verify", choices=["oracle", "self"], default="oracle",
+                        help="who says an answer is wrong: the benchmark's grader, or the model itself")
     parser.add_argument("--rounds", type=int, default=3, help="K: Thought-ICS rounds after the first attempt")
     parser.add_argument("--match", choices=["calls", "rounds"], default="calls",
                         help="baselines get the model calls of K Thought-ICS rounds (default), or K rounds too")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-thoughts", type=int, default=None, help="default: 6 on tiny-world, else 20")
-    parser.add_argument("--max-thought-tokens", type=int, default=None, help="default: 24 on tiny-world, else 256")
-    parser.add_argument("--out", default="runs/thought-ics")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the problem sample and of sampling")
+    parser.add_argument("--out", default="runs/thought-ics", help="output folder")
+    tm.add_flags(parser, tm.ThoughtConfig)  # default: the classroom world's caps for tiny-world, else the paper's
     args = parser.parse_args(argv)
-    small = args.model == "tiny-world"
-    cfg = tm.ThoughtConfig(max_thoughts=args.max_thoughts or (6 if small else 20),
-                           max_thought_tokens=args.max_thought_tokens or (24 if small else 256),
-                           max_response_tokens=96 if small else 4096)
-    model, tokenizer = tm.load_model(args.model)
-    engine = tm.HFEngine(model, tokenizer, batch_size=64)
+    cfg = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
+    model, tokenizer = benchmarks.load_model(args.model)
+    engine = engines.HFEngine(model, tokenizer, batch_size=64)
     results, raw = {}, {}
     for bench in args.benchmarks.split(","):
-        problems = evaluate.load_benchmark(bench, args.n, args.seed)
-        truth = None
-        if bench == "tiny-world":
-            import tiny_world
-            truth = tiny_world.first_error
+        problems = benchmarks.load_benchmark(bench, args.n, args.seed)
+        truth = tiny_world.first_error if bench == "tiny-world" else None  # the first error is known there
         first = None
         for strategy in STRATEGIES:
             records, first = correct(engine, problems, strategy, args.verify, args.rounds, cfg, args.seed, first, truth,

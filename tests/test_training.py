@@ -2,13 +2,16 @@
 advantages by hand, the reset buffer's invariants with a scripted engine,
 checkpoint/resume equality, smoke runs, and a learning test."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
+import engines
 import grpo
 import rrpo
+import runs
 import srpo
 import thought_mdp as tm
 from conftest import ANSWERED, ANSWERED_RESPONSE, UNANSWERED, UNANSWERED_RESPONSE, ScriptedEngine, build_model, train_to_say
@@ -70,8 +73,8 @@ def test_group_advantages_by_hand():
 
 
 def small_cfg(**kw):
-    base = dict(model="unused", group_size=8, seed_budget=16, max_thoughts=5, max_thought_tokens=32,
-                max_response_tokens=200, prompts_per_step=2, minibatch_prompts=1)
+    base = dict(model="unused", group_size=8, seed_budget=16, prompts_per_step=2, minibatch_prompts=1,
+                thought=tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200))
     base.update(kw)
     return grpo.Config(**base)
 
@@ -88,7 +91,7 @@ def test_reset_buffer_invariants(tiny_tokenizer, split, base_sizes, suffix_sizes
         suffix = [g for g in groups if g.prompt == b and g.kind == "suffix"]
         assert [len(g.rollouts) for g in base] == base_sizes
         assert [len(g.rollouts) for g in suffix] == suffix_sizes
-    n_seeds = rrpo.SPLITS[split][1]
+    n_seeds = rrpo.split_sizes(split, 8)[1]
     assert len(stats["reset/indices"]) == 2 * n_seeds and stats["reset/grpo_fallbacks"] == 0
     for g in (g for g in groups if g.kind == "suffix"):
         h = g.rollouts[0].reset_index
@@ -115,7 +118,7 @@ def test_fallback_to_grpo_when_no_rollout_fails(tiny_tokenizer):
     groups, stats = rrpo.reset_buffer(engine, [ANSWERED], cfg, step=0)
     assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 9
     assert [(g.kind, len(g.rollouts)) for g in groups] == [("base", 4)]
-    assert torch.all(groups[0].advantages == 0)
+    assert all(r.reward == 1 for r in groups[0].rollouts)  # so its advantages are all zero: no signal this step
 
 
 def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
@@ -124,6 +127,7 @@ def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
     groups, stats = srpo.build_buffer(engine, [ANSWERED, dict(ANSWERED, id="b")], cfg, step=0)
     assert stats["reset/indices"] == [2, 2] and stats["localize/parse_failures"] == 0
     assert engine.localize_calls == 2 and stats["tokens/localize"] > 0
+    assert stats["localize/fallback_rate"] == 0 and all(r["h_ref"] is None for r in stats["reset/records"])
     for g in (g for g in groups if g.kind == "suffix"):
         assert all(r.thought_texts[0] == "First step.</thought>" and r.n_prefix_thoughts == 1 for r in g.rollouts)
 
@@ -185,10 +189,11 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
     """A real tiny model, the real loss and update: reward = first token in a fixed
     set of 60 ids (about 10% at the start). A few dozen GRPO steps raise it clearly."""
     model = build_model(tiny_tokenizer, seed=3)
-    cfg = grpo.Config(model="tiny", full_finetune=True, lr=5e-3, group_size=8, minibatch_prompts=4, temperature=1.0)
+    cfg = grpo.Config(model="tiny", full_finetune=True, lr=5e-3, group_size=8, minibatch_prompts=4,
+                      thought=tm.ThoughtConfig(temperature=1.0))
     policy = grpo.make_policy(model, cfg)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
-    engine = tm.HFEngine(policy, tiny_tokenizer)
+    engine = engines.HFEngine(policy, tiny_tokenizer)
     prompts = [tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig())
                for q in ("a", "b", "c", "d")]
     good = set(range(10, 70))
@@ -200,12 +205,12 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
 
     start = good_rate()
     for step in range(40):
-        outs = engine.generate(prompts, tm.SamplingSettings(1.0, 1.0, 1, (), 8, step))
+        outs = engine.generate(prompts, engines.SamplingSettings(1.0, 1.0, 1, (), 8, step))
         groups = []
         for b, (p, completions) in enumerate(zip(prompts, outs)):
             rollouts = [tm.Rollout(ANSWERED, p, [c.token_ids], [c.text], "max_tokens", float(c.token_ids[0] in good))
                         for c in completions]
-            groups.append(grpo.Group(b, "base", rollouts))
+            groups.append(grpo.Group(b, "base", rollouts, grpo.group_advantages([r.reward for r in rollouts])))
         grpo.train_on_buffer(policy, optimizer, groups, cfg, engine.pad_id)
     end = good_rate()
     assert 0.03 < start < 0.25 and end > start + 0.3, (start, end)
@@ -222,10 +227,69 @@ def test_demo_presets_and_their_run_folders():
         grpo.parse_config(["--demo", "gpt-5"], "grpo")
 
 
+def test_thought_flags_land_in_the_one_thought_config():
+    cfg = grpo.parse_config(["--demo", "--max-thoughts", "5", "--temperature", "1.0"], "grpo")
+    assert (cfg.thought.max_thoughts, cfg.thought.max_thought_tokens, cfg.thought.temperature) == (5, 24, 1.0)
+    assert grpo.parse_config([], "grpo").thought == tm.ThoughtConfig()  # the paper's caps (App. C)
+
+
+def test_every_flag_has_help_from_its_field_comment(capsys):
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--help"], "srpo")
+    text = " ".join(capsys.readouterr().out.split())
+    for cls in (grpo.Config, tm.ThoughtConfig):
+        comments = tm.field_help(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in ("method", "thought"):
+                continue
+            assert f.name in comments, f"{cls.__name__}.{f.name} has no comment to be its --help"
+            assert "--" + f.name.replace("_", "-") in text
+            assert " ".join(comments[f.name].split())[:30] in text, f.name
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--split", "3x3"], "invalid choice"),
+    (["--group-size", "4", "--split", "1x8"], "more than --group-size 4"),
+    (["--seed-budget", "3"], "--seed-budget 3"),
+    (["--prompts-per-step", "6", "--minibatch-prompts", "4"], "multiple of --minibatch-prompts"),
+    (["--temperature", "hot"], "--temperature"),
+])
+def test_bad_flags_are_refused_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        grpo.parse_config(argv, "rrpo", check=rrpo.check_split)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in err and "Traceback" not in err
+
+
+def test_splits_add_up_to_the_group_size():
+    assert [rrpo.split_sizes(s, 8) for s in grpo.SPLITS] == [(4, 1, 4), (0, 2, 4), (0, 1, 8)]  # Sec. 5.1
+    for G in (8, 12, 16):
+        for s in grpo.SPLITS:
+            n_base, n_seeds, n_suffix = rrpo.split_sizes(s, G)
+            assert n_base + n_seeds * n_suffix == G
+    cfg = small_cfg(group_size=16, seed_budget=32)
+    assert rrpo.check_split(cfg) is None and rrpo.split_sizes(cfg.split, 16) == (12, 1, 4)
+
+
+def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
+    out = str(tmp_path / "run")
+    cfg = grpo.parse_config(["--localizer", "some/judge", "--reference-localizer", "other/judge", "--out", out,
+                             "--max-thoughts", "7"], "srpo")
+    runs.prepare(out, dataclasses.asdict(cfg))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["localizer"], saved["reference_localizer"], saved["thought"]["max_thoughts"]) == \
+        ("some/judge", "other/judge", 7)
+    again = grpo.parse_config(["--resume", out, "--max-steps", "3"], "srpo")
+    assert (again.localizer, again.reference_localizer, again.thought, again.max_steps) == \
+        ("some/judge", "other/judge", cfg.thought, 3)
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--resume", out, "--lr", "1"], "srpo")  # a resumed run keeps its config
+
+
 def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, tiny_tokenizer, monkeypatch):
     cfg = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=16, max_response_tokens=48, temperature=1.0)
     states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
-    rollouts = tm.sample_rollouts(tm.HFEngine(trained_tiny, tiny_tokenizer), states, 2, cfg, seed=3)
+    rollouts = tm.sample_rollouts(engines.HFEngine(trained_tiny, tiny_tokenizer), states, 2, cfg, seed=3)
     results = []
     for chunk in (10_000, 3):  # one chunk, then many
         monkeypatch.setattr(grpo, "LOGP_CHUNK", chunk)

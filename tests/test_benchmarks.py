@@ -1,0 +1,121 @@
+"""Tests for benchmarks.py: every loader on a hand-written fixture in its
+dataset's schema (read through the same `datasets` code path as the Hub data),
+grading per kind, LiveCodeBench decoding and splitting, JSONL files and the
+model-name registry."""
+
+import json
+import os
+
+import pytest
+
+import benchmarks
+import rewards
+import thought_mdp as tm
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def load(name, fixture, **kw):
+    return benchmarks.load_benchmark(name, data_files=os.path.join(FIX, fixture), **kw)
+
+
+def test_numina_olympiads_keeps_graded_olympiad_rows_and_splits_train_from_eval():
+    problems = load("numina-olympiads", "numina.jsonl", train_problems=2)
+    train = load("numina-olympiads-train", "numina.jsonl", train_problems=2)
+    everything = {p["answer"] for p in problems + train}
+    assert everything == {"55", "\\frac{1}{6}", "12"}  # no proof, no cn_k12 row
+    assert len(train) == 2 and len(problems) == 1
+    assert not {p["id"] for p in train} & {p["id"] for p in problems}
+
+
+@pytest.mark.parametrize("name,fixture,expected", [
+    ("hmmt-nov-2025", "hmmt.jsonl", [("math", "1024"), ("math", "2\\sqrt{3}")]),
+    ("math-level5", "math.jsonl", [("math", "7"), ("math", "\\frac{3}{4}")]),
+    ("strategyqa", "strategyqa.jsonl", [("yesno", False), ("yesno", True)]),
+    ("acereason-math", "acereason.jsonl", [("math", "2"), ("math", "\\frac{1}{2}")]),
+    ("sciknoweval-chemistry", "sciknoweval.jsonl", [("choice", "B"), ("yesno", "Yes")]),
+    ("sciknoweval-biology", "sciknoweval.jsonl", [("choice", "A")]),
+    ("sciknoweval-materials", "sciknoweval.jsonl", [("choice", "A")]),
+    ("sciknoweval-physics", "sciknoweval.jsonl", [("choice", "C")]),
+    ("commonsenseqa", "commonsenseqa.jsonl", [("choice", "B"), ("choice", "C")]),
+])
+def test_loaders_on_fixtures(name, fixture, expected):
+    problems = load(name, fixture, seed=0)
+    assert sorted((p["kind"], str(p["answer"])) for p in problems) == sorted((k, str(a)) for k, a in expected)
+    for p in problems:
+        assert p["question"] and p["id"]
+        if p["kind"] == "choice":
+            assert len(p["choices"]) >= 2
+        assert tm.format_question(p)
+
+
+def test_sampling_is_seeded_and_capped():
+    a = load("commonsenseqa", "commonsenseqa.jsonl", n=1, seed=3)
+    b = load("commonsenseqa", "commonsenseqa.jsonl", n=1, seed=3)
+    assert len(a) == 1 and a == b
+    assert len(benchmarks.load_benchmark("bundled", n=500)) == len(tm.load_problems())  # all when fewer
+
+
+def test_missing_field_names_dataset_and_field(tmp_path):
+    bad = tmp_path / "hmmt.jsonl"
+    bad.write_text(json.dumps({"problem_idx": 1, "question": "2+2?", "answer": "4"}) + "\n")
+    with pytest.raises(benchmarks.SchemaError, match=r"MathArena/hmmt_nov_2025.*'problem'"):
+        benchmarks.load_benchmark("hmmt-nov-2025", data_files=str(bad))
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        benchmarks.load_benchmark("gsm9k")
+
+
+def test_unreachable_hub_dataset_fails_with_its_name(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="hmmt-nov-2025"):
+        benchmarks.load_benchmark("hmmt-nov-2025")
+
+
+def test_grading_each_kind_through_rewards_score():
+    hmmt = load("hmmt-nov-2025", "hmmt.jsonl")
+    side = next(p for p in hmmt if p["answer"] == "2\\sqrt{3}")
+    assert rewards.score(side, "\\boxed{\\sqrt{12}}") == 1 and rewards.score(side, "\\boxed{3}") == 0
+    chem = load("sciknoweval-chemistry", "sciknoweval.jsonl")
+    mcq = next(p for p in chem if p["kind"] == "choice")
+    assert rewards.score(mcq, "\\boxed{Oxygen}") == 1 and rewards.score(mcq, "\\boxed{A}") == 0
+    tf = next(p for p in chem if p["kind"] == "yesno")
+    assert rewards.score(tf, "\\boxed{yes}") == 1 and rewards.score(tf, "\\boxed{no}") == 0
+    stra = load("strategyqa", "strategyqa.jsonl")
+    assert rewards.score(next(p for p in stra if p["answer"] is False), "\\boxed{No}") == 1
+
+
+def test_livecodebench_decoding_and_deterministic_split():
+    problems = load("livecodebench", "livecodebench.jsonl")
+    assert {p["id"] for p in problems} == {"lcb-abc001_a", "lcb-lc-9001"}  # the hard one is filtered out
+    double = next(p for p in problems if p["id"] == "lcb-abc001_a")
+    assert len(double["tests"]) + len(double["train_tests"]) == 4  # 1 public + 3 hidden (base64/zlib/pickle)
+    assert all(t["type"] == "stdin" for t in double["tests"] + double["train_tests"])
+    add = next(p for p in problems if p["id"] == "lcb-lc-9001")
+    everything = add["tests"] + add["train_tests"]
+    assert {(tuple(t["input"]), t["output"]) for t in everything} == {((1, 2), 3), ((5, 5), 10), ((-1, 1), 0)}
+    assert all(t["type"] == "call" and t["fn_name"] == "addTwo" for t in everything)
+    assert "class Solution" in add["question"]
+    again = load("livecodebench", "livecodebench.jsonl")
+    assert [p["tests"] for p in again] == [p["tests"] for p in problems]  # the split is deterministic
+    train, held = benchmarks.split_tests("x", list(range(7)))
+    assert sorted(train + held) == list(range(7)) and len(train) == 3 and not set(train) & set(held)
+    solution = "```python\nclass Solution:\n    def addTwo(self, a, b):\n        return a + b\n```"
+    assert rewards.score(add, solution) == 1.0
+    assert rewards.score(double, "```python\nprint(2 * int(input()))\n```") == 1.0
+
+
+def test_a_jsonl_file_is_a_benchmark(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps({"id": f"m{i}", "kind": "math", "question": f"{i}+1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(5)))
+    assert [p["id"] for p in benchmarks.load_benchmark(str(path), n=10)] == [f"m{i}" for i in range(5)]
+    assert benchmarks.load_benchmark(str(path), n=2, seed=1) == benchmarks.load_benchmark(str(path), n=2, seed=1)
+
+
+def test_model_names_resolve_through_the_registry(monkeypatch):
+    seen = []
+    monkeypatch.setitem(benchmarks.MODELS, "my-model", lambda dtype=None, device=None: seen.append("mine") or "M")
+    monkeypatch.setattr(benchmarks.engines, "load_model", lambda name, **kw: seen.append(name) or "E")
+    assert benchmarks.load_model("my-model") == "M" and benchmarks.load_model("org/some-model") == "E"
+    assert seen == ["mine", "org/some-model"]
+    assert benchmarks.default_caps("tiny-world").max_thoughts == 6 and benchmarks.default_caps("x").max_thoughts == 20
