@@ -6,7 +6,8 @@ Paper map
   Sec. 5     benchmarks of four kinds: math (equivalence of the
              final answer), multiple choice, yes/no, code             grade_math(), grade_choice(),
                                                                        grade_yesno(), grade_code()
-  Sec. 5.3   code is scored by the fraction of unit tests passed      run_code_tests()
+  Sec. 5.3   code is scored by the fraction of unit tests passed      run_code_tests(); the program
+                                                                       runs in sandbox.py
 
 Symbols
   r_H        -> score(problem, completion), a float in [0, 1] (code: the fraction of tests passed)
@@ -30,33 +31,47 @@ Choices made here, and why
     thread, and a pathological expression costs at most `MATH_TIMEOUT_S`.
     The gold answer is wrapped in $...$ and the prediction in \\boxed{...} before
     parsing (math-verify misreads bare LaTeX such as `2\\sqrt{3}` as 2).
-  * Code runs in a fresh process with its own session, a temporary working
-    folder, limits on memory, CPU time, file size and processes, and the whole
-    process group killed afterwards. Under root it also drops to user `nobody`,
-    because root ignores the process limit. A test that times out, crashes,
-    exits early, forks or floods stdout scores 0; nothing it does reaches the
-    trainer. A stdin program that prints the right output and then exits with
-    status 0 passes; any non-zero exit fails.
+
+Code: the threat model (the policy is an optimiser pointed at this verifier)
+  Trusted: this file (the judge), the test dicts from the benchmark (an assert
+  test's code, e.g. HumanEval's check(candidate), runs here, in the judge), the
+  interpreter and the kernel. Untrusted: the program and everything in its
+  sandbox process (sandbox.py), whose runner the program can patch.
+  * The program never holds what decides its grade: it receives only its own
+    source, a stdin test's input, or a call's arguments. Expected outputs, test
+    code and the verdict stay here.
+  * No object of the program's is compared here: results cross as plain JSON
+    and are decoded into exact builtin types (sandbox.from_plain), so an
+    object whose __eq__ says yes, a patched builtin or a subclass buys nothing.
+  * An assert test runs here with the program's top-level functions and
+    classes replaced by proxies (one call, one message); an exception or a
+    malformed, late or missing reply fails the test.
+  * Where Linux gives the sandbox its own PID and mount namespaces (sandbox.mode()
+    == "namespaces": util-linux unshare, as root or with user namespaces), no
+    process outlives its grade and no file outside its private /tmp changes;
+    elsewhere a program that leaves its process group can survive its grade.
+  * A hostile program costs at most its time limit; it can still print
+    anything, return any value it likes (a hard-coded answer is a wrong
+    program that happens to pass that test), and read world-readable files
+    other than the hidden project and data folders.
 
 Run it
   python rewards.py      # grades a few sample completions of each kind
 """
 
+import ast
+import builtins
 import json
 import os
 import re
-import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
+import sandbox
+
 MATH_TIMEOUT_S = 5.0  # wall-clock limit of one math-verify comparison
-CODE_TIMEOUT_S = 4.0  # wall-clock limit of one code test
-CODE_MEMORY_MB = 512  # address-space limit of a code test
-CODE_MAX_OUTPUT = 1 << 20  # bytes of stdout kept from a code test
 
 
 # -----------------------------------------------------------------------------
@@ -240,92 +255,68 @@ def grade_yesno(problem, completion):
 
 
 # -----------------------------------------------------------------------------
-# Code: one sandboxed process per test
+# Code: the judge. The program runs in sandbox.py and only computes; every
+# comparison below runs here, on plain values decoded from JSON.
 
-# The harness that runs inside the sandbox. It reads a JSON job from one pipe and
-# writes one verdict, tagged with a nonce, on another (their fds come in argv);
-# the program's own stdout and stderr never carry the verdict.
-HARNESS = r'''
-import json, os, sys
-job = json.loads(os.fdopen(int(sys.argv[1])).read())
-verdict = os.fdopen(int(sys.argv[2]), "w")
-def say(ok):
-    verdict.write(job["nonce"] + json.dumps(bool(ok))); verdict.flush(); os._exit(0)
-def _no_fork(*a, **k):
-    raise OSError("process creation is disabled in the sandbox")
-os.fork = os.forkpty = os.system = os.kill = os.killpg = _no_fork
-for name in ("spawnv", "spawnve", "spawnl", "spawnle", "execv", "execve", "posix_spawn", "posix_spawnp"):
-    if hasattr(os, name):
-        setattr(os, name, _no_fork)
-import subprocess
-subprocess.Popen = _no_fork
-env = {"__name__": "__main__"}
-test = job["test"]
-if test["type"] == "stdin":
-    exec(compile(job["program"], "solution.py", "exec"), env)
-    sys.stdout.flush()
-    os._exit(0)
-env["__name__"] = "solution"
-exec(compile(job["program"], "solution.py", "exec"), env)
-if test["type"] == "call":
-    args = test["input"] if isinstance(test["input"], list) else [test["input"]]
-    fn = env.get(test["fn_name"])
-    if fn is None and "Solution" in env:
-        fn = getattr(env["Solution"](), test["fn_name"])
-    out = fn(*args)
+
+def _exception(name, message):
+    """The candidate's exception as the builtin exception of that name (a test may
+    expect one), else CandidateError. Never an object of the program's."""
+    cls = getattr(builtins, str(name), None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls(f"(in the sandbox) {message}")
+    return sandbox.CandidateError(f"{name}: {message}")
+
+
+def call(box, name, args, obj=None):
+    """candidate(*args) through the boundary: one request, one reply, plain values."""
+    msg = {"fn": name, "args": sandbox.to_plain(list(args), _ref_of)}
+    if obj is not None:
+        msg["obj"] = obj
+    reply = box.ask(msg)
+    if "error" in reply:
+        raise _exception(reply["error"], reply.get("message"))
+    return sandbox.from_plain(reply.get("ok"))
+
+
+class _Instance:
+    """A proxy of an object created in the sandbox (e.g. Solution()): its methods
+    are calls through the boundary."""
+
+    def __init__(self, box, ref):
+        self._box, self._ref = box, ref
+
+    def __getattr__(self, name):
+        return lambda *args: call(self._box, name, args, obj=self._ref)
+
+
+def _ref_of(v):
+    return v._ref if type(v) is _Instance else None
+
+
+def _proxies(box, program):
+    """A proxy for every top-level function and class of the program, found by
+    parsing it (never running it) here."""
+    def new(name, args):
+        reply = box.ask({"new": name, "args": sandbox.to_plain(list(args), _ref_of)})
+        if "error" in reply:
+            raise _exception(reply["error"], reply.get("message"))
+        return _Instance(box, reply["ref"])
+    names = {}
+    for node in ast.parse(program).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names[node.name] = lambda *args, _n=node.name: call(box, _n, args)
+        elif isinstance(node, ast.ClassDef):
+            names[node.name] = lambda *args, _n=node.name: new(_n, args)
+    return names
+
+
+def _as_json(v):
+    """A call test's result as the benchmark stores outputs (tuples as lists)."""
     try:
-        json_out = json.loads(json.dumps(out))
+        return json.loads(json.dumps(v))
     except (TypeError, ValueError):
-        json_out = out
-    say(json_out == test["output"] or (isinstance(out, tuple) and list(out) == test["output"]))
-exec(compile(test["code"], "test.py", "exec"), env)
-say(True)
-'''
-
-
-def _world_runnable(path):
-    """Can user nobody execute `path` (every parent folder searchable by others)?"""
-    path = os.path.realpath(path)
-    if not os.stat(path).st_mode & 0o001:
-        return False
-    parent = os.path.dirname(path)
-    while parent != "/":
-        if not os.stat(parent).st_mode & 0o001:
-            return False
-        parent = os.path.dirname(parent)
-    return True
-
-
-def _sandbox_python():
-    """(interpreter, drop_to_nobody). Under root, prefer an interpreter that user
-    nobody can run, so that the process limit applies; else stay root and rely on
-    the harness's disabled fork/exec and the process-group kill."""
-    if os.geteuid() != 0:
-        return sys.executable, False
-    for candidate in (sys.executable, "/usr/bin/python3"):
-        if os.path.exists(candidate) and _world_runnable(candidate):
-            return candidate, True
-    return sys.executable, False
-
-
-SANDBOX_PYTHON, DROP_ROOT = _sandbox_python()
-
-
-def _limit_child():
-    """preexec_fn of a sandboxed test: resource limits, then drop root."""
-    import resource
-
-    mem = CODE_MEMORY_MB << 20
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    cpu = int(CODE_TIMEOUT_S) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 24, 1 << 24))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if DROP_ROOT:  # root ignores RLIMIT_NPROC: run as nobody
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+        return v
 
 
 def _same_output(got, expected):
@@ -348,64 +339,25 @@ def _same_output(got, expected):
     return True
 
 
-def run_code_test(program, test, timeout=CODE_TIMEOUT_S):
-    """Run one test of `program` in the sandbox; True iff it passes."""
-    nonce = secrets.token_hex(8)
-    job = json.dumps({"program": program, "test": test, "nonce": nonce}).encode()
-    with tempfile.TemporaryDirectory(prefix="srpo_code_") as workdir:
-        os.chmod(workdir, 0o777)  # the sandbox user must be able to write here
-        job_r, job_w = os.pipe()
-        out_r, out_w = os.pipe()
-        proc = None
-        try:
-            proc = subprocess.Popen(
-                [SANDBOX_PYTHON, "-I", "-S", "-c", HARNESS, str(job_r), str(out_w)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                cwd=workdir, env={"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"},
-                pass_fds=(job_r, out_w), start_new_session=True, preexec_fn=_limit_child,
-            )
-            os.close(job_r)
-            os.close(out_w)
-            job_r = out_w = None
-            with os.fdopen(job_w, "wb") as f:
-                job_w = None
-                f.write(job)
-            stdin = str(test.get("input", "")) if test["type"] == "stdin" else ""
-            try:
-                stdout, _ = proc.communicate(stdin.encode(), timeout=timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the whole group, forks included
-                except (ProcessLookupError, PermissionError):
-                    pass
-            os.set_blocking(out_r, False)
-            try:
-                verdict = os.read(out_r, 4096).decode(errors="replace")
-            except BlockingIOError:
-                verdict = ""
-        except OSError:
-            return False
-        finally:
-            if proc is not None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the whole group, forks included
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
-            for fd in (job_r, job_w, out_r, out_w):
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-        if test["type"] == "stdin":
-            return proc.returncode == 0 and _same_output(stdout[:CODE_MAX_OUTPUT].decode(errors="replace"), test["output"])
-        return verdict == nonce + "true"
+def run_code_test(program, test, timeout=sandbox.CODE_TIMEOUT_S):
+    """Run one test of `program` in a sandbox; True iff it passes."""
+    try:
+        if test["type"] == "stdin":  # the program reads the input; its output is compared here
+            with sandbox.Sandbox(program, "stdin", timeout=timeout) as box:
+                out, code = box.run_stdin(str(test.get("input", "")))
+            return code == 0 and _same_output(out, test["output"])
+        with sandbox.Sandbox(program, "serve", timeout=timeout) as box:
+            if test["type"] == "call":  # one call; the result is compared here
+                args = test["input"] if isinstance(test["input"], list) else [test["input"]]
+                return _as_json(call(box, test["fn_name"], args)) == test["output"]
+            namespace = dict(_proxies(box, program), __name__="check")
+            exec(compile(test["code"], "test.py", "exec"), namespace)  # trusted test code, here; it calls proxies
+            return True
+    except Exception:  # an assert failed, the candidate raised or misbehaved, the time ran out
+        return False
 
 
-def run_code_tests(program, tests, timeout=CODE_TIMEOUT_S):
+def run_code_tests(program, tests, timeout=sandbox.CODE_TIMEOUT_S):
     """Fraction of `tests` that `program` passes (0 when there is no program)."""
     if not program or not tests:
         return 0.0

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import rewards
+import sandbox
 
 MATH = [  # (gold, completion, expected)
     ("2\\sqrt{3}", "\\boxed{2\\sqrt{3}}", 1),
@@ -91,7 +92,7 @@ def test_math_grading_works_from_threads_and_times_out():
         t.join()
     assert results == [True] * 4
     start = time.time()
-    assert rewards.math_equal("\\frac{1}{2}", "0.5", timeout=1e-4) is False  # too little time: wrong, not a crash
+    assert rewards.math_equal("\\frac{1}{2}", "0.5", timeout=0.0) is False  # no time left: wrong, not a crash
     assert time.time() - start < 2
     assert rewards.math_equal("\\frac{1}{2}", "0.5") is True  # a fresh worker took over
 
@@ -136,7 +137,6 @@ HOSTILE = {
     "exit inside": "def add(a, b):\n    raise SystemExit(0)",
     "garbage output": "import sys\nsys.stdout.write('true' * 100000)\ndef add(a, b):\n    return None",
     "fork loop": "import os\ndef add(a, b):\n    while True:\n        os.fork()",
-    "subprocess": "import subprocess\ndef add(a, b):\n    subprocess.Popen(['sleep', '100'])\n    return a + b",
     "kill parent": "import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)",
     "syntax error": "def add(a, b)\n    return a + b",
 }
@@ -146,8 +146,20 @@ HOSTILE = {
 def test_hostile_programs_score_zero_and_leave_nothing_behind(name):
     start = time.time()
     assert rewards.score({"kind": "code", "tests": ADD_TESTS[:1]}, code(HOSTILE[name])) == 0.0
-    assert time.time() - start < rewards.CODE_TIMEOUT_S + 3
+    assert time.time() - start < sandbox.CODE_TIMEOUT_S + 3
     os.kill(os.getpid(), 0)  # the trainer is alive
+
+
+def test_a_subprocess_is_allowed_but_does_not_outlive_the_grade():
+    """Starting a process is no offence (the old harness forbade it); outliving the test is impossible."""
+    program = code("import subprocess\ndef add(a, b):\n    subprocess.Popen(['sleep', '100.4242'])\n    return a + b")
+    assert rewards.score({"kind": "code", "tests": ADD_TESTS[:1]}, program) == 1.0
+    time.sleep(0.2)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            assert b"100.4242" not in open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
 
 
 def test_stdin_program_that_exits_badly_fails():

