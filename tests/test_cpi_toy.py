@@ -1,4 +1,4 @@
-"""Tests for cpi_toy.py: known answers, equivalences, properties, and a smoke run."""
+"""Tests for cpi_toy.py and tabular_mdp.py: known answers, equivalences, properties, and smoke runs."""
 
 import itertools
 import json
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import cpi_toy as ct
+import tabular_mdp as tmdp
 
 
 def random_mdp(seed, H=3, S=3, A=2):
@@ -15,7 +16,7 @@ def random_mdp(seed, H=3, S=3, A=2):
     r = rng.uniform(0, 1, size=(H, S, A))
     mu = rng.dirichlet(np.ones(S))
     pi = rng.dirichlet(np.ones(A), size=(H, S))  # (H, S, A)
-    return ct.MDP(P=P, r=r, mu=mu), pi
+    return tmdp.MDP(P=P, r=r, mu=mu), pi
 
 
 def hand_mdp():
@@ -34,29 +35,29 @@ def hand_mdp():
     pi = np.full((H, S, A), 0.5)
     pi[1, 1] = [0.8, 0.2]
     pi[1, 0] = [1.0, 0.0]
-    return ct.MDP(P=P, r=r, mu=np.array([1.0, 0, 0])), pi
+    return tmdp.MDP(P=P, r=r, mu=np.array([1.0, 0, 0])), pi
 
 
 def test_policy_evaluation_by_hand():
     mdp, pi = hand_mdp()
-    V, Q, A = ct.evaluate(mdp, pi)
+    V, Q, A = tmdp.evaluate(mdp, pi)
     # V_2(1) = 0.8 * 1 = 0.8, V_2(2) = 0.5 * 0.2 = 0.1
     assert V[1, 1] == pytest.approx(0.8) and V[1, 2] == pytest.approx(0.1)
     # Q_1(0, .) = [0 + 0.8, 0.5 + 0.1], V_1(0) = 0.7
     assert Q[0, 0] == pytest.approx([0.8, 0.6])
     assert V[0, 0] == pytest.approx(0.7)
-    assert ct.J(mdp, pi) == pytest.approx(0.7)
+    assert tmdp.J(mdp, pi) == pytest.approx(0.7)
     assert A[0, 0] == pytest.approx([0.1, -0.1])
     assert A[1, 1] == pytest.approx([0.2, -0.8])
-    d = ct.state_distributions(mdp, pi)
+    d = tmdp.state_distributions(mdp, pi)
     assert d == pytest.approx(np.array([[1, 0, 0], [0, 0.5, 0.5]]))
 
 
 def test_backward_induction_matches_enumeration():
     mdp, pi = random_mdp(0)
     H, S, A = mdp.H, mdp.S, mdp.A
-    _, Q, _ = ct.evaluate(mdp, pi)
-    d = ct.state_distributions(mdp, pi)
+    _, Q, _ = tmdp.evaluate(mdp, pi)
+    d = tmdp.state_distributions(mdp, pi)
 
     def enumerate_from(h, x, y):
         """Expected return from (x, y) at time h, summing over every continuation."""
@@ -77,7 +78,7 @@ def test_backward_induction_matches_enumeration():
             for y in range(A):
                 assert Q[h, x, y] == pytest.approx(enumerate_from(h, x, y), abs=1e-12)
     J_enum = sum(mdp.mu[x] * pi[0, x, y] * enumerate_from(0, x, y) for x in range(S) for y in range(A))
-    assert ct.J(mdp, pi) == pytest.approx(J_enum, abs=1e-12)
+    assert tmdp.J(mdp, pi) == pytest.approx(J_enum, abs=1e-12)
     # d^3 by enumeration of the first two steps
     d3 = np.zeros(S)
     for x1, y1, x2, y2, x3 in itertools.product(range(S), range(A), range(S), range(A), range(S)):
@@ -89,33 +90,33 @@ def test_backward_induction_matches_enumeration():
 def test_policy_advantage_identity(seed):
     """Lemma 2, Eq. (4): A(pi_G) = p * A^G(pi^+) >= tau * p."""
     mdp, pi = random_mdp(seed)
-    _, Q, A = ct.evaluate(mdp, pi)
-    d = ct.state_distributions(mdp, pi)
+    _, Q, A = tmdp.evaluate(mdp, pi)
+    d = tmdp.state_distributions(mdp, pi)
     tau = float(np.median(A.max(-1)))  # improvable set: about half of the (h, x)
-    G = ct.improvable_set(A, tau)
-    p = ct.coverage(d, G)
+    G = tmdp.improvable_set(A, tau)
+    p = tmdp.coverage(d, G)
     assert 0 < p < 1
-    pi_plus = ct.greedy_policy(Q)
+    pi_plus = tmdp.greedy_policy(Q)
     pi_G = np.where(G[..., None], pi_plus, pi)
     A_G = (d * G * A.max(-1)).sum() / (d * G).sum()  # E[A(x, pi^+) | x in G]
-    assert ct.policy_advantage(d, A, pi_G) == pytest.approx(p * A_G, rel=1e-10)
+    assert tmdp.policy_advantage(d, A, pi_G) == pytest.approx(p * A_G, rel=1e-10)
     assert p * A_G >= tau * p - 1e-12
 
 
 def test_fork_mdp_has_the_dialled_coverage():
     for p in (0.01, 0.2, 0.7):
-        mdp, pi = ct.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5)
-        _, _, A = ct.evaluate(mdp, pi)
-        G = ct.improvable_set(A, 0.3)
+        mdp, pi = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5)
+        _, _, A = tmdp.evaluate(mdp, pi)
+        G = tmdp.improvable_set(A, 0.3)
         assert G[:, 0].all() and not G[:, 1:].any(), "only the fork is improvable"
-        assert ct.coverage(ct.state_distributions(mdp, pi), G) == pytest.approx(p)
+        assert tmdp.coverage(tmdp.state_distributions(mdp, pi), G) == pytest.approx(p)
 
 
 def test_mixtures_stay_on_the_simplex():
     rng = np.random.default_rng(1)
     for _ in range(20):
         pi = rng.dirichlet(np.ones(4), size=(3, 5))
-        pi_plus = ct.greedy_policy(rng.normal(size=(3, 5, 4)))
+        pi_plus = tmdp.greedy_policy(rng.normal(size=(3, 5, 4)))
         G = rng.random((3, 5)) < 0.5
         for alpha in (0.0, 0.3, 1.0, rng.random(7)):
             for mixed in (ct.mixture(pi, pi_plus, alpha), ct.mixture(pi, pi_plus, alpha, G)):
@@ -129,18 +130,18 @@ def test_mixtures_stay_on_the_simplex():
 
 def test_rejection_sampler_accepts_only_improvable_states_at_rate_p():
     p, n = 0.1, 4000
-    mdp, pi = ct.fork_mdp(p, horizon=3, actions=3, tau=0.3, routine=3, seed=0)
-    _, _, A = ct.evaluate(mdp, pi)
-    G = ct.improvable_set(A, 0.3)
+    mdp, pi = tmdp.fork_mdp(p, horizon=3, actions=3, tau=0.3, routine=3, seed=0)
+    _, _, A = tmdp.evaluate(mdp, pi)
+    G = tmdp.improvable_set(A, 0.3)
     x, h, cheap_calls = ct.credit_sampler(mdp, pi, G, n, np.random.default_rng(0))
     assert len(x) == n and G[h, x].all()
     # n acceptances take n / p trials on average; sd of the count is sqrt(n (1-p)) / p
     assert abs(cheap_calls - n / p) < 4 * np.sqrt(n * (1 - p)) / p
     # on a random MDP the accepted (x, h) follow d_pi^h restricted to G
     mdp, pi = random_mdp(3)
-    _, _, A = ct.evaluate(mdp, pi)
-    d = ct.state_distributions(mdp, pi)
-    G = ct.improvable_set(A, float(np.median(A.max(-1))))
+    _, _, A = tmdp.evaluate(mdp, pi)
+    d = tmdp.state_distributions(mdp, pi)
+    G = tmdp.improvable_set(A, float(np.median(A.max(-1))))
     x, h, _ = ct.credit_sampler(mdp, pi, G, 20000, np.random.default_rng(1))
     assert G[h, x].all()
     freq = np.zeros_like(d)
@@ -150,7 +151,7 @@ def test_rejection_sampler_accepts_only_improvable_states_at_rate_p():
 
 def test_q_rollout_is_unbiased():
     mdp, pi = random_mdp(2)
-    _, Q, _ = ct.evaluate(mdp, pi)
+    _, Q, _ = tmdp.evaluate(mdp, pi)
     rng = np.random.default_rng(0)
     m = 40000
     for h, x, y in [(0, 1, 0), (1, 2, 1), (2, 0, 1)]:
@@ -160,8 +161,8 @@ def test_q_rollout_is_unbiased():
 
 def test_return_distribution_has_mean_Q():
     mdp, pi = random_mdp(4)
-    _, Q, _ = ct.evaluate(mdp, pi)
-    law = ct.return_distribution(mdp, pi)
+    _, Q, _ = tmdp.evaluate(mdp, pi)
+    law = tmdp.return_distribution(mdp, pi)
     assert law.sum(-1) == pytest.approx(np.ones(Q.shape))
     assert law @ np.arange(mdp.H + 1.0) == pytest.approx(Q)
 
@@ -169,9 +170,9 @@ def test_return_distribution_has_mean_Q():
 @pytest.mark.parametrize("with_oracle", [False, True])
 def test_fast_statistics_match_per_sample_phase_1(with_oracle):
     """q_sampling_stats draws (count, total) from the law of cell_statistics(q_sampling)."""
-    mdp, pi = ct.fork_mdp(0.3, horizon=2, actions=2, tau=0.3, routine=2, seed=0)
-    _, _, A = ct.evaluate(mdp, pi)
-    G = ct.improvable_set(A, 0.3) if with_oracle else None
+    mdp, pi = tmdp.fork_mdp(0.3, horizon=2, actions=2, tau=0.3, routine=2, seed=0)
+    _, _, A = tmdp.evaluate(mdp, pi)
+    G = tmdp.improvable_set(A, 0.3) if with_oracle else None
     n, runs = 200, 400
     rng = np.random.default_rng(0)
     slow = [ct.cell_statistics(mdp, ct.q_sampling(mdp, pi, n, rng, G)[0]) for _ in range(runs)]
@@ -207,27 +208,27 @@ def test_cpi_lower_bounds_hold_for_small_steps(seed):
     """Eq. (1) for pi' = pi^+, and the credit-aware Eq. (2) for pi' = pi_G."""
     mdp, pi = random_mdp(seed, H=4, S=4, A=3)
     H = mdp.H
-    _, Q, A = ct.evaluate(mdp, pi)
-    d = ct.state_distributions(mdp, pi)
-    pi_plus = ct.greedy_policy(Q)
-    G = ct.improvable_set(A, float(np.median(A.max(-1))))
-    p = ct.coverage(d, G)
-    A_plus = ct.policy_advantage(d, A, pi_plus)
+    _, Q, A = tmdp.evaluate(mdp, pi)
+    d = tmdp.state_distributions(mdp, pi)
+    pi_plus = tmdp.greedy_policy(Q)
+    G = tmdp.improvable_set(A, float(np.median(A.max(-1))))
+    p = tmdp.coverage(d, G)
+    A_plus = tmdp.policy_advantage(d, A, pi_plus)
     A_G = (d * G * A.max(-1)).sum() / (d * G).sum()
     for alpha in (0.001, 0.01, 0.05, 0.1):
-        gain = ct.J(mdp, ct.mixture(pi, pi_plus, alpha)) - ct.J(mdp, pi)
-        assert gain >= alpha * H * A_plus - 0.5 * alpha**2 * H**3 * ct.R_MAX - 1e-12
-        gain_G = ct.J(mdp, ct.mixture(pi, pi_plus, alpha, G)) - ct.J(mdp, pi)
-        assert gain_G >= alpha * H * p * A_G - alpha**2 * H**3 * ct.R_MAX * p - 1e-12
+        gain = tmdp.J(mdp, ct.mixture(pi, pi_plus, alpha)) - tmdp.J(mdp, pi)
+        assert gain >= alpha * H * A_plus - 0.5 * alpha**2 * H**3 * tmdp.R_MAX - 1e-12
+        gain_G = tmdp.J(mdp, ct.mixture(pi, pi_plus, alpha, G)) - tmdp.J(mdp, pi)
+        assert gain_G >= alpha * H * p * A_G - alpha**2 * H**3 * tmdp.R_MAX * p - 1e-12
 
 
 def test_oracle_update_matches_theorem_1_in_the_fork_family():
     """Exact A-hat gives alpha = tau p / H^2 (RR) and tau / (2 H^2) (CARO), so
     J gains tau^2 p^2 / H and tau^2 p / (2 H): the rates of Table 1."""
     tau, H, p = 0.3, 3, 0.05
-    mdp, pi = ct.fork_mdp(p, horizon=H, actions=3, tau=tau, routine=3, seed=0)
-    _, _, A = ct.evaluate(mdp, pi)
-    G = ct.improvable_set(A, tau)
+    mdp, pi = tmdp.fork_mdp(p, horizon=H, actions=3, tau=tau, routine=3, seed=0)
+    _, _, A = tmdp.evaluate(mdp, pi)
+    G = tmdp.improvable_set(A, tau)
     gain_rr, A_rr = ct.oracle_update(mdp, pi, "rr", G)
     gain_caro, A_caro = ct.oracle_update(mdp, pi, "caro", G)
     assert A_rr == pytest.approx(tau * p) and A_caro == pytest.approx(tau)
@@ -251,5 +252,4 @@ def test_quick_run_writes_results_with_theory_slopes(tmp_path):
 
 
 def test_tabular_mdp_script_reports_the_dialled_coverage():
-    import tabular_mdp
-    assert tabular_mdp.main(["--p", "0.2", "--horizon", "2"]) == pytest.approx(0.2)
+    assert tmdp.main(["--p", "0.2", "--horizon", "2"]) == pytest.approx(0.2)
