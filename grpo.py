@@ -185,6 +185,8 @@ def parse_config(argv=None, method="grpo", check=None):
 def load_config(run_dir):
     """The Config a run folder was started with (config.json)."""
     saved = runs.read_config(run_dir)
+    if "thought" not in saved:  # written before the caps became one ThoughtConfig: its fields sat in the top level
+        saved["thought"] = {f.name: saved.pop(f.name) for f in dataclasses.fields(tm.ThoughtConfig) if f.name in saved}
     return Config(**{**saved, "thought": tm.ThoughtConfig(**saved["thought"])})
 
 

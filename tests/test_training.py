@@ -286,6 +286,15 @@ def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
         grpo.parse_config(["--resume", out, "--lr", "1"], "srpo")  # a resumed run keeps its config
 
 
+def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
+    flat = {k: v for k, v in dataclasses.asdict(grpo.Config(method="rrpo")).items() if k != "thought"}
+    flat.update(max_thoughts=6, max_thought_tokens=24, temperature=1.0)  # the caps at the top level, as once saved
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+    cfg = grpo.load_config(str(tmp_path))
+    assert (cfg.method, cfg.thought.max_thoughts, cfg.thought.max_thought_tokens, cfg.thought.temperature) == \
+        ("rrpo", 6, 24, 1.0)
+
+
 def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, tiny_tokenizer, monkeypatch):
     cfg = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=16, max_response_tokens=48, temperature=1.0)
     states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
