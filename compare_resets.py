@@ -35,7 +35,7 @@ Choices, and why
     again, so an interrupted comparison resumes where it stopped.
 
 Run it
-  python compare_resets.py --quick        # about a minute: every method once, 40 steps, one-line summary last
+  python compare_resets.py --quick        # 1-2 minutes: every method once, 40 steps, one-line summary last
   python compare_resets.py                # 4 methods x 3 seeds x 150 steps (about 10 minutes), figure and table
 """
 
@@ -119,7 +119,7 @@ def compare(out, seeds, steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets in the classroom world")
     parser.add_argument("--out", default="runs/compare-resets", help="output folder (one run folder per method and seed)")
-    parser.add_argument("--quick", action="store_true", help="one seed, 40 steps per method (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="one seed, 40 steps per method (1-2 minutes)")
     parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 150, quick 40)")
     parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 3, quick 1)")
     args = parser.parse_args(argv)

@@ -60,7 +60,7 @@ Deviations, and why
 
 Run it
   python tiny_world.py                # build once (about 3 minutes), then a sample chain and the two targets
-  python compare_resets.py --quick    # GRPO / RRPO / SRPO / ORACLE on this world, about a minute
+  python compare_resets.py --quick    # GRPO / RRPO / SRPO / ORACLE on this world, 1-2 minutes
   python srpo.py --demo               # SRPO alone on this world, the README's first command
 """
 
