@@ -290,7 +290,9 @@ def report(run_dirs, out, results=None, base=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Evaluate models and adapters; write the paper's tables and figures.")
+    parser = argparse.ArgumentParser(description="Evaluate models and adapters; write the paper's tables and figures.",
+                                     epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
+                                            "classroom world's (6 thoughts x 24 tokens, 96 in all) with --model tiny-world.")
     parser.add_argument("--model", default="smollm2-135m", help="base model: tiny-world, smollm2-135m, Hub id or local folder")
     parser.add_argument("--adapter", nargs="*", default=[], help="training run folders to evaluate (LoRA adapter or fully fine-tuned weights)")
     parser.add_argument("--benchmarks", default="bundled",

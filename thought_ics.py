@@ -165,7 +165,9 @@ def table(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Thought-ICS: localize, reset and resample at inference time")
+    parser = argparse.ArgumentParser(description="Thought-ICS: localize, reset and resample at inference time",
+                                     epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
+                                            "classroom world's (6 thoughts x 24 tokens, 96 in all) with --model tiny-world.")
     parser.add_argument("--model", default="tiny-world", help="tiny-world, smollm2-135m, Hub id or local folder")
     parser.add_argument("--benchmarks", default="tiny-world", help="comma-separated names of benchmarks.py's benchmarks")
     parser.add_argument("--n", type=int, default=256, help="problems per benchmark (seeded sample)")
