@@ -250,14 +250,15 @@ def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
 # Model names
 
 
-# The project's own models, by the name every script accepts for --model
+# The project's own models, by the name every script accepts for --model, and the Thought MDP's caps they use
 MODELS = {"tiny-world": tiny_world.load}  # the classroom world's warm-started 1M-parameter Llama
+MODEL_CAPS = {"tiny-world": tiny_world.THOUGHT_CAPS}  # a model not named here gets the paper's caps (App. C)
 
 
 def default_caps(model):
     """The Thought MDP's caps a script uses for `model` unless told otherwise: the
     classroom world's small ones for tiny-world, the paper's (App. C) for the rest."""
-    return tiny_world.THOUGHT_CAPS if model == "tiny-world" else tm.ThoughtConfig()
+    return MODEL_CAPS.get(model, tm.ThoughtConfig())
 
 
 def load_model(name, dtype=None, device=None, device_map=None):

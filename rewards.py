@@ -268,15 +268,20 @@ def _exception(name, message):
     return sandbox.CandidateError(f"{name}: {message}")
 
 
+def _ask(box, msg):
+    """One request to the sandbox; its reply, or the candidate's exception raised here."""
+    reply = box.ask(msg)
+    if "error" in reply:
+        raise _exception(reply["error"], reply.get("message"))
+    return reply
+
+
 def call(box, name, args, obj=None):
     """candidate(*args) through the boundary: one request, one reply, plain values."""
     msg = {"fn": name, "args": sandbox.to_plain(list(args), _ref_of)}
     if obj is not None:
         msg["obj"] = obj
-    reply = box.ask(msg)
-    if "error" in reply:
-        raise _exception(reply["error"], reply.get("message"))
-    return sandbox.from_plain(reply.get("ok"))
+    return sandbox.from_plain(_ask(box, msg).get("ok"))
 
 
 class _Instance:
@@ -298,10 +303,7 @@ def _proxies(box, program):
     """A proxy for every top-level function and class of the program, found by
     parsing it (never running it) here."""
     def new(name, args):
-        reply = box.ask({"new": name, "args": sandbox.to_plain(list(args), _ref_of)})
-        if "error" in reply:
-            raise _exception(reply["error"], reply.get("message"))
-        return _Instance(box, reply["ref"])
+        return _Instance(box, _ask(box, {"new": name, "args": sandbox.to_plain(list(args), _ref_of)})["ref"])
     names = {}
     for node in ast.parse(program).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

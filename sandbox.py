@@ -222,7 +222,7 @@ def _probe_mode():
         with Sandbox("print(6 * 7)", "stdin", "namespaces") as box:
             out, code = box.run_stdin("")
         return "namespaces" if code == 0 and out.strip() == "42" else "process-group"
-    except OSError:
+    except (OSError, CandidateError):  # unshare refused (no privilege), or the sandbox died at start
         return "process-group"
 
 
@@ -286,19 +286,21 @@ class Sandbox:
         if namespaces:
             prefix = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--propagation", "private"]
             prefix += [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        self.stdin_mode = job_mode == "stdin"
+        piped = subprocess.PIPE if job_mode == "stdin" else subprocess.DEVNULL  # stdin tests: the program's own stdio
+        self.proc, self.buffer, self.next_id = None, b"", 0
         try:
-            self.proc = subprocess.Popen(
-                prefix + [python, "-I", "-S", "-c", BOOT, json.dumps(cfg)],
-                stdin=subprocess.PIPE if self.stdin_mode else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if self.stdin_mode else subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONHASHSEED": "0"},
-                pass_fds=(req_r, rep_w), start_new_session=True)
-        finally:
-            os.close(req_r)
-            os.close(rep_w)
-        self.buffer, self.next_id = b"", 0
-        self._send({"mode": job_mode, "program": program})
+            try:
+                self.proc = subprocess.Popen(
+                    prefix + [python, "-I", "-S", "-c", BOOT, json.dumps(cfg)], stdin=piped, stdout=piped,
+                    stderr=subprocess.DEVNULL, cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONHASHSEED": "0"},
+                    pass_fds=(req_r, rep_w), start_new_session=True)
+            finally:  # only the sandbox holds these ends: a dead sandbox then reads as EOF / EPIPE here
+                os.close(req_r)
+                os.close(rep_w)
+            self._send({"mode": job_mode, "program": program})
+        except BaseException:  # it could not start, or died before reading its job: leave nothing behind
+            self.close()
+            raise
 
     def __enter__(self):
         return self
@@ -309,6 +311,17 @@ class Sandbox:
     def close(self):
         """Kill the sandbox. In namespace mode its PID 1 is killed first: the kernel
         then kills everything it started, and unshare reaps it and exits."""
+        if self.proc is not None:
+            self._kill()
+        for fd in (self.req_w, self.rep_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _kill(self):
         if self.proc.poll() is None:
             for pid in _children(self.proc.pid):
                 try:
@@ -324,13 +337,6 @@ class Sandbox:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
-        for fd in (self.req_w, self.rep_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _send(self, msg):
         data = (json.dumps(msg) + "\n").encode()

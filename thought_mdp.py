@@ -56,8 +56,10 @@ Run it
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -87,9 +89,6 @@ DEMO_CAPS = ThoughtConfig(max_thoughts=6, max_thought_tokens=64)
 
 def field_help(cls):
     """Each field's trailing comment in the source of the dataclass `cls`: its --help text."""
-    import inspect
-    import re
-
     found = (re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line) for line in inspect.getsource(cls).splitlines())
     return {m.group(1): m.group(2).strip() for m in found if m}
 

@@ -91,6 +91,19 @@ def trained_tiny(tiny_tokenizer):
     return train_to_say(model, tiny_tokenizer, [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)])
 
 
+def processes_with(marker):
+    """Pids of the processes whose command line holds `marker` (Linux /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() in fh.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 class ScriptedEngine:
     """Returns chosen thoughts: 'First step.', 'Second step.', then a final
     thought whose answer is right or wrong by the next scripted outcome; answers

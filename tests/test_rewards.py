@@ -9,6 +9,7 @@ import pytest
 
 import rewards
 import sandbox
+from conftest import processes_with
 
 MATH = [  # (gold, completion, expected)
     ("2\\sqrt{3}", "\\boxed{2\\sqrt{3}}", 1),
@@ -155,11 +156,7 @@ def test_a_subprocess_is_allowed_but_does_not_outlive_the_grade():
     program = code("import subprocess\ndef add(a, b):\n    subprocess.Popen(['sleep', '100.4242'])\n    return a + b")
     assert rewards.score({"kind": "code", "tests": ADD_TESTS[:1]}, program) == 1.0
     time.sleep(0.2)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            assert b"100.4242" not in open(f"/proc/{pid}/cmdline", "rb").read()
-        except OSError:
-            continue
+    assert processes_with("100.4242") == []
 
 
 def test_stdin_program_that_exits_badly_fails():

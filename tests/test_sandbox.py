@@ -13,6 +13,7 @@ import pytest
 
 import rewards
 import sandbox
+from conftest import processes_with
 
 ADD = [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}]
 NAMESPACES = sandbox.mode() == "namespaces"
@@ -32,18 +33,6 @@ def nobody_processes():
         if int(status["Uid"].split()[0]) == sandbox.NOBODY and not status["State"].strip().startswith("Z"):
             pids.add(pid)
     return pids
-
-
-def processes_with(marker):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if marker.encode() in fh.read():
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
 
 
 def daemon_marker(token):
@@ -172,6 +161,16 @@ def test_the_same_attacks_fail_in_the_fallback_mode(secret, monkeypatch):
     token, path = secret
     run_attacks(hostile(token, path), token)
     assert rewards.run_code_tests("def add(a, b):\n    return a + b", ADD) == 1.0
+
+
+def test_a_sandbox_that_cannot_start_means_the_fallback_mode(monkeypatch):
+    """Where unshare exists but may not create namespaces, the probe must settle on the
+    fallback, whether the start fails (OSError) or the sandbox dies before reading its job."""
+    for error in (OSError("unshare: Operation not permitted"), sandbox.CandidateError("the sandbox stopped reading")):
+        def refuse(*args, error=error, **kw):
+            raise error
+        monkeypatch.setattr(sandbox, "Sandbox", refuse)
+        assert sandbox._probe_mode() == "process-group"
 
 
 def test_the_old_harness_attacks_would_have_won():
