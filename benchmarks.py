@@ -59,10 +59,12 @@ import hashlib
 import json
 import pickle
 import random
+import sys
 import zlib
 from dataclasses import dataclass
 
 import engines
+import gpus
 import rewards
 import thought_mdp as tm
 import tiny_world
@@ -267,6 +269,28 @@ def load_model(name, dtype=None, device=None, device_map=None):
     if name in MODELS:
         return MODELS[name](dtype=dtype, device=device)
     return engines.load_model(name, dtype=dtype, device=device, device_map=device_map)
+
+
+def inference_engine(name, requested="auto", out="runs/eval", tcfg=None, tp=0, lora_rank=64, seed=0, batch_size=64):
+    """The engine evaluate.py and thought_ics.py sample from: model `name` on vLLM
+    (`--engine vllm`; trained adapters are hot-loaded later) or on the HF engine.
+    Returns (engine, the HF base model or None on vLLM, tokenizer)."""
+    kind, why = gpus.choose_engine(requested)
+    print(why)
+    problem = gpus.unsupported(kind, tp, False, name in MODELS and name)
+    if problem:
+        sys.exit(problem)
+    if kind == "vllm":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(gpus.model_path(name))
+        tcfg = tcfg or tm.ThoughtConfig()
+        engine = gpus.VLLMEngine(name, tokenizer, out, tp=gpus.default_tp(kind, tp), lora_rank=lora_rank, seed=seed,
+                                 gpu_memory_utilization=0.9,
+                                 max_model_len=tcfg.max_prompt_tokens + tcfg.max_response_tokens + 64)
+        return engine, None, tokenizer
+    model, tokenizer = load_model(name)
+    return engines.HFEngine(model, tokenizer, batch_size), model, tokenizer
 
 
 def main(argv=None):

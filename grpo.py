@@ -108,10 +108,11 @@ class Config:
     reference_localizer: str = ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
     # GPUs (gpus.py)
     engine: str = "auto"  # hf | vllm | auto (vllm when it imports and a GPU is present)
-    tp: int = 1  # vLLM tensor parallel size = GPUs used (the trainer is spread over the same GPUs)
+    tp: int = 0  # vLLM tensor parallel size = GPUs used (the trainer is spread over the same GPUs); 0 = every visible GPU
     vllm_memory: float = 0.45  # fraction of each GPU's memory vLLM may take (weights + KV cache)
     vllm_sleep: bool = False  # vLLM sleep mode level 1 while the trainer runs
-    train_microbatch: int = 4  # rollouts per forward/backward pass (memory)
+    vllm_seeded: bool = False  # a derived seed per vLLM request (repeatable, but vLLM's slower PyTorch sampler on GPUs)
+    train_microbatch: int = 0  # rollouts per forward/backward pass; 0 = what fits the GPU's memory (4 on the CPU)
     # run
     seed: int = 0  # seeds the data order, every sampling call and the initialisation
     out: str = ""  # run folder (default runs/<method>, runs/<method>-demo[-<preset>])
@@ -126,13 +127,11 @@ class Config:
 
 SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means: rrpo.split_sizes)
 
-# The CPU demos. `--demo` (the README's first command) trains the classroom
-# world's warm-started 1M-parameter model (tiny_world.py) in full, 8 prompts a
-# step, caps that fit its 3-4 step chains, and tracks the greedy pass rate on
-# 128 held-out chains; it learns visibly in a few minutes. `--demo smollm2-135m`
-# runs the bundled pretrained SmolLM2-135M-Instruct on the bundled problems: a
-# smoke run of the real-model path (it seldom uses the thought format, so it
-# shows the machinery, not learning). Everything else stays as above.
+# The CPU demos. `--demo` (the README's first command) trains the classroom world's warm-started
+# 1M-parameter model (tiny_world.py) in full, 8 prompts a step, caps that fit its 3-4 step chains,
+# greedy pass rate on 128 held-out chains; it learns visibly in a few minutes. `--demo smollm2-135m`
+# runs the bundled SmolLM2-135M-Instruct on the bundled problems: a smoke run of the real-model
+# path (it seldom uses the thought format: machinery, not learning). The rest stays as above.
 DEMOS = {
     "tiny-world": dict(model="tiny-world", data="tiny-world-train", train_problems=4000, eval_data="tiny-world",
                        eval_n=128, eval_every=10, max_steps=100, full_finetune=True, lr=1e-4, prompts_per_step=8,
@@ -173,9 +172,10 @@ def parse_config(argv=None, method="grpo", check=None):
     if cfg.prompts_per_step % cfg.minibatch_prompts:
         parser.error(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of --minibatch-prompts "
                      f"{cfg.minibatch_prompts}: a step splits into whole mini-batches")
-    for name in ("group_size", "prompts_per_step", "minibatch_prompts", "train_microbatch", "gen_batch_size"):
-        if getattr(cfg, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name, least in [(n, 1) for n in ("group_size", "prompts_per_step", "minibatch_prompts", "gen_batch_size")] + \
+            [("train_microbatch", 0), ("tp", 0)]:  # 0: chosen for this machine at start (gpus.hardware_defaults)
+        if getattr(cfg, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
     problem = check(cfg) if check else None
     if problem:
         parser.error(problem)
@@ -237,16 +237,20 @@ class Group:
     advantages: torch.Tensor = None  # (len(rollouts),), set by the training loop (Alg. 2, lines 8-10)
 
 
-def step_seed(cfg, step, phase):
-    """Per-call sampling seeds derived from (seed, step, phase), so runs repeat on CPU."""
-    return (cfg.seed * 1_000_003 + step * 1009 + phase * 97) % (2**31)
+BASE, RANDOM_RESET, LOCALIZE, REFERENCE_LOCALIZE, SEED_SEARCH, SUFFIX, VALIDATION_SAMPLE = range(7)  # phases
+
+
+def step_seed(cfg, step, phase, *more):
+    """The seed of one sampled call of a step's phase, derived from (run seed, step, phase,
+    round...), never added up, so runs repeat on the CPU and no two calls share a seed."""
+    return engines.derive_seed(cfg.seed, step, phase, *more)
 
 
 def build_buffer(engine, problems, cfg, step):
     """GRPO: one base group of G iid rollouts from each prompt x_0."""
     start = time.perf_counter()
     states = [tm.initial_state(engine.tokenizer, p, cfg.thought) for p in problems]
-    rollouts = tm.sample_rollouts(engine, states, cfg.group_size, cfg.thought, step_seed(cfg, step, 0))
+    rollouts = tm.sample_rollouts(engine, states, cfg.group_size, cfg.thought, step_seed(cfg, step, BASE))
     G = cfg.group_size
     groups = [Group(b, "base", rollouts[b * G:(b + 1) * G]) for b in range(len(problems))]
     stats = {"tokens/base": sum(len(r.response_ids) for r in rollouts), "tokens/suffix": 0, "tokens/localize": 0,
@@ -311,8 +315,9 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
         active = [(g, r, a) for g, r, a in items if a != 0]  # A_i = 0 adds nothing to the gradient
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
-        for m in range(0, len(active), cfg.train_microbatch):
-            micro = active[m:m + cfg.train_microbatch]
+        size = cfg.train_microbatch or gpus.CPU_MICROBATCH  # 0 = not chosen yet (main resolves it for the GPU)
+        for m in range(0, len(active), size):
+            micro = active[m:m + size]
             logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature)  # (n, K)
             adv = torch.stack([a for _, _, a in micro]).to(logp.device)  # (n,)
             logp_old = None
@@ -387,7 +392,7 @@ def make_engine(cfg, engine_kind, policy, tokenizer):
     (gpus.py), or the HF engine sampling from the policy object itself."""
     if engine_kind == "vllm":
         return gpus.VLLMEngine(cfg.model, tokenizer, cfg.out, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
-                               sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory,
+                               sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory, seeded=cfg.vllm_seeded,
                                max_model_len=cfg.thought.max_prompt_tokens + cfg.thought.max_response_tokens + 64)
     return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
 
@@ -400,7 +405,7 @@ def validation_problems(cfg, train):
     pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), seed=cfg.seed)
     train_ids = {p["id"] for p in train}
     pool = [p for p in pool if p["id"] not in train_ids] or pool
-    return random.Random(cfg.seed + 1).sample(pool, min(cfg.eval_n, len(pool)))
+    return random.Random(engines.derive_seed(cfg.seed, VALIDATION_SAMPLE)).sample(pool, min(cfg.eval_n, len(pool)))
 
 
 def validate(engine, problems, tcfg, run_dir, step):
@@ -417,7 +422,7 @@ def step_problems(problems, cfg, step):
     """The prompts of a step: epoch e visits a seeded permutation of the problems."""
     per_epoch = math.ceil(len(problems) / cfg.prompts_per_step)
     epoch, k = divmod(step, per_epoch)
-    order = np.random.default_rng(cfg.seed + 7777 * epoch).permutation(len(problems))
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(problems))
     return [problems[i] for i in order[k * cfg.prompts_per_step:(k + 1) * cfg.prompts_per_step]]
 
 
@@ -441,7 +446,14 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     print("config:", json.dumps(dataclasses.asdict(cfg)))
     engine_kind, why = gpus.choose_engine(cfg.engine)
     print(why)
+    problem = gpus.unsupported(engine_kind, cfg.tp, cfg.vllm_sleep, cfg.model in benchmarks.MODELS and cfg.model)
+    if problem:
+        sys.exit(problem)
     policy, tokenizer = load_policy(cfg, engine_kind)
+    tp, microbatch, chose = gpus.hardware_defaults(engine_kind, cfg.tp, cfg.train_microbatch, policy, cfg.thought,
+                                                   cfg.vllm_memory, cfg.vllm_sleep)
+    print(chose)
+    cfg = dataclasses.replace(cfg, tp=tp, train_microbatch=microbatch)  # config.json keeps 0 = "chosen at start"
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     engine = make_engine(cfg, engine_kind, policy, tokenizer)

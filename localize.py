@@ -27,6 +27,9 @@ Choices, and why
     1..H_s, so that the step degrades to RRPO's random reset rather than to no
     reset; the fallback is flagged on the result and the training loop logs its
     rate.
+  * A request longer than its cap (LocalizeConfig.for_caps: a whole rollout's
+    length) keeps the instructions, the problem, the first steps and the last
+    one, and leaves out the middle of the chain (fitted_turn), never the start.
   * The localizer decodes greedily (temperature 0) by default: it is a
     judgement, not an exploration step. Any engine can localize: the policy's
     own (self-localization) or another model's.
@@ -85,7 +88,14 @@ class LocalizeConfig:
     temperature: float = 0.0  # the localizer's sampling temperature (0 = greedy)
     top_p: float = 1.0
     max_tokens: int = 64  # tokens of the localizer's answer (App. H: the paper's answers are ~9 tokens)
-    max_prompt_tokens: int = 4096  # the chain can be long: the rollout's prompt cap plus its response
+    max_prompt_tokens: int = 4096  # longer requests elide the chain's middle steps (fitted_turn)
+
+    @classmethod
+    def for_caps(cls, tcfg):
+        """The localizer's caps for rollouts under ThoughtConfig `tcfg`: the request may
+        be as long as a whole rollout (prompt cap + response cap), which with the answer
+        fits the engine's window (gpus.py: max_model_len = both caps + 64)."""
+        return cls(max_prompt_tokens=tcfg.max_prompt_tokens + tcfg.max_response_tokens)
 
 
 @dataclass
@@ -98,29 +108,54 @@ class Localization:
 
 def render_chain(thought_texts):
     """`Step 1: ...` lines, one per thought, with the </thought> markers removed."""
-    steps = [text.replace(tm.STOP, "").strip() for text in thought_texts]
-    return "\n".join(f"Step {h}: {step}" for h, step in enumerate(steps, 1))
+    return "\n".join(step_lines(thought_texts))
 
 
-def user_turn_ids(tokenizer, content, max_prompt_tokens):
-    """Token ids of `content` as the user turn of a new chat, keeping the last
-    max_prompt_tokens (the chain's end, where the answer is)."""
+def step_lines(thought_texts):
+    return [f"Step {h}: {text.replace(tm.STOP, '').strip()}" for h, text in enumerate(thought_texts, 1)]
+
+
+def user_turn_ids(tokenizer, content):
+    """Token ids of `content` as the user turn of a new chat."""
     text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids[-max_prompt_tokens:] if len(ids) > max_prompt_tokens else ids
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def fitted_turn(tokenizer, template, rollout, max_prompt_tokens, **fields):
+    """Token ids of `template` (with {question} and {chain}) as a user turn, at most
+    max_prompt_tokens long. An over-long chain loses its middle steps, replaced by
+    one line that says which: the chat header, the instructions, the problem, the
+    first steps (where first errors sit, Fig. 4a) and the last step (the answer)
+    stay, and every step keeps its number."""
+    lines = step_lines(rollout.thought_texts)
+    question = tm.format_question(rollout.problem)
+
+    def turn(kept):  # the first `kept` steps, the elision line, the last step
+        chain = lines if kept is None else lines[:kept] + [
+            f"[Steps {kept + 1} to {len(lines) - 1} are left out here for length.]", lines[-1]]
+        return user_turn_ids(tokenizer, template.format(question=question, chain="\n".join(chain), **fields))
+
+    ids = turn(None)
+    if len(ids) <= max_prompt_tokens:
+        return ids
+    lo, hi = 0, len(lines) - 2  # the most first steps that fit beside the last one: binary search
+    if len(lines) < 2 or len(turn(0)) > max_prompt_tokens:
+        raise ValueError(f"a {len(ids)}-token request for problem {rollout.problem.get('id')} does not fit "
+                         f"{max_prompt_tokens} tokens even with its middle steps left out")
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(turn(mid)) <= max_prompt_tokens else (lo, mid - 1)
+    return turn(lo)
 
 
 def localization_prompt(tokenizer, rollout, cfg=LocalizeConfig()):
     """Token ids of the localization request, as a user turn of a new chat."""
-    content = LOCALIZE_PROMPT.format(question=tm.format_question(rollout.problem),
-                                     chain=render_chain(rollout.thought_texts), n_steps=len(rollout.thought_texts))
-    return user_turn_ids(tokenizer, content, cfg.max_prompt_tokens)
+    return fitted_turn(tokenizer, LOCALIZE_PROMPT, rollout, cfg.max_prompt_tokens, n_steps=len(rollout.thought_texts))
 
 
 def verification_prompt(tokenizer, rollout, max_prompt_tokens=4096):
     """Token ids of the verification request, as a user turn of a new chat."""
-    content = VERIFY_PROMPT.format(question=tm.format_question(rollout.problem), chain=render_chain(rollout.thought_texts))
-    return user_turn_ids(tokenizer, content, max_prompt_tokens)
+    return fitted_turn(tokenizer, VERIFY_PROMPT, rollout, max_prompt_tokens)
 
 
 def parse_verdict(text):

@@ -107,7 +107,7 @@ def seed_search(engine, problems, n_base, n_seeds, cfg, step):
     while need:
         draw = min(draw, cfg.seed_budget - len(streams[need[0]]))
         rollouts = tm.sample_rollouts(engine, [states[b] for b in need], draw, cfg.thought,
-                                     grpo.step_seed(cfg, step, 10 + rnd))
+                                     grpo.step_seed(cfg, step, grpo.SEED_SEARCH, rnd))
         for k, b in enumerate(need):
             streams[b] += rollouts[k * draw:(k + 1) * draw]
         need = [b for b in need if sum(r.reward < 1 for r in streams[b]) < n_seeds
@@ -126,7 +126,7 @@ def seed_search(engine, problems, n_base, n_seeds, cfg, step):
 
 def random_indices(seeds, cfg, step):
     """Alg. 2, line 4: h* ~ Unif{1, ..., H_s} for each seed."""
-    rng = random.Random(grpo.step_seed(cfg, step, 3))
+    rng = random.Random(grpo.step_seed(cfg, step, grpo.RANDOM_RESET))
     return [ResetIndex(rng.randint(1, len(s.thought_ids))) for s in seeds]
 
 
@@ -152,7 +152,7 @@ def reset_buffer(engine, problems, cfg, step, choose_index=random_indices):
     t_choose = time.perf_counter() - start
     start = time.perf_counter()
     states = [tm.reset_state(s, c.h) for s, c in zip(seeds, chosen)]  # line 6
-    suffixes = tm.sample_rollouts(engine, states, n_suffix, cfg.thought, grpo.step_seed(cfg, step, 20)) if states else []
+    suffixes = tm.sample_rollouts(engine, states, n_suffix, cfg.thought, grpo.step_seed(cfg, step, grpo.SUFFIX)) if states else []
     t_suffix = time.perf_counter() - start
     for k, b in enumerate(owners):  # line 7: one shared-prefix group per seed
         groups.append(grpo.Group(b, "suffix", suffixes[k * n_suffix:(k + 1) * n_suffix]))

@@ -111,6 +111,15 @@ def resume(model, optimizer, run_dir):
     return start
 
 
+def steps_done(run_dir):
+    """Training steps the run's checkpoint holds (0 when it has none)."""
+    path = os.path.join(run_dir, "checkpoint", "state.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as fh:
+        return json.load(fh)["next_step"]
+
+
 def summarize(history):
     """Closing summary: means over the steps of a run (NaN entries skipped)."""
     if not history:

@@ -59,11 +59,12 @@ def self_localized_indices(engine, seeds, cfg, step):
     the policy's own engine (or --localizer's); --reference-localizer's steps are
     recorded beside them for comparison only (Fig. 4b-d)."""
     judge = other_engine(cfg.localizer) if cfg.localizer else engine
-    found = localize.localize(judge, seeds, localize.LocalizeConfig(), grpo.step_seed(cfg, step, 5))
+    caps = localize.LocalizeConfig.for_caps(cfg.thought)
+    found = localize.localize(judge, seeds, caps, grpo.step_seed(cfg, step, grpo.LOCALIZE))
     ref = [None] * len(seeds)
     if cfg.reference_localizer:
         ref = [f.index if f.parsed else None for f in localize.localize(
-            other_engine(cfg.reference_localizer), seeds, localize.LocalizeConfig(), grpo.step_seed(cfg, step, 6))]
+            other_engine(cfg.reference_localizer), seeds, caps, grpo.step_seed(cfg, step, grpo.REFERENCE_LOCALIZE))]
     return [rrpo.ResetIndex(f.index, f.parsed, f.n_tokens, h_ref) for f, h_ref in zip(found, ref)]
 
 

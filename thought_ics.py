@@ -59,6 +59,7 @@ import numpy as np
 
 import benchmarks
 import engines
+import gpus
 import localize
 import thought_mdp as tm
 import tiny_world
@@ -86,12 +87,14 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
     records = [{"id": p["id"], "first": r.reward, "final": r.reward, "final_text": r.text, "calls": 0, "tokens": 0,
                 "rounds": 0, "verdicts": [], "judged": [], "resets": []} for p, r in zip(problems, first)]
     current = list(first)
+    caps = localize.LocalizeConfig.for_caps(cfg)  # a verification or localization request's cap
     live = list(range(len(problems)))
     for k in range(budget // cost):
         # 1. verify: the oracle's grade, or the model's own verdict
         if verify == "self":
             params = engines.SamplingSettings(0.0, 1.0, 32, (), 1, seed)
-            answers = engine.generate([localize.verification_prompt(engine.tokenizer, current[i]) for i in live], params)
+            answers = engine.generate([localize.verification_prompt(engine.tokenizer, current[i], caps.max_prompt_tokens)
+                                       for i in live], params)
             for i, [a] in zip(live, answers):
                 records[i]["calls"] += 1
                 records[i]["tokens"] += len(a.token_ids)
@@ -106,7 +109,8 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
         blamed = [i for i in live if current[i].thought_ids and strategy != "restart"]
         h = {i: None for i in live}
         if strategy == "localize" and blamed:
-            for i, loc in zip(blamed, localize.localize(engine, [current[i] for i in blamed], seed=seed + k)):
+            found = localize.localize(engine, [current[i] for i in blamed], caps, engines.derive_seed(seed, k, 0))
+            for i, loc in zip(blamed, found):
                 h[i] = loc.index
                 records[i]["tokens"] += loc.n_tokens
         elif strategy == "random":
@@ -117,7 +121,8 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
         # 3. backtrack and resample the rest
         states = [tm.reset_state(current[i], h[i]) if h[i] else tm.initial_state(engine.tokenizer, problems[i], cfg)
                   for i in live]
-        for i, s, r in zip(live, states, tm.sample_rollouts(engine, states, 1, cfg, seed=seed + 1000 * (k + 1))):
+        resampled = tm.sample_rollouts(engine, states, 1, cfg, seed=engines.derive_seed(seed, k, 1))
+        for i, s, r in zip(live, states, resampled):
             t = truth(current[i].problem, current[i].thought_texts) if truth and current[i].reward < 1 else None
             records[i]["resets"].append({"h": h[i], "h_true": t, "fixed": r.reward})
             records[i]["calls"] += 1
@@ -178,11 +183,12 @@ def main(argv=None):
                         help="baselines get the model calls of K Thought-ICS rounds (default), or K rounds too")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problem sample and of sampling")
     parser.add_argument("--out", default="runs/thought-ics", help="output folder")
+    parser.add_argument("--engine", choices=gpus.ENGINES, default="auto", help="auto: vllm when its GPU build imports and a GPU is present")
+    parser.add_argument("--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU")
     tm.add_flags(parser, tm.ThoughtConfig)  # default: the classroom world's caps for tiny-world, else the paper's
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
-    model, tokenizer = benchmarks.load_model(args.model)
-    engine = engines.HFEngine(model, tokenizer, batch_size=64)
+    engine = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp, seed=args.seed)[0]
     results, raw = {}, {}
     for bench in args.benchmarks.split(","):
         problems = benchmarks.load_benchmark(bench, args.n, args.seed)

@@ -310,7 +310,8 @@ def sample_thought_by_thought(engine, prefixes, trackers, cfg, seed):
         if not live:
             return
         prompts = [prefixes[i] + trackers[i].ids for i in live]
-        params = engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_thought_tokens, (STOP,), 1, seed + 7919 * round_)
+        params = engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_thought_tokens, (STOP,), 1,
+                                          engines.derive_seed(seed, round_))
         for i, [completion] in zip(live, engine.generate(prompts, params)):
             before = len(trackers[i].thoughts)
             for k, token in enumerate(completion.token_ids):
@@ -417,7 +418,7 @@ def main(argv=None):
     if len(first.thought_ids) >= 2:
         h = len(first.thought_ids)
         print(f"\nreset the first rollout to h* = {h} (keep thoughts 1..{h - 1}) and resample {args.n} suffixes:")
-        for r in sample_rollouts(engine, [reset_state(first, h)], args.n, cfg, args.seed + 1):
+        for r in sample_rollouts(engine, [reset_state(first, h)], args.n, cfg, engines.derive_seed(args.seed, 1)):
             print_rollout(r, "  ")
     return rollouts
 

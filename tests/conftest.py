@@ -116,6 +116,7 @@ class ScriptedEngine:
         self.localizations = list(localizations)
         self.eos_ids = {tokenizer.eos_token_id}
         self.localize_calls, self.calls = 0, []  # calls: the SamplingSettings of every generate call
+        self.prompts = []  # the token-id prompts of every generate call
 
     def _completion(self, text):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -123,6 +124,7 @@ class ScriptedEngine:
 
     def generate(self, prompts, params):
         self.calls.append(params)
+        self.prompts.append([list(p) for p in prompts])
         out = []
         for p in prompts:
             text = self.tokenizer.decode(p)

@@ -107,3 +107,36 @@ def test_load_policy_takes_a_full_finetune_without_touching_the_base(tiny_tokeni
         assert torch.equal(base.state_dict()[k], before[k])
     with pytest.raises(FileNotFoundError, match="not a finished training run"):
         runs.load_policy(base, str(tmp_path / "nothing"))
+
+
+def test_no_run_is_scored_on_the_problems_it_trained_on(tmp_path, capsys):
+    """Runs with other seeds draw other training problems from the same data; the
+    evaluation leaves out every problem any evaluated run trained on (read from its
+    config.json and checkpoint), for every row, so none is scored on its training set."""
+    import dataclasses
+
+    import grpo
+
+    data = tmp_path / "problems.jsonl"
+    with open(data, "w") as fh:
+        for i in range(40):
+            fh.write(json.dumps({"id": f"q{i}", "kind": "math", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n")
+    trained = {}
+    for seed in (42, 420):
+        run = str(tmp_path / f"run-s{seed}")
+        cfg = dataclasses.replace(grpo.Config(method="grpo", model="tiny"), data=str(data), train_problems=40,
+                                  prompts_per_step=8, seed=seed)
+        runs.prepare(run, dataclasses.asdict(cfg))
+        os.makedirs(os.path.join(run, "checkpoint"))
+        with open(os.path.join(run, "checkpoint", "state.json"), "w") as fh:
+            json.dump({"next_step": 2}, fh)  # two steps of 8 prompts done
+        trained[seed] = {p["id"] for p in ev.trained_on(run)}
+        assert len(trained[seed]) == 16
+        problems = tm.load_problems(str(data))
+        assert trained[seed] == {p["id"] for s in range(2) for p in grpo.step_problems(problems, cfg, s)}
+    assert trained[42] != trained[420]
+    suites = ev.load_suites([str(data)], 40, 0, [str(tmp_path / "run-s42"), str(tmp_path / "run-s420")])
+    kept = {p["id"] for p in suites[str(data)]}
+    assert kept == {f"q{i}" for i in range(40)} - trained[42] - trained[420]
+    assert "left out: the runs trained on them" in capsys.readouterr().out
+    assert len(ev.load_suites([str(data)], 40, 0)[str(data)]) == 40  # no runs, nothing left out

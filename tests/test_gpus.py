@@ -9,6 +9,7 @@ saved adapter passing vLLM's own PEFT checks. No test needs a GPU."""
 import importlib.util
 import json
 import os
+import types
 
 import pytest
 import torch
@@ -220,3 +221,170 @@ def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path, monkeypatc
     assert len(lora.loras) == 2 * len(linear) and all(w.rank == 24 for w in lora.loras.values())
     with pytest.raises(ValueError, match="expected target modules"):
         LoRAModel.from_local_checkpoint(folder, linear - {"down_proj"}, helper, lora_model_id=7, device="cpu")
+
+
+# -----------------------------------------------------------------------------
+# The engine's plumbing against a stand-in `vllm` module (everywhere): what a real
+# run would hit first. The stand-in answers like vLLM's LLM (RequestOutputs with
+# token ids, finish and stop reasons) from a script; it checks our bookkeeping,
+# not vLLM (the equivalence test in test_vllm_cpu.py runs the real engine).
+
+
+class StandInLLM:
+    script = None  # (prompt ids, SamplingParams) -> (token ids, finish_reason, stop_reason)
+    log = []  # every call: ("init", kwargs), ("generate", prompts, params), ("wake_up",), ...
+
+    def __init__(self, model, **kwargs):
+        self.log.append(("init", model, kwargs))
+        self.llm_engine = types.SimpleNamespace(add_lora=lambda r: self.log.append(("add_lora", r)),
+                                                remove_lora=lambda i: self.log.append(("remove_lora", i)))
+
+    def generate(self, prompts, sampling_params, lora_request=None, use_tqdm=True):
+        self.log.append(("generate", prompts, sampling_params))
+        outs = []
+        for k, (p, sp) in enumerate(zip(prompts, sampling_params)):
+            ids, finish, stop = self.script(p["prompt_token_ids"], sp)
+            outs.append(types.SimpleNamespace(request_id=str(k), outputs=[types.SimpleNamespace(
+                index=0, token_ids=ids, finish_reason=finish, stop_reason=stop)]))
+        return outs
+
+    def reset_prefix_cache(self):
+        self.log.append(("reset_prefix_cache",))
+
+    def sleep(self, level=1):
+        self.log.append(("sleep", level))
+
+    def wake_up(self):
+        self.log.append(("wake_up",))
+
+
+@pytest.fixture
+def stand_in_vllm(monkeypatch):
+    import importlib.machinery
+    import sys
+
+    root = types.ModuleType("vllm")
+    root.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    root.LLM = StandInLLM
+    root.SamplingParams = lambda **kw: types.SimpleNamespace(**kw)
+    lora, request = types.ModuleType("vllm.lora"), types.ModuleType("vllm.lora.request")
+    request.LoRARequest = lambda name, i, path: types.SimpleNamespace(lora_name=name, lora_int_id=i, lora_path=path)
+    for name, module in (("vllm", root), ("vllm.lora", lora), ("vllm.lora.request", request)):
+        monkeypatch.setitem(sys.modules, name, module)
+    StandInLLM.log = []
+    return StandInLLM
+
+
+def model_folder(tokenizer, path, extra_end_id):
+    """A local model folder whose generation config ends on two ids, as chat models' do."""
+    build_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    with open(os.path.join(path, "generation_config.json")) as fh:
+        config = json.load(fh)
+    config["eos_token_id"] = [tokenizer.eos_token_id, extra_end_id]
+    with open(os.path.join(path, "generation_config.json"), "w") as fh:
+        json.dump(config, fh)
+    return str(path)
+
+
+def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(stand_in_vllm, tiny_tokenizer, tmp_path):
+    """vLLM stops a request at any end id of the model's generation config; a rollout
+    that ends on one that is not the tokenizer's EOS must end there, not be left mid-thought."""
+    tok = tiny_tokenizer
+    other_end = tok.convert_tokens_to_ids("<|im_start|>")  # stands for a second end id (OLMo and Qwen have two)
+    assert other_end != tok.eos_token_id
+    words = tok("So \\boxed{5}", add_special_tokens=False)["input_ids"]
+    stand_in_vllm.script = staticmethod(lambda ids, sp: (words + [other_end], "stop", other_end))
+    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, other_end), tok, str(tmp_path / "adapters"))
+    assert engine.eos_ids == {tok.eos_token_id, other_end}
+    problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
+    cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
+    [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, seed=0)
+    assert r.finish_reason == "answer" and r.response_ids[-1] == other_end and r.reward == 1  # ended, and graded
+
+
+def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(stand_in_vllm, tiny_tokenizer, tmp_path):
+    """With per-request seeds, every request of a step gets its own: the seed search's
+    rounds (100 rows, then 40, ...) and the thought-by-thought rounds of each call
+    draw from derived seeds, where seed + 97 * phase + 7919 * round + row collided."""
+    import rrpo
+
+    tok = tiny_tokenizer
+    right = tok("So \\boxed{5}.</thought>", add_special_tokens=False)["input_ids"]
+    first = tok("Add them.</thought>", add_special_tokens=False)["input_ids"]
+    stand_in_vllm.script = staticmethod(lambda ids, sp: (right if tok.decode(ids).count(tm.STOP) else first, "stop", tm.STOP))
+    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
+    engine.seeded = True  # --vllm-seeded
+    cfg = grpo.Config(model="tiny", method="rrpo", thought=tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32,
+                                                                             max_response_tokens=128))
+    problems = [{"id": f"p{i}", "kind": "math", "question": f"What is 2 + 3? ({i})", "answer": "5"} for i in range(20)]
+    rrpo.seed_search(engine, problems, 4, 1, cfg, step=3)  # every rollout right: rounds until the budget is spent
+    seeds = [sp.seed for entry in stand_in_vllm.log if entry[0] == "generate" for sp in entry[2]]
+    assert len(seeds) > 300 and len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2**62 for s in seeds)
+
+
+def test_unseeded_vllm_requests_use_the_fast_sampler(stand_in_vllm, tiny_tokenizer, tmp_path):
+    tok = tiny_tokenizer
+    stand_in_vllm.script = staticmethod(lambda ids, sp: ([tok.eos_token_id], "stop", None))
+    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
+    engine.generate([[1, 2], [1, 2]], engines.SamplingSettings(0.7, 0.95, 8, (), 1, 5))
+    assert [sp.seed for sp in stand_in_vllm.log[-1][2]] == [None, None]  # FlashInfer takes no per-request generators
+    assert grpo.parse_config([]).vllm_seeded is False and grpo.parse_config(["--vllm-seeded"]).vllm_seeded
+
+
+def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(stand_in_vllm, tiny_tokenizer, tmp_path, monkeypatch):
+    """--vllm-sleep: the trainer's freed tensors sit in PyTorch's caching allocator
+    until emptied; vLLM must get that memory back before it wakes up."""
+    import gc
+
+    tok = tiny_tokenizer
+    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"), sleep=True)
+    log = stand_in_vllm.log
+    monkeypatch.setattr(gc, "collect", lambda *a: log.append(("gc.collect",)) or 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: log.append(("empty_cache",)))
+    engine.sleep_enabled = True  # vLLM's CPU build has no sleep mode; the GPU build's path is what is tested
+    engine.sleep()
+    engine.wake()
+    calls = [entry[0] for entry in log if entry[0] != "init"]
+    assert calls == ["sleep", "gc.collect", "empty_cache", "wake_up"]
+
+
+def test_derived_seeds_differ_where_sums_and_plain_seed_sequences_collide():
+    assert engines.derive_seed(0, 1) != engines.derive_seed(0, 1, 0)  # SeedSequence alone maps both to one state
+    grid = {engines.derive_seed(s, step, phase, r) for s in (0, 42) for step in range(20) for phase in range(7)
+            for r in range(20)}
+    assert len(grid) == 2 * 20 * 7 * 20
+    assert engines.derive_seed(3, 4) == engines.derive_seed(3, 4)
+
+
+def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
+    """--tp 0 means every visible GPU on vLLM's GPU build; the micro-batch fits the
+    GPU's memory; the paper's spelling of OLMo-3 resolves to the Hub's."""
+    from transformers import LlamaConfig
+
+    monkeypatch.setattr(gpus, "vllm_build", lambda: "gpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert gpus.default_tp("vllm", 0) == 2 and gpus.default_tp("vllm", 1) == 1 and gpus.default_tp("hf", 0) == 1
+    # OLMo-3-7B's shape: 32 layers of 4096, MLP 11008, a 100278-token vocabulary, 7.3B parameters
+    olmo = LlamaConfig(vocab_size=100278, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32)
+    caps = tm.ThoughtConfig()  # the paper's: 2048-token prompts, 4096-token responses
+    on_40 = gpus.fit_microbatch(olmo, 7.3e9, caps, 40 * 0.55, 2)
+    on_80 = gpus.fit_microbatch(olmo, 7.3e9, caps, 80 * 0.55, 2)
+    assert 1 <= on_40 < 4 <= on_80 <= 8  # the old fixed 4 does not fit beside vLLM on 40 GB GPUs
+    assert engines.hub_id("allenai/OLMo-3-7B-Instruct") == "allenai/Olmo-3-7B-Instruct"
+    assert engines.hub_id("some/Other-Model") == "some/Other-Model"
+    cfg = grpo.parse_config([])
+    assert (cfg.tp, cfg.train_microbatch) == (0, 0)  # chosen at start, for the machine the run is on
+
+
+def test_vllm_cpu_build_refuses_what_it_cannot_do(monkeypatch):
+    monkeypatch.setattr(gpus, "vllm_build", lambda: "cpu")
+    assert gpus.choose_engine("vllm")[0] == "vllm" and gpus.choose_engine("auto")[0] == "hf"
+    assert "no sleep mode" in gpus.unsupported("vllm", 1, True)
+    assert "--tp 2" in gpus.unsupported("vllm", 2, False)
+    assert "tiny-world" in gpus.unsupported("vllm", 1, False, "tiny-world")
+    assert gpus.unsupported("vllm", 1, False) is None and gpus.unsupported("hf", 4, True) is None
+    args = gpus.engine_args(1, 64, 0, False, 0.45, 4096, cpu=True)
+    assert args["dtype"] == "float32" and args["max_loras"] == 2 and "gpu_memory_utilization" not in args

@@ -87,3 +87,55 @@ def test_verification_prompt_shows_the_chain_as_numbered_steps(tiny_tokenizer):
     text = tiny_tokenizer.decode(localize.verification_prompt(tiny_tokenizer, failed_rollout(["a</thought>", "b</thought>"])))
     assert "What is 2 + 3?" in text and "Step 1: a\nStep 2: b" in text and "\\boxed{yes}" in text
     assert text.endswith("<|im_start|>assistant\n")
+
+
+def long_rollout(tokenizer, n_steps, question):
+    problem = {"id": "long", "kind": "math", "question": question, "answer": "5"}
+    texts = [f"Step body number {h} with several words of reasoning in it.</thought>" for h in range(1, n_steps)]
+    texts.append("So the answer is \\boxed{6}.</thought>")
+    prompt = tm.encode_prompt(tokenizer, problem, tm.ThoughtConfig())
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return tm.Rollout(problem, prompt, ids, texts, "answer", 0.0)
+
+
+def test_an_over_long_localization_request_keeps_header_problem_and_first_steps(tiny_tokenizer):
+    """The request is cut in the chain's middle, never at its start: the chat header,
+    the instructions, the problem, the first steps and the answer step stay."""
+    tok = tiny_tokenizer
+    question = "What is 2 + 3? " + "Read every word of this statement. " * 40
+    rollout = long_rollout(tok, 60, question)
+    full = localize.localization_prompt(tok, rollout, localize.LocalizeConfig(max_prompt_tokens=100_000))
+    cap = len(full) // 2
+    ids = localize.localization_prompt(tok, rollout, localize.LocalizeConfig(max_prompt_tokens=cap))
+    text = tok.decode(ids)
+    assert len(full) > cap >= len(ids) > cap - 40  # fitted, and not cut far below the cap
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+    assert "Your task is to find the first step" in text and question.strip() in " ".join(text.split())
+    assert "Step 1: Step body number 1 " in text and "Step 60: So the answer is" in text
+    assert "are left out here for length.]" in text and "Step 59:" not in text
+    assert "Choose exactly ONE step number, from 1 to 60" in text  # the instructions after the chain stay too
+    with pytest.raises(ValueError, match="does not fit"):
+        localize.localization_prompt(tok, rollout, localize.LocalizeConfig(max_prompt_tokens=50))
+
+
+def test_srpo_localization_requests_fit_a_cap_derived_from_the_rollout_caps(tiny_tokenizer):
+    """SRPO's localizer gets requests no longer than one rollout may be (prompt cap +
+    response cap): the engine's window, whatever the chain's length."""
+    import dataclasses
+
+    import grpo
+    import srpo
+    from conftest import ScriptedEngine
+
+    tok = tiny_tokenizer
+    thought = tm.ThoughtConfig(max_prompt_tokens=700, max_response_tokens=420)
+    cfg = dataclasses.replace(grpo.Config(model="tiny", method="srpo"), thought=thought)
+    assert localize.LocalizeConfig.for_caps(thought).max_prompt_tokens == 1120
+    question = "What is 2 + 3? " + "Read every word of this statement. " * 5
+    seed = long_rollout(tok, 12, question)  # a rollout within the caps: 375 prompt ids, 406 response ids
+    assert len(seed.prompt_ids) <= 700 and len(seed.response_ids) <= 420
+    engine = ScriptedEngine(tok, localizations=["\\boxed{3}"])
+    [chosen] = srpo.self_localized_indices(engine, [seed], cfg, step=0)
+    [[request]] = engine.prompts
+    assert chosen.h == 3 and chosen.parsed
+    assert len(request) <= 1120 and question.strip() in tok.decode(request) and "Step 12: So the answer" in tok.decode(request)
