@@ -152,8 +152,9 @@ def hardware_defaults(engine_kind, tp, train_microbatch, model=None, tcfg=None, 
         if n_gpus and model is not None:
             gib = min(torch.cuda.get_device_properties(i).total_memory for i in range(n_gpus)) / 2**30
             share = 0.9 if (sleep or engine_kind != "vllm") else 1 - vllm_memory
-            train_microbatch = fit_microbatch(model.config, sum(p.numel() for p in model.parameters()), tcfg,
-                                              gib * share, n_gpus)
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            train_microbatch = fit_microbatch(model.config, sum(p.numel() for p in model.parameters()) - trainable,
+                                              tcfg, gib * share, n_gpus, trainable)
             why += f", train micro-batch {train_microbatch} (fits {share:.0%} of {n_gpus} x {gib:.0f} GiB)"
         else:
             train_microbatch = CPU_MICROBATCH
@@ -166,20 +167,21 @@ def hardware_defaults(engine_kind, tp, train_microbatch, model=None, tcfg=None, 
 CPU_MICROBATCH = 4  # rollouts per forward/backward pass on the CPU
 
 
-def fit_microbatch(config, n_params, tcfg, gib_per_gpu, n_gpus, most=8):
+def fit_microbatch(config, n_params, tcfg, gib_per_gpu, n_gpus, n_trainable=0, most=8):
     """Rollouts per forward/backward pass that fit the trainer's share of each GPU
     (an estimate, bf16, gradient checkpointing on). One full-length rollout
     (T = prompt + response cap, K = response cap) holds: its kept logits and their
     gradient (2 x K x V x 2 bytes), every layer's checkpointed input (L x T x h x 2
-    bytes) and one layer's recomputed activations (T x (4h + 3 x inter) x 2 bytes).
-    The weights (2 bytes a parameter) are spread over the GPUs; 2 GiB is left for
-    the CUDA context, the LoRA weights and their AdamW states."""
+    bytes) and one layer's recomputed activations (T x (4h + 3 x inter) x 2 bytes),
+    all counted on one GPU. The frozen weights (2 bytes a parameter) and the LoRA
+    weights with their gradients and AdamW moments (16 bytes a parameter) are
+    spread over the GPUs; 2 GiB is left for the CUDA context."""
     text = getattr(config, "text_config", config)
     V, h, L = text.vocab_size, text.hidden_size, text.num_hidden_layers
     inter = getattr(text, "intermediate_size", 4 * h)
     T, K = tcfg.max_prompt_tokens + tcfg.max_response_tokens, tcfg.max_response_tokens
     per_rollout = 4 * K * V + 2 * L * T * h + 2 * T * (4 * h + 3 * inter)
-    free = gib_per_gpu * 2**30 - 2 * n_params / n_gpus - 2 * 2**30
+    free = gib_per_gpu * 2**30 - (2 * n_params + 16 * n_trainable) / n_gpus - 2 * 2**30
     return int(max(1, min(most, free // per_rollout)))
 
 

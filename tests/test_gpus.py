@@ -372,11 +372,12 @@ def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
     monkeypatch.setattr(gpus, "vllm_build", lambda: "gpu")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert gpus.default_tp("vllm", 0) == 2 and gpus.default_tp("vllm", 1) == 1 and gpus.default_tp("hf", 0) == 1
-    # OLMo-3-7B's shape: 32 layers of 4096, MLP 11008, a 100278-token vocabulary, 7.3B parameters
+    # OLMo-3-7B's shape: 32 layers of 4096, MLP 11008, a 100278-token vocabulary, 7.3B parameters,
+    # 160M of them in the rank-64 LoRA adapter
     olmo = LlamaConfig(vocab_size=100278, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32)
     caps = tm.ThoughtConfig()  # the paper's: 2048-token prompts, 4096-token responses
-    on_40 = gpus.fit_microbatch(olmo, 7.3e9, caps, 40 * 0.55, 2)
-    on_80 = gpus.fit_microbatch(olmo, 7.3e9, caps, 80 * 0.55, 2)
+    on_40 = gpus.fit_microbatch(olmo, 7.3e9, caps, 40 * 0.55, 2, 0.16e9)
+    on_80 = gpus.fit_microbatch(olmo, 7.3e9, caps, 80 * 0.55, 2, 0.16e9)
     assert 1 <= on_40 < 4 <= on_80 <= 8  # the old fixed 4 does not fit beside vLLM on 40 GB GPUs
     assert engines.hub_id("allenai/OLMo-3-7B-Instruct") == "allenai/Olmo-3-7B-Instruct"
     assert engines.hub_id("some/Other-Model") == "some/Other-Model"
