@@ -47,6 +47,7 @@ Run it
   python thought_ics.py --model tiny-world --benchmarks tiny-world --n 256 --verify oracle --rounds 3
   python thought_ics.py --model tiny-world --benchmarks tiny-world --n 256 --verify self --rounds 3
   python thought_ics.py --model smollm2-135m --benchmarks bundled --verify oracle --rounds 2   # the bundled model
+  python thought_ics.py --model smollm2-135m --benchmarks bundled --engine vllm   # on vLLM (GPU, or its CPU build)
 """
 
 import argparse
