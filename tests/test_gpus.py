@@ -394,3 +394,44 @@ def test_vllm_cpu_build_refuses_what_it_cannot_do(monkeypatch):
     assert gpus.unsupported("vllm", 1, False) is None and gpus.unsupported("hf", 4, True) is None
     args = gpus.engine_args(1, 64, 0, False, 0.45, 4096, cpu=True)
     assert args["dtype"] == "float32" and args["enforce_eager"] and "gpu_memory_utilization" not in args
+
+
+# -----------------------------------------------------------------------------
+# What only vLLM's GPU build does: sleep mode and tensor parallelism. Written for
+# a GPU machine and never run here; vLLM's CPU build has neither.
+
+
+def greedy_rollouts(engine, tokenizer, n=4):
+    caps = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, temperature=0.0, top_p=1.0)
+    states = [tm.initial_state(tokenizer, p, caps) for p in tm.load_problems()[:n]]
+    return tm.sample_rollouts(engine, states, 1, caps, seed=0)
+
+
+@needs_vllm
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="sleep mode needs CUDA: vLLM's CPU build has no sleep mode")
+def test_sleep_and_wake_serve_the_same_policy(tmp_path):
+    """A level-1 sleep and wake (the trainer's memory freed in between) changes nothing the rollouts see."""
+    model, tokenizer = engines.load_model("smollm2-135m")
+    policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
+    engine = gpus.VLLMEngine("smollm2-135m", tokenizer, str(tmp_path), lora_rank=8, sleep=True,
+                             gpu_memory_utilization=0.3, max_model_len=2300)
+    engine.sync(policy, 0)
+    before = [r.response_ids for r in greedy_rollouts(engine, tokenizer)]
+    engine.sleep()
+    scratch = torch.ones((256, 2**20), device="cuda")  # the trainer's tensors, freed before vLLM wakes
+    del scratch
+    engine.sync(policy, 1)  # wakes, then serves the same weights under a new adapter id
+    assert not engine.asleep and [r.response_ids for r in greedy_rollouts(engine, tokenizer)] == before
+
+
+@needs_vllm
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="tensor parallelism needs 2 GPUs: vLLM's CPU build runs in one process")
+def test_tensor_parallel_engine_rolls_out_thoughts(tmp_path):
+    model, tokenizer = engines.load_model("smollm2-135m")
+    policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
+    engine = gpus.VLLMEngine("smollm2-135m", tokenizer, str(tmp_path), tp=2, lora_rank=8,
+                             gpu_memory_utilization=0.3, max_model_len=2300)
+    engine.sync(policy, 0)
+    for r in greedy_rollouts(engine, tokenizer):
+        assert r.thought_ids and r.finish_reason in ("answer", "eos", "max_thoughts", "max_tokens")
+        assert r.response_ids == [t for thought in r.thought_ids for t in thought]
