@@ -103,6 +103,7 @@ class Config:
     gen_batch_size: int = 32  # rows decoded at once by the HF engine
     # resets (rrpo.py, srpo.py; GRPO ignores them)
     split: str = "1x4"  # SxK: S seeds with K suffixes each, the other G - S*K rollouts the base group (Sec. 5.1)
+    base_group: str = "excluded"  # excluded: the seeds are left out of the base group (Alg. 2); iid: see rrpo.py
     seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
     localizer: str = ""  # SRPO: localize with this model instead of the policy ("" = self-localization)
     reference_localizer: str = ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
@@ -126,12 +127,12 @@ class Config:
 
 
 SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means: rrpo.split_sizes)
+BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.seed_search)
 
-# The CPU demos. `--demo` (the README's first command) trains the classroom world's warm-started
-# 1M-parameter model (tiny_world.py) in full, 8 prompts a step, caps that fit its 3-4 step chains,
-# greedy pass rate on 128 held-out chains; it learns visibly in a few minutes. `--demo smollm2-135m`
-# runs the bundled SmolLM2-135M-Instruct on the bundled problems: a smoke run of the real-model
-# path (it seldom uses the thought format: machinery, not learning). The rest stays as above.
+# The CPU demos. `--demo` (the README's first command) trains the classroom world's 1M-parameter
+# model (tiny_world.py) in full, 8 prompts a step, caps for its 3-4 step chains, greedy pass rate on
+# 128 held-out chains: it learns in a few minutes. `--demo smollm2-135m`: the bundled SmolLM2 on the
+# bundled problems, a smoke run of the real-model path (machinery, not learning). The rest as above.
 DEMOS = {
     "tiny-world": dict(model="tiny-world", data="tiny-world-train", train_problems=4000, eval_data="tiny-world",
                        eval_n=128, eval_every=10, max_steps=100, full_finetune=True, lr=1e-4, prompts_per_step=8,
@@ -148,11 +149,10 @@ def parse_config(argv=None, method="grpo", check=None):
     then the flags given. `check(cfg)` (rrpo.py's split check) returns an error or None.
     A bad value is refused with one line naming the flag."""
     parser = argparse.ArgumentParser(description=f"{method.upper()} training in the Thought MDP")
-    tm.add_flags(parser, Config, skip=("method", "demo", "engine", "split"))
-    help_ = tm.field_help(Config)
-    parser.add_argument("--demo", nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS), help=help_["demo"])
-    parser.add_argument("--engine", choices=gpus.ENGINES, default=None, help=help_["engine"])
-    parser.add_argument("--split", choices=SPLITS, default=None, help=help_["split"] + " (default: '1x4')")
+    tm.add_flags(parser, Config, skip=("method", "demo"), choices={"engine": gpus.ENGINES, "split": SPLITS,
+                                                                    "base_group": BASE_GROUPS})
+    parser.add_argument("--demo", nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS),
+                        help=tm.field_help(Config)["demo"])
     tm.add_flags(parser, tm.ThoughtConfig)  # --max-thoughts, --max-thought-tokens, ..., --temperature, --top-p
     args = parser.parse_args(argv)
     if args.resume:  # a resumed run keeps its own config; only its length may change

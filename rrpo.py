@@ -43,6 +43,12 @@ Choices, and why
     seeds and suffixes stay as named and the base group takes the rest (1x4 at
     G = 16: 12 base + 4 suffixes). A split that needs more than G rollouts is
     refused at start.
+  * `--base-group iid` (a control, not the paper's method): the first `base`
+    rollouts of the stream are the base group, seeds included, and the seeds
+    are the first failures among them (none: the GRPO fallback). The paper's
+    base group leaves its seeds out, so at a per-rollout pass rate q its G
+    rollouts are all correct with probability (1 + G(1 - q)) q^G instead of
+    q^G, and carry no signal more often; iid measures what that costs.
   * A reset rule `choose_index(seeds, cfg, step)` returns one ResetIndex per
     seed (h*, whether a localizer's answer parsed, its tokens, a reference
     step); rules that need no model (random, the classroom world's oracle)
@@ -89,6 +95,8 @@ def check_split(cfg):
     if n_base < 0:
         return (f"--split {cfg.split} samples {n_seeds * n_suffix} suffixes per prompt, more than "
                 f"--group-size {cfg.group_size}")
+    if cfg.base_group == "iid" and n_base < n_seeds:
+        return f"--base-group iid draws the seeds from the base group; --split {cfg.split} has {n_base} base rollouts"
     if cfg.seed_budget < n_base + n_seeds:
         return (f"--seed-budget {cfg.seed_budget} must cover the base group and the seeds of one prompt "
                 f"({n_base} + {n_seeds} rollouts)")
@@ -103,7 +111,8 @@ def seed_search(engine, problems, n_base, n_seeds, cfg, step):
     states = [tm.initial_state(engine.tokenizer, p, cfg.thought) for p in problems]
     streams = [[] for _ in problems]
     need = list(range(len(problems)))  # prompts still short of seeds
-    draw, rnd = n_base + n_seeds, 0
+    iid = cfg.base_group == "iid"  # the seeds come from the base group itself: one draw of `base`
+    draw, rnd = n_base if iid else n_base + n_seeds, 0
     while need:
         draw = min(draw, cfg.seed_budget - len(streams[need[0]]))
         rollouts = tm.sample_rollouts(engine, [states[b] for b in need], draw, cfg.thought,
@@ -111,7 +120,7 @@ def seed_search(engine, problems, n_base, n_seeds, cfg, step):
         for k, b in enumerate(need):
             streams[b] += rollouts[k * draw:(k + 1) * draw]
         need = [b for b in need if sum(r.reward < 1 for r in streams[b]) < n_seeds
-                and len(streams[b]) < cfg.seed_budget]
+                and len(streams[b]) < cfg.seed_budget and not iid]
         draw, rnd = max(2, n_seeds), rnd + 1
     results = []
     for stream in streams:
@@ -119,7 +128,7 @@ def seed_search(engine, problems, n_base, n_seeds, cfg, step):
         if len(failed) < n_seeds:  # budget exhausted: no reset for this prompt
             results.append((None, None, stream))
             continue
-        others = [r for i, r in enumerate(stream) if i not in failed]  # line 2: seeds excluded
+        others = stream if iid else [r for i, r in enumerate(stream) if i not in failed]  # line 2: seeds excluded
         results.append((others[:n_base], [stream[i] for i in failed], stream))  # line 3: filled to size
     return results
 

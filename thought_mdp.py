@@ -93,10 +93,11 @@ def field_help(cls):
     return {m.group(1): m.group(2).strip() for m in found if m}
 
 
-def add_flags(parser, cls, defaults=None, skip=()):
+def add_flags(parser, cls, defaults=None, skip=(), choices=None):
     """One typed --flag per field of the dataclass `cls`, the field's comment as its help.
     Flags default to None, so that `given()` returns only what the command line set;
-    `defaults` (an instance) supplies the defaults shown in --help."""
+    `defaults` (an instance) supplies the defaults shown in --help; `choices` maps a
+    field to the values its flag accepts."""
     comments = field_help(cls)
     defaults = defaults or cls()
     for f in dataclasses.fields(cls):
@@ -107,7 +108,7 @@ def add_flags(parser, cls, defaults=None, skip=()):
         if f.type is bool:
             parser.add_argument(flag, action="store_true", default=None, help=text)
         else:
-            parser.add_argument(flag, type=f.type, default=None, help=text)
+            parser.add_argument(flag, type=f.type, default=None, help=text, choices=(choices or {}).get(f.name))
 
 
 def given(args, cls):

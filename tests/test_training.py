@@ -112,6 +112,20 @@ def test_seed_is_excluded_and_base_group_filled_in_stream_order(tiny_tokenizer):
     assert base == [stream[0], stream[1], stream[3], stream[4]] and all(r.reward == 1 for r in base)
 
 
+def test_iid_base_group_keeps_its_seed_and_never_searches_further(tiny_tokenizer):
+    """--base-group iid: the first `base` rollouts are the base group, seed included;
+    with no failure among them the prompt falls back to GRPO without sampling more."""
+    cfg = dataclasses.replace(small_cfg(), base_group="iid")
+    engine = ScriptedEngine(tiny_tokenizer, [True, True, False, True, True] + [True] * 20)
+    [(base, seeds, stream)] = rrpo.seed_search(engine, [ANSWERED], 4, 1, cfg, step=0)
+    assert len(stream) == 4 and base == stream and seeds == [stream[2]]
+    engine = ScriptedEngine(tiny_tokenizer, [True] * 100)
+    groups, stats = rrpo.reset_buffer(engine, [ANSWERED], cfg, step=0)
+    assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 4
+    assert rrpo.check_split(dataclasses.replace(cfg, split="2x4")).startswith("--base-group iid")
+    assert grpo.parse_config(["--base-group", "iid"], "rrpo").base_group == "iid"
+
+
 def test_fallback_to_grpo_when_no_rollout_fails(tiny_tokenizer):
     cfg = small_cfg(seed_budget=9)
     engine = ScriptedEngine(tiny_tokenizer, [True] * 100)
