@@ -7,7 +7,8 @@ random resets (CPI-RR) at coverage p. In the language-model setting the paper
 can only approximate the oracle with self-localization. The classroom world
 (tiny_world.py) has the oracle itself: its reset index is the true first error.
 This file trains the four methods through the real scripts (grpo.py, rrpo.py,
-srpo.py) at the same rollout budget and reports pass rates against steps,
+srpo.py) at the same group size G = 8, beside GRPO with G = 4 (the reset
+methods' base group alone), and reports pass rates against steps,
 rollouts and tokens, how often each reset lands on the true first error, and
 the fix rates from clean and erroneous prefixes.
 
@@ -22,7 +23,8 @@ Paper map
 Symbols
   h*          -> ResetIndex.h (rrpo.py); h_ref = the true first error, recorded for every reset method
   fix rate    -> pass rate of a suffix group; "clean" when h* <= first error, else "erroneous"
-  METHODS     -> grpo (the base group alone), rrpo, srpo, oracle
+  METHODS     -> grpo (G = 8 iid rollouts), grpo-g4 (G = 4: the size of the reset methods' base group
+                 alone, a control for what their second group adds), rrpo, srpo, oracle
 
 Choices, and why
   * Every run is `grpo.main --demo` (grpo.DEMOS): G = 8 per prompt, the 1x4
@@ -36,7 +38,7 @@ Choices, and why
 
 Run it
   python compare_resets.py --quick        # 1-2 minutes: every method once, 40 steps, one-line summary last
-  python compare_resets.py                # 4 methods x 3 seeds x 150 steps (about 10 minutes), figure and table
+  python compare_resets.py                # 5 methods x 3 seeds x 150 steps (about 15 minutes), figure and table
 """
 
 import argparse
@@ -51,7 +53,9 @@ import rrpo
 import srpo
 import tiny_world
 
-METHODS = ["grpo", "rrpo", "srpo", "oracle"]
+METHODS = ["grpo", "grpo-g4", "rrpo", "srpo", "oracle"]
+RESETTING = ["rrpo", "srpo", "oracle"]  # the methods with a shared-prefix group
+TRAINER = {"grpo-g4": ("grpo", ["--group-size", "4"])}  # a method run by another script with other flags
 
 
 def oracle_indices(seeds, cfg, step):
@@ -82,16 +86,17 @@ def run_method(method, seed, out, steps):
     else:
         def buffer(engine, problems, cfg, step):
             return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method, engine))
-        grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps)], method=method,
-                  buffer_fn=grpo.build_buffer if method == "grpo" else buffer,
-                  check=None if method == "grpo" else rrpo.check_split)
+        script, extra = TRAINER.get(method, (method, []))
+        grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps)] + extra, method=script,
+                  buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
+                  check=rrpo.check_split if method in RESETTING else None)
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     evals = [json.loads(line) for line in open(os.path.join(out, "eval.jsonl"))]
     return history, evals
 
 
 def compare(out, seeds, steps):
-    """Every method at the same rollout budget (G = 8 per prompt), `seeds` seeds each."""
+    """Every method, `seeds` seeds each: G = 8 rollouts per prompt (grpo-g4: 4)."""
     curves, rows = {}, []
     for method in METHODS:
         for seed in seeds:
@@ -109,7 +114,7 @@ def compare(out, seeds, steps):
                             for b in bins]})
             rows.append({
                 "method": method, "seed": seed, "start": evals[0]["pass_rate"], "final": evals[-1]["pass_rate"],
-                "signal_ratio": float(np.nanmean([m["signal/ratio"] for m in history])) if method != "grpo" else None,
+                "signal_ratio": float(np.nanmean([m["signal/ratio"] for m in history])) if method in RESETTING else None,
                 "loc_acc": float(np.mean([r["h"] == r["h_ref"] for r in truths])) if truths else None,
                 "clean_fix": float(np.mean([r["suffix_pass"] for r in truths if r["h"] <= r["h_ref"]] or [np.nan])),
                 "wrong_fix": float(np.mean([r["suffix_pass"] for r in truths if r["h"] > r["h_ref"]] or [np.nan]))})
@@ -147,7 +152,7 @@ def write_results(out, curves, rows):
             mean, se = ys.mean(0), ys.std(0) / np.sqrt(len(runs))
             ax.plot(xs, mean, "o-", label=method.upper())
             ax.fill_between(xs, mean - se, mean + se, alpha=0.2)
-        if method != "grpo":  # (c) how often the reset lands on the true first error
+        if method in RESETTING:  # (c) how often the reset lands on the true first error
             acc = np.array([r["loc_acc"] for r in runs])
             axes[1, 0].plot(runs[0]["loc_step"], np.nanmean(acc, 0), "o-", label=method.upper(), color=f"C{METHODS.index(method)}")
     for ax, x in zip(axes[0], ("rollouts", "generated tokens (localization included)")):
@@ -158,7 +163,7 @@ def write_results(out, curves, rows):
     axes[1, 0].set_ylabel("reset index = true first error")
     axes[1, 0].set_ylim(0, 1.05)
     axes[1, 0].legend()
-    resetting = [m for m in METHODS if m != "grpo"]  # (d) the analogue of Fig. 4d
+    resetting = RESETTING  # (d) the analogue of Fig. 4d
     for k, (key, label) in enumerate((("clean_fix", "clean prefix (h* <= first error)"),
                                       ("wrong_fix", "erroneous prefix (h* > first error)"))):
         vals = [[r[key] for r in rows if r["method"] == m and r[key] == r[key]] for m in resetting]  # NaN-free
