@@ -154,8 +154,9 @@ def hardware_defaults(engine_kind, tp, train_microbatch, model=None, tcfg=None, 
             gib = min(torch.cuda.get_device_properties(i).total_memory for i in range(n_gpus)) / 2**30
             share = 0.9 if (sleep or engine_kind != "vllm") else 1 - vllm_memory
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            spread = n_gpus if engine_kind == "vllm" else 1  # grpo.load_policy spreads the layers only for vLLM
             train_microbatch = fit_microbatch(model.config, sum(p.numel() for p in model.parameters()) - trainable,
-                                              tcfg, gib * share, n_gpus, trainable)
+                                              tcfg, gib * share, spread, trainable)
             why += f", train micro-batch {train_microbatch} (fits {share:.0%} of {n_gpus} x {gib:.0f} GiB)"
         else:
             train_microbatch = CPU_MICROBATCH
