@@ -228,8 +228,9 @@ def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
     if name == "bundled" or name.endswith(".jsonl"):  # the bundled problems, or any JSONL file of problems
         problems = tm.load_problems() if name == "bundled" else tm.load_problems(name)
         return problems if len(problems) <= n else random.Random(seed).sample(problems, n)
-    if name in ("tiny-world", "tiny-world-train"):  # the classroom world: held-out / training problems
-        return tiny_world.problems("train" if name.endswith("-train") else "test", n, seed)
+    world = tiny_world.parse(name)  # the classroom world: held-out / training problems, tiny-world[:knob=value,...]
+    if world:
+        return tiny_world.problems("train" if world[0].endswith("-train") else "test", n, seed, world=world[1])
     base = name.removesuffix("-train")
     if base not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; known: bundled, tiny-world, {', '.join(BENCHMARKS)}, "
@@ -252,22 +253,38 @@ def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
 # Model names
 
 
-# The project's own models, by the name every script accepts for --model, and the Thought MDP's caps they use
-MODELS = {"tiny-world": tiny_world.load}  # the classroom world's warm-started 1M-parameter Llama
-MODEL_CAPS = {"tiny-world": tiny_world.THOUGHT_CAPS}  # a model not named here gets the paper's caps (App. C)
+def name_problem(*names):
+    """A one-line complaint about the first malformed classroom-world name among
+    `names` (a bad knob such as tiny-world:horizon=99), else None."""
+    for name in names:
+        try:
+            tiny_world.parse(name)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
+def own_model(name):
+    """The project's own model a --model name stands for (the classroom world's
+    1M-parameter Llama, `tiny-world` or `tiny-world:knob=value,...`, see
+    tiny_world.WorldConfig) as its WorldConfig, else None."""
+    world = tiny_world.parse(name)
+    return world[1] if world and world[0] == "tiny-world" else None
 
 
 def default_caps(model):
     """The Thought MDP's caps a script uses for `model` unless told otherwise: the
-    classroom world's small ones for tiny-world, the paper's (App. C) for the rest."""
-    return MODEL_CAPS.get(model, tm.ThoughtConfig())
+    classroom world's (they follow from its horizon) for tiny-world, the paper's (App. C) for the rest."""
+    world = own_model(model)
+    return world.caps() if world else tm.ThoughtConfig()
 
 
 def load_model(name, dtype=None, device=None, device_map=None):
-    """(model, tokenizer) for a name of MODELS, else engines.load_model (the bundled
-    smollm2-135m, a Hub id or a local folder)."""
-    if name in MODELS:
-        return MODELS[name](dtype=dtype, device=device)
+    """(model, tokenizer) for one of the project's own models, else engines.load_model
+    (the bundled smollm2-135m, a Hub id or a local folder)."""
+    world = own_model(name)
+    if world:
+        return tiny_world.load(world, dtype=dtype, device=device)
     return engines.load_model(name, dtype=dtype, device=device, device_map=device_map)
 
 
@@ -277,7 +294,7 @@ def inference_engine(name, requested="auto", out="runs/eval", tcfg=None, tp=0, l
     Returns (engine, the HF base model or None on vLLM, tokenizer)."""
     kind, why = gpus.choose_engine(requested)
     print(why)
-    problem = gpus.unsupported(kind, tp, False, name in MODELS and name)
+    problem = gpus.unsupported(kind, tp, False, own_model(name) and name)
     if problem:
         sys.exit(problem)
     if kind == "vllm":

@@ -1,61 +1,84 @@
 """compare_resets.py: GRPO, RRPO, SRPO and oracle resets compared in the classroom world,
-where every failed rollout's first error is known (Sec. 3.2, 5.3, App. G).
+where every failed rollout's first error is known, over horizon and coverage
+(Sec. 3.1-3.2, 5.3, App. G).
 
 Theorem 1 says a reset helps most where the improvable state is rare: CPI with
 a credit-assignment oracle (CPI-CARO) needs 1/p fewer samples than CPI with
 random resets (CPI-RR) at coverage p. In the language-model setting the paper
 can only approximate the oracle with self-localization. The classroom world
 (tiny_world.py) has the oracle itself: its reset index is the true first error.
-This file trains the four methods through the real scripts (grpo.py, rrpo.py,
-srpo.py) at the same group size G = 8, beside GRPO with G = 4 (the reset
-methods' base group alone), and reports pass rates against steps,
-rollouts and tokens, how often each reset lands on the true first error, and
-the fix rates from clean and erroneous prefixes.
+This file trains the methods through the real scripts (grpo.py, rrpo.py,
+srpo.py) at the same group size G = 8, in a sweep of worlds: chains of H in
+{4, 8, 16} steps, crossed with a hard decision that is common and early (step
+2) or rare and late (step H). Per cell it measures the coverage, and per run
+pass rates against steps, sampled rollouts and tokens, how often each reset
+lands on the true first error, and the fix rates from clean and erroneous
+prefixes. Controls: GRPO with G = 4 (the reset methods' base group alone) and
+RRPO with an iid base group (the first G/2 rollouts, the seed among them).
 
 Paper map
+  Sec. 3.1, Thm. 1   coverage p of the improvable state, measured per cell        world_report()
   Sec. 3.2, Thm. 1   the oracle reset: h* = the seed's true first error           oracle_indices()
   Sec. 4.2, Alg. 2   random (RRPO) and self-localized (SRPO) h*, the 1x4 split    rrpo.py, srpo.py
   Sec. 5.3, Fig. 4d  correction rate of clean (h* <= first error) against
-                     erroneous prefixes                                        compare()
-  App. G             the per-token gradient-signal ratio g_SP / g_base            compare()
-  Fig. 3             held-out pass rate against training, mean +- SE over seeds   write_results()
+                     erroneous prefixes                                        summarize()
+  App. G             the per-token gradient-signal ratio g_SP / g_base            summarize()
+  Fig. 3             held-out pass rate against training, per cell                plot()
 
 Symbols
   h*          -> ResetIndex.h (rrpo.py); h_ref = the true first error, recorded for every reset method
+  p-hat       -> share of the warm start's rollouts, on problems with a hard step, that reach it clean
+  p           -> Theorem 1's time-averaged coverage: the share of all rollouts reaching a hard step clean, / H
   fix rate    -> pass rate of a suffix group; "clean" when h* <= first error, else "erroneous"
-  METHODS     -> grpo (G = 8 iid rollouts), grpo-g4 (G = 4: the size of the reset methods' base group
-                 alone, a control for what their second group adds), rrpo, srpo, oracle
+  advantage   -> a method's held-out pass rate minus GRPO's with the same seed, at equal steps or
+                 at equal generated tokens (interpolated), mean and 95% interval over seeds
+  METHODS     -> grpo (G = 8), grpo-g4 and rrpo-iid (controls), rrpo, srpo, oracle
 
 Choices, and why
-  * Every run is `grpo.main --demo` (grpo.DEMOS): G = 8 per prompt, the 1x4
-    split, full fine-tuning at lr 1e-4, 8 prompts a step, greedy pass rate on
-    128 held-out chains every 10 steps. Full fine-tuning instead of LoRA: a
-    1M-parameter model has nothing to gain from an adapter; on the first
-    version of the warm start, lr 1e-3 made the held-out pass rate fall (0.44
-    -> 0.25 in 150 steps).
+  * Every run is `grpo.main --demo` (grpo.DEMOS) with the cell's world: G = 8
+    per prompt, the 1x4 split, full fine-tuning at lr 1e-4, 8 prompts a step,
+    greedy pass rate on 128 held-out chains every 10 steps. Full fine-tuning
+    instead of LoRA: a 1M-parameter model has nothing to gain from an adapter.
+  * 60 steps per run and the controls in two cells only: the budget of a
+    sweep of 3 hours on 2 cores with 5 seeds per cell (100 steps would take
+    about 4 hours).
   * A finished run (its summary.json written) is read back instead of trained
-    again, so an interrupted comparison resumes where it stopped.
+    again, so an interrupted sweep resumes where it stopped; `--shard K/N`
+    splits the runs over N processes side by side (OMP_NUM_THREADS=1 each).
 
 Run it
-  python compare_resets.py --quick        # 1-2 minutes: every method once, 40 steps, one-line summary last
-  python compare_resets.py                # 5 methods x 3 seeds x 150 steps (about 15 minutes), figure and table
+  python compare_resets.py --quick          # the default world, every method once, 40 steps
+  python compare_resets.py --horizon 8 --coverage rare --seeds 5       # one cell
+  python compare_resets.py                  # the sweep: 6 cells x 4 methods x 5 seeds (+ controls), 60 steps
+  OMP_NUM_THREADS=1 python compare_resets.py --shard 0/2 & OMP_NUM_THREADS=1 python compare_resets.py --shard 1/2; \\
+      python compare_resets.py              # the same on two processes, then the results
+Results: DIR/results.json (`runs`: one object per cell, method and seed), DIR/compare_resets.md, .png.
 """
 
 import argparse
 import functools
 import json
 import os
+import time
 
 import numpy as np
 
+import engines
 import grpo
 import rrpo
 import srpo
 import tiny_world
 
-METHODS = ["grpo", "grpo-g4", "rrpo", "srpo", "oracle"]
-RESETTING = ["rrpo", "srpo", "oracle"]  # the methods with a shared-prefix group
-TRAINER = {"grpo-g4": ("grpo", ["--group-size", "4"])}  # a method run by another script with other flags
+CORE = ["grpo", "rrpo", "srpo", "oracle"]
+CONTROLS = ["grpo-g4", "rrpo-iid"]  # G = 4 (the reset methods' base group alone); RRPO with an iid base group
+METHODS = ["grpo", "grpo-g4", "rrpo", "rrpo-iid", "srpo", "oracle"]
+RESETTING = ["rrpo", "rrpo-iid", "srpo", "oracle"]  # the methods with a shared-prefix group
+TRAINER = {"grpo-g4": ("grpo", ["--group-size", "4"]), "rrpo-iid": ("rrpo", ["--base-group", "iid"])}
+# The sweep: horizon H crossed with where the hard decision sits and how often it is there
+HORIZONS = (4, 8, 16)
+COVERAGE = {"common": dict(hard_at="early", hard_share=0.6),  # a multiplication at step 2, 60% of them hard
+            "rare": dict(hard_at="late", hard_share=0.3)}  # a multiplication at step H, 30% of them hard
+T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # Student t, 97.5%
 
 
 def oracle_indices(seeds, cfg, step):
@@ -67,7 +90,7 @@ def reset_rule(method, engine):
     """The method's h* for a list of seeds, with each seed's true first error
     recorded as the reference step (the records behind Fig. 4b-d and the fix rates)."""
     rule = {"rrpo": rrpo.random_indices, "oracle": oracle_indices,
-            "srpo": functools.partial(srpo.self_localized_indices, engine)}[method]
+            "srpo": functools.partial(srpo.self_localized_indices, engine)}[method.split("-")[0]]
 
     def choose(seeds, cfg, step):
         chosen = rule(seeds, cfg, step)
@@ -77,9 +100,24 @@ def reset_rule(method, engine):
     return choose
 
 
-def run_method(method, seed, out, steps):
-    """One training run through grpo.main with the demo preset; a run that already
-    finished with `steps` steps is read back instead."""
+def cells(args):
+    """[(name, WorldConfig)]: the whole sweep, the default world (--quick), or the one
+    cell the world flags (--horizon, --coverage, --hard-at, ...) describe."""
+    knobs = grpo.tm.given(args, tiny_world.WorldConfig)
+    if args.coverage:
+        knobs = {**COVERAGE[args.coverage], **knobs}
+    if not knobs:
+        if args.quick:
+            return [("default", tiny_world.WorldConfig())]
+        return [(f"h{h}-{c}", tiny_world.WorldConfig(horizon=h, **COVERAGE[c])) for h in HORIZONS for c in COVERAGE]
+    world = tiny_world.check(tiny_world.WorldConfig(**knobs))
+    named = {tiny_world.WorldConfig(horizon=h, **k): f"h{h}-{c}" for h in range(2, 41) for c, k in COVERAGE.items()}
+    return [(named.get(world, "world-" + world.key()), world)]
+
+
+def run_method(method, seed, out, steps, world):
+    """One training run through grpo.main with the demo preset on `world`; a run
+    that already finished with `steps` steps is read back instead."""
     done = os.path.join(out, "summary.json")
     if os.path.exists(done) and json.load(open(done)).get("steps") == steps:
         print(f"{method} seed {seed}: finished earlier, read from {out}")
@@ -87,7 +125,11 @@ def run_method(method, seed, out, steps):
         def buffer(engine, problems, cfg, step):
             return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method, engine))
         script, extra = TRAINER.get(method, (method, []))
-        grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps)] + extra, method=script,
+        caps = world.caps()
+        grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps), "--model", world.name(),
+                   "--data", world.name("tiny-world-train"), "--eval-data", world.name(),
+                   "--max-thoughts", str(caps.max_thoughts), "--max-thought-tokens", str(caps.max_thought_tokens),
+                   "--max-response-tokens", str(caps.max_response_tokens)] + extra, method=script,
                   buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
                   check=rrpo.check_split if method in RESETTING else None)
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
@@ -95,101 +137,228 @@ def run_method(method, seed, out, steps):
     return history, evals
 
 
-def compare(out, seeds, steps):
-    """Every method, `seeds` seeds each: G = 8 rollouts per prompt (grpo-g4: 4)."""
-    curves, rows = {}, []
-    for method in METHODS:
-        for seed in seeds:
-            history, evals = run_method(method, seed, os.path.join(out, f"{method}-s{seed}"), steps)
-            tokens = np.cumsum([0] + [m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"] for m in history])
-            rollouts = np.cumsum([0] + [m["rollouts/generated"] for m in history])
-            truths = [dict(r, step=m["step"]) for m in history for r in m.get("reset/records", [])
-                      if r.get("h_ref") is not None]  # seeds whose true first error is known
-            bins = range(0, steps, 10)  # localization accuracy over training, per 10 steps
-            curves.setdefault(method, []).append({
-                "step": [e["step"] for e in evals], "pass": [e["pass_rate"] for e in evals],
-                "rollouts": [int(rollouts[e["step"]]) for e in evals], "tokens": [int(tokens[e["step"]]) for e in evals],
-                "loc_step": [b + 5 for b in bins],
-                "loc_acc": [float(np.mean([r["h"] == r["h_ref"] for r in truths if b <= r["step"] < b + 10] or [np.nan]))
-                            for b in bins]})
-            rows.append({
-                "method": method, "seed": seed, "start": evals[0]["pass_rate"], "final": evals[-1]["pass_rate"],
-                "signal_ratio": float(np.nanmean([m["signal/ratio"] for m in history])) if method in RESETTING else None,
-                "loc_acc": float(np.mean([r["h"] == r["h_ref"] for r in truths])) if truths else None,
-                "clean_fix": float(np.mean([r["suffix_pass"] for r in truths if r["h"] <= r["h_ref"]] or [np.nan])),
-                "wrong_fix": float(np.mean([r["suffix_pass"] for r in truths if r["h"] > r["h_ref"]] or [np.nan]))})
-    return curves, rows
+def world_report(cell_dir, world):
+    """The cell's measured coverage p-hat, start pass rate and localization accuracy
+    (tiny_world.warm_start_report), computed once and kept in the cell's folder."""
+    path = os.path.join(cell_dir, "world.json")
+    if not os.path.exists(path):
+        os.makedirs(cell_dir, exist_ok=True)
+        engine = engines.HFEngine(*tiny_world.load(world), batch_size=64)
+        with open(path + ".part", "w") as fh:
+            json.dump(tiny_world.warm_start_report(engine, world, n=128), fh, indent=2)
+        os.replace(path + ".part", path)
+    return json.load(open(path))
+
+
+def summarize(method, seed, cell, world, report, history, evals):
+    """One run as a row of results.json: pass rates against steps, sampled rollouts and
+    tokens; where its resets landed; fix rates; all-equal group rates."""
+    tokens = np.cumsum([0] + [m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"] for m in history])
+    rollouts = np.cumsum([0] + [m["rollouts/generated"] for m in history])
+    truths = [r for m in history for r in m.get("reset/records", []) if r.get("h_ref") is not None]
+    start, steps = evals[0]["pass_rate"], len(history)
+    threshold = start + (1 - start) / 2  # half-way from the start to a perfect pass rate
+    reached = next((e["step"] for e in evals if e["pass_rate"] >= threshold), None)
+
+    def rate(key):
+        vals = [m[key] for m in history if m.get(key) == m.get(key) and m.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    def mean(values):
+        return float(np.mean(values)) if values else None
+    clean = [r for r in truths if r["h"] <= r["h_ref"]]  # reset at or before the true first error
+    return {
+        "cell": cell, "world": world.name(), "method": method, "seed": seed, "horizon": world.horizon,
+        "hard_at": world.hard_at, "hard_share": world.hard_share, "coverage": report["coverage"],
+        "coverage_all": report["coverage_all"], "p_theorem": report["coverage_all"] / world.horizon, "start": start, "final": evals[-1]["pass_rate"], "steps": steps,
+        "rollouts_sampled": int(rollouts[-1]), "tokens": int(tokens[-1]), "threshold": threshold,
+        "steps_to": reached, "rollouts_to": int(rollouts[reached]) if reached is not None else None,
+        "tokens_to": int(tokens[reached]) if reached is not None else None,
+        "clean_reset": mean([r["h"] <= r["h_ref"] for r in truths]), "loc_acc": mean([r["h"] == r["h_ref"] for r in truths]),
+        "clean_fix": mean([r["suffix_pass"] for r in clean]),
+        "wrong_fix": mean([r["suffix_pass"] for r in truths if r["h"] > r["h_ref"]]),
+        "base_all_equal": rate("groups/base_all_equal"), "suffix_all_equal": rate("groups/suffix_all_equal"),
+        "signal_ratio": rate("signal/ratio"),
+        "curve": {"step": [e["step"] for e in evals], "pass": [e["pass_rate"] for e in evals],
+                  "rollouts": [int(rollouts[e["step"]]) for e in evals], "tokens": [int(tokens[e["step"]]) for e in evals]}}
+
+
+def jobs(sweep, methods, seeds, controls):
+    """Every (cell, world, method, seed) of the comparison, cell by cell; the controls
+    run only in the cells `controls` names (all when None)."""
+    return [(name, world, m, s) for name, world in sweep for s in seeds for m in methods
+            if m not in CONTROLS or controls is None or name in controls]
+
+
+def parse_args(argv=None):
+    """The command line, checked: a bad world knob or --shard is refused in one line."""
+    parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets in the classroom world, "
+                                     "over horizon and coverage")
+    parser.add_argument("--out", default="runs/compare-resets", help="output folder (one folder per cell, one per run)")
+    parser.add_argument("--quick", action="store_true", help="the default world only, one seed, 40 steps")
+    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 60, quick 40)")
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 5, quick 1)")
+    parser.add_argument("--coverage", choices=sorted(COVERAGE), help="one cell: where the hard decision sits "
+                        "(common: step 2, 60%% of the multiplications hard; rare: step H, 30%%)")
+    parser.add_argument("--controls", default="h4-common,h16-rare",
+                        help="cells that also run the controls (GRPO G=4, RRPO with an iid base group): "
+                        "comma-separated cell names, or all")
+    parser.add_argument("--shard", default="", help="K/N: train only every N-th run from the K-th (0-based), "
+                        "for N processes side by side; a last run without --shard writes the results")
+    grpo.tm.add_flags(parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT})  # --horizon, ...
+    args = parser.parse_args(argv)
+    try:
+        args.cells = cells(args)
+    except ValueError as e:
+        parser.error(str(e))
+    args.shard_k, args.shard_n = 0, 1
+    if args.shard:
+        try:
+            args.shard_k, args.shard_n = (int(x) for x in args.shard.split("/"))
+            assert 0 <= args.shard_k < args.shard_n
+        except (ValueError, AssertionError):
+            parser.error(f"--shard takes K/N with 0 <= K < N, got {args.shard!r}")
+    return args
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets in the classroom world")
-    parser.add_argument("--out", default="runs/compare-resets", help="output folder (one run folder per method and seed)")
-    parser.add_argument("--quick", action="store_true", help="one seed, 40 steps per method (1-2 minutes)")
-    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 150, quick 40)")
-    parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 3, quick 1)")
-    args = parser.parse_args(argv)
-    steps = args.steps or (40 if args.quick else 150)
-    seeds = list(range(args.seeds or (1 if args.quick else 3)))
-    os.makedirs(args.out, exist_ok=True)
-    curves, rows = compare(args.out, seeds, steps)
-    write_results(args.out, curves, rows)
-    gain = {m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m])) for m in METHODS}
-    print(f"summary ({len(seeds)} seed(s) x {steps} steps): held-out pass-rate gain "
-          + ", ".join(f"{m.upper()} {g:+.3f}" for m, g in gain.items()) + f"; table and figure in {args.out}")
+    args = parse_args(argv)
+    steps = args.steps or (40 if args.quick else 60)
+    seeds = list(range(args.seeds or (1 if args.quick else 5)))
+    sweep = args.cells
+    controls = None if args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))
+    todo = jobs(sweep, METHODS, seeds, controls)[args.shard_k::args.shard_n]
+    started = time.perf_counter()
+    results = []
+    for i, (name, world, method, seed) in enumerate(todo):
+        print(f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, seed {seed}, "
+              f"{(time.perf_counter() - started) / 60:.1f} min so far")
+        history, evals = run_method(method, seed, os.path.join(args.out, name, f"{method}-s{seed}"), steps, world)
+        results.append((name, world, method, seed, history, evals))
+    if args.shard:
+        return []
+    reports = {name: world_report(os.path.join(args.out, name), world) for name, world in sweep}
+    rows = [summarize(m, s, name, world, reports[name], h, e) for name, world, m, s, h, e in results]
+    write_results(args.out, rows, reports)
+    gain = {m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m]))
+            for m in METHODS if any(r["method"] == m for r in rows)}
+    print(f"summary ({len(sweep)} cell(s), {len(seeds)} seed(s) x {steps} steps): held-out pass-rate gain "
+          + ", ".join(f"{m.upper()} {g:+.3f}" for m, g in gain.items()) + f"; results, table and figure in {args.out}")
     return rows
 
 
-def write_results(out, curves, rows):
+# -----------------------------------------------------------------------------
+# Results: the table, results.json and the figure
+
+
+def interval(values):
+    """Mean and the half-width of its 95% interval (Student t over seeds); None when empty."""
+    v = np.array([x for x in values if x is not None and x == x], dtype=float)
+    if len(v) == 0:
+        return None, None
+    return float(v.mean()), float(T95.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+
+
+def at_tokens(run, budget):
+    """The run's held-out pass rate at `budget` generated tokens (linear in between evaluations)."""
+    return float(np.interp(budget, run["curve"]["tokens"], run["curve"]["pass"]))
+
+
+def advantages(rows):
+    """Per cell and method: the paired (same seed) advantage over GRPO in final pass
+    rate at equal steps, and at equal tokens (the budget every run of the cell reached)."""
+    out = {}
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        rs = [r for r in rows if r["cell"] == cell]
+        base = {r["seed"]: r for r in rs if r["method"] == "grpo"}
+        budget = min(r["curve"]["tokens"][-1] for r in rs)
+        for m in dict.fromkeys(r["method"] for r in rs):
+            pairs = [(r, base[r["seed"]]) for r in rs if r["method"] == m and r["seed"] in base]
+            out[cell, m] = {"steps": interval([r["final"] - g["final"] for r, g in pairs]),
+                            "tokens": interval([at_tokens(r, budget) - at_tokens(g, budget) for r, g in pairs]),
+                            "budget": budget}
+    return out
+
+
+def fmt(mean_ci, digits=3, sign=False):
+    mean, ci = mean_ci
+    if mean is None:
+        return "-"
+    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    return text + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def write_results(out, rows, reports):
+    adv = advantages(rows)
+    lines = ["| cell | p-hat / p | method | start | final | vs GRPO, equal steps | vs GRPO, equal tokens | "
+             "steps / rollouts / tokens to threshold | clean resets | localization | fix clean | fix erroneous | "
+             "all-equal base / suffix |", "|" + " --- |" * 13]
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        for m in [m for m in METHODS if any(r["cell"] == cell and r["method"] == m for r in rows)]:
+            rs = [r for r in rows if r["cell"] == cell and r["method"] == m]
+
+            def col(key, rs=rs):
+                return fmt(interval([r[key] for r in rs]))
+            hit = [r for r in rs if r["steps_to"] is not None]
+            to = (f"{np.mean([r['steps_to'] for r in hit]):.0f} / {np.mean([r['rollouts_to'] for r in hit]):.0f} / "
+                  f"{np.mean([r['tokens_to'] for r in hit]) / 1e3:.0f}k ({len(hit)}/{len(rs)})" if hit else f"- (0/{len(rs)})")
+            eq = "-" if m == "grpo" else fmt(adv[cell, m]["steps"], sign=True)
+            et = "-" if m == "grpo" else fmt(adv[cell, m]["tokens"], sign=True)
+            p = reports[cell]["coverage_all"] / rs[0]["horizon"]
+            lines.append(f"| {cell} | {reports[cell]['coverage']:.2f} / {p:.3f} | {m.upper()} | {col('start')} | {col('final')} | "
+                         f"{eq} | {et} | {to} | {col('clean_reset')} | {col('loc_acc')} | {col('clean_fix')} | "
+                         f"{col('wrong_fix')} | {fmt(interval([r['base_all_equal'] for r in rs]), 2)} / "
+                         f"{fmt(interval([r['suffix_all_equal'] for r in rs]), 2)} |")
+    with open(os.path.join(out, "compare_resets.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    summary = [{"cell": c, "method": m, "advantage_steps": a["steps"], "advantage_tokens": a["tokens"],
+                "token_budget": a["budget"]} for (c, m), a in adv.items()]
+    with open(os.path.join(out, "results.json"), "w") as fh:
+        json.dump({"cells": reports, "advantages": summary, "runs": rows}, fh, indent=1)
+    plot(out, rows, reports, adv)
+    print("\n".join(lines))
+
+
+def plot(out, rows, reports, adv):
+    """Advantage over GRPO (paired, 95% interval) against the measured coverage p-hat,
+    at equal steps and at equal tokens, and the held-out curves of the sweep's cells."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for method, runs in curves.items():
-        for ax, x in zip(axes[0], ("rollouts", "tokens")):
-            xs = np.mean([r[x] for r in runs], 0)
-            ys = np.array([r["pass"] for r in runs])
-            mean, se = ys.mean(0), ys.std(0) / np.sqrt(len(runs))
-            ax.plot(xs, mean, "o-", label=method.upper())
-            ax.fill_between(xs, mean - se, mean + se, alpha=0.2)
-        if method in RESETTING:  # (c) how often the reset lands on the true first error
-            acc = np.array([r["loc_acc"] for r in runs])
-            axes[1, 0].plot(runs[0]["loc_step"], np.nanmean(acc, 0), "o-", label=method.upper(), color=f"C{METHODS.index(method)}")
-    for ax, x in zip(axes[0], ("rollouts", "generated tokens (localization included)")):
-        ax.set_xlabel(x)
-        ax.set_ylabel("held-out pass rate (greedy)")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    shown = [m for m in ("oracle", "srpo", "rrpo") if any(r["method"] == m for r in rows)]
+    p_of = {r["cell"]: r["p_theorem"] for r in rows}
+    for k, (ax, key) in enumerate(zip(axes[:2], ("steps", "tokens"))):
+        for j, m in enumerate(shown):
+            pts = [(max(p_of[c], 1e-4), a[key], c) for (c, mm), a in adv.items() if mm == m and a[key][0] is not None]
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts]) * 1.04 ** (j - 1)  # a small offset keeps the error bars apart
+            ax.errorbar(x, [p[1][0] for p in pts], yerr=[p[1][1] or 0 for p in pts], fmt="o", capsize=3,
+                        color=f"C{j}", label=m.upper())
+            if j == 0:
+                for xi, p in zip(x, pts):
+                    ax.annotate(p[2], (xi, p[1][0]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("coverage p (Theorem 1): share of rollout steps at the hard state with a clean prefix")
+        ax.set_ylabel("held-out pass rate minus GRPO's (same seed)")
+        ax.set_title(["at equal training steps", "at equal generated tokens"][k])
         ax.legend()
-    axes[1, 0].set_xlabel("training step")
-    axes[1, 0].set_ylabel("reset index = true first error")
-    axes[1, 0].set_ylim(0, 1.05)
-    axes[1, 0].legend()
-    for k, (key, label) in enumerate((("clean_fix", "clean prefix (h* <= first error)"),  # (d) the analogue of Fig. 4d
-                                      ("wrong_fix", "erroneous prefix (h* > first error)"))):
-        vals = [[r[key] for r in rows if r["method"] == m and r[key] == r[key]] for m in RESETTING]  # NaN-free
-        axes[1, 1].bar(np.arange(len(RESETTING)) + 0.4 * k, [np.mean(v) if v else 0 for v in vals], width=0.4, label=label)
-    axes[1, 1].set_xticks(np.arange(len(RESETTING)) + 0.2, [m.upper() for m in RESETTING])
-    axes[1, 1].set_ylabel("suffix pass rate (fix rate)")
-    axes[1, 1].legend()
-    fig.suptitle("classroom world: held-out pass rate (mean ± SE over seeds), localization accuracy, fix rates")
+    for j, cell in enumerate(dict.fromkeys(r["cell"] for r in rows)):  # (c) GRPO and ORACLE curves per cell
+        for m, style in (("grpo", "--"), ("oracle", "-")):
+            rs = [r for r in rows if r["cell"] == cell and r["method"] == m]
+            if rs:
+                axes[2].plot(rs[0]["curve"]["step"], np.mean([r["curve"]["pass"] for r in rs], 0), style,
+                             color=f"C{j}", label=f"{cell} {m.upper()}")
+    axes[2].set_xlabel("training step")
+    axes[2].set_ylabel("held-out pass rate (greedy), mean over seeds")
+    axes[2].legend(fontsize=7, ncol=2)
+    fig.suptitle("classroom world: where do resets pay? (Theorem 1: the oracle's edge grows as coverage p falls)")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "compare_resets.png"), dpi=120)
     plt.close(fig)
-    lines = ["| method | start | final | gain | signal ratio | localization accuracy | fix rate clean | fix rate erroneous |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m in METHODS:
-        rs = [r for r in rows if r["method"] == m]
-
-        def cell(key, rs=rs):
-            vals = [r[key] for r in rs if r[key] is not None and r[key] == r[key]]
-            return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "") if vals else "-"
-        gain = [r["final"] - r["start"] for r in rs]
-        lines.append(f"| {m.upper()} | {cell('start')} | {cell('final')} | {np.mean(gain):+.3f} | {cell('signal_ratio')} | "
-                     f"{cell('loc_acc')} | {cell('clean_fix')} | {cell('wrong_fix')} |")
-    with open(os.path.join(out, "compare_resets.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    with open(os.path.join(out, "compare_resets.json"), "w") as fh:
-        json.dump({"rows": rows, "curves": curves}, fh, indent=2)
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ from tabular_mdp import J, R_MAX, coverage, evaluate, fork_mdp, greedy_policy, i
 # Config
 
 
+FAMILIES = ("fork", "trap")  # the MDP families of tabular_mdp.fork_mdp
+
+
 @dataclass
 class Config:
     # the MDP family (fork_mdp)
@@ -85,6 +88,7 @@ class Config:
     actions: int = 3  # |Y|, actions per state
     tau: float = 0.3  # tau, improvability threshold; also the fork's advantage (<= 0.5)
     routine: int = 3  # number of routine (never improvable) states
+    family: str = "fork"  # fork (transitions ignore the action) or trap (a worse action at the fork absorbs, reward 0)
     # the sweep over coverage p
     p_min: float = 0.01  # smallest coverage p
     p_max: float = 0.4  # largest coverage p
@@ -110,7 +114,8 @@ def parse_config(argv=None):
         if field.type is bool or field.type == "bool":
             parser.add_argument(flag, action="store_true")
         else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
+            parser.add_argument(flag, type=type(field.default), default=field.default,
+                                choices=FAMILIES if field.name == "family" else None)
     cfg = Config(**vars(parser.parse_args(argv)))
     if cfg.quick:  # the smoke-test preset: a decade of p, fewer trials
         cfg.n_p, cfg.p_min, cfg.p_max = 6, 0.02, 0.32
@@ -356,7 +361,7 @@ def measure_rates(cfg, progress=True):
         from tqdm import tqdm
         iterator = tqdm(ps, desc="coverage p", leave=False)
     for p_dial in iterator:
-        mdp, pi = fork_mdp(p_dial, cfg.horizon, cfg.actions, cfg.tau, cfg.routine, cfg.seed)
+        mdp, pi = fork_mdp(p_dial, cfg.horizon, cfg.actions, cfg.tau, cfg.routine, cfg.seed, trap=cfg.family == "trap")
         _, _, A = evaluate(mdp, pi)
         d = state_distributions(mdp, pi)
         G = improvable_set(A, cfg.tau)

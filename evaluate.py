@@ -328,7 +328,7 @@ def report(run_dirs, out, results=None, base=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate models and adapters; write the paper's tables and figures.",
                                      epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
-                                            "classroom world's (6 thoughts x 24 tokens, 96 in all) with --model tiny-world.")
+                                            "classroom world's (H + 2 thoughts x 24 tokens for chains of H steps) with --model tiny-world.")
     parser.add_argument("--model", default="smollm2-135m", help="base model: tiny-world, smollm2-135m, Hub id or local folder")
     parser.add_argument("--adapter", nargs="*", default=[], help="training run folders to evaluate (LoRA adapter or fully fine-tuned weights)")
     parser.add_argument("--benchmarks", default="bundled",
@@ -347,6 +347,8 @@ def main(argv=None):
         print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
         return written
     names = benchmarks.TABLE3 if args.benchmarks == "all" else args.benchmarks.split(",")
+    if benchmarks.name_problem(args.model, *names):
+        parser.error(benchmarks.name_problem(args.model, *names))
     caps = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
     suites = load_suites(names, args.n, args.seed, args.adapter)

@@ -130,7 +130,7 @@ SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means
 BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.seed_search)
 
 # The CPU demos. `--demo` (the README's first command) trains the classroom world's 1M-parameter
-# model (tiny_world.py) in full, 8 prompts a step, caps for its 3-4 step chains, greedy pass rate on
+# model (tiny_world.py) in full, 8 prompts a step, caps for its H-step chains, greedy pass rate on
 # 128 held-out chains: it learns in a few minutes. `--demo smollm2-135m`: the bundled SmolLM2 on the
 # bundled problems, a smoke run of the real-model path (machinery, not learning). The rest as above.
 DEMOS = {
@@ -176,7 +176,7 @@ def parse_config(argv=None, method="grpo", check=None):
             [("train_microbatch", 0), ("tp", 0)]:  # 0: chosen for this machine at start (gpus.hardware_defaults)
         if getattr(cfg, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
-    problem = check(cfg) if check else None
+    problem = benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data) or (check(cfg) if check else None)
     if problem:
         parser.error(problem)
     return cfg
@@ -440,13 +440,13 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     if not cfg.resume:
         runs.prepare(cfg.out, dataclasses.asdict(cfg), overwrite=bool(cfg.demo))
     print("config:", json.dumps(dataclasses.asdict(cfg)))
     engine_kind, why = gpus.choose_engine(cfg.engine)
     print(why)
-    problem = gpus.unsupported(engine_kind, cfg.tp, cfg.vllm_sleep, cfg.model in benchmarks.MODELS and cfg.model)
+    problem = gpus.unsupported(engine_kind, cfg.tp, cfg.vllm_sleep, benchmarks.own_model(cfg.model) and cfg.model)
     if problem:
         sys.exit(problem)
     policy, tokenizer = load_policy(cfg, engine_kind)

@@ -119,7 +119,7 @@ def coverage(d, G):
 # App. A.3, generalised: a family of MDPs whose coverage p is a dial
 
 
-def fork_mdp(p, horizon, actions, tau, routine, seed):
+def fork_mdp(p, horizon, actions, tau, routine, seed, trap=False):
     """Every step the agent stands either at the fork (state 0, probability p) or
     at one of `routine` ordinary states. The base policy plays action 0 everywhere.
     At the fork one action y*_h (drawn by the seed) is better by tau, the others
@@ -131,7 +131,14 @@ def fork_mdp(p, horizon, actions, tau, routine, seed):
     H = 1 with one routine state is the construction of App. A.3 (Figure 5) with
     epsilon = 0. Estimating Q at a routine state is pure noise for the greedy
     step (all actions tie), which is what makes CPI-RR pay 1/p^2. The seed fixes everything but p, so a sweep over p changes only
-    the coverage."""
+    the coverage.
+
+    trap=True makes the transitions depend on the action: a worse action at the
+    fork (neither 0 nor y*_h) leads to an absorbing trap state (the last one)
+    that pays 0 ever after. The base policy never goes there, so p is unchanged;
+    but a greedy step that picks a worse action from noisy estimates loses every
+    later reward, and Lemma 3's alpha^2 term (the state distribution moving with
+    the policy) is exercised: CPI's conservative step matters."""
     rng = np.random.default_rng(seed)
     S, H, Y = routine + 1, horizon, actions
     # where the next state lands: fork w.p. p, else routine k w.p. (1-p) D[h, x, k]
@@ -148,9 +155,19 @@ def fork_mdp(p, horizon, actions, tau, routine, seed):
     r[:, 0, 0] = 0.5
     better = rng.integers(1, Y, size=H)  # y*_h
     r[np.arange(H), 0, better] = 0.5 + tau
+    r = np.clip(r, 0.0, R_MAX)
+    if trap:  # one more state: the trap, absorbing, paying 0
+        worse = np.ones((H, Y), bool)
+        worse[:, 0] = False
+        worse[np.arange(H), better] = False
+        P = np.pad(P, ((0, 0), (0, 1), (0, 0), (0, 1)))  # (H, S+1, A, S+1)
+        P[:, 0][worse] = 0.0
+        P[:, 0][worse, -1] = 1.0  # a worse action at the fork falls into the trap
+        P[:, -1, :, -1] = 1.0
+        r, mu, S = np.pad(r, ((0, 0), (0, 1), (0, 0))), np.append(mu, 0.0), S + 1
     pi = np.zeros((H, S, Y))
     pi[..., 0] = 1.0
-    return MDP(P=P, r=np.clip(r, 0.0, R_MAX), mu=mu), pi
+    return MDP(P=P, r=r, mu=mu), pi
 
 
 def return_distribution(mdp, pi):

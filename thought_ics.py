@@ -173,7 +173,7 @@ def table(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Thought-ICS: localize, reset and resample at inference time",
                                      epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
-                                            "classroom world's (6 thoughts x 24 tokens, 96 in all) with --model tiny-world.")
+                                            "classroom world's (H + 2 thoughts x 24 tokens for chains of H steps) with --model tiny-world.")
     parser.add_argument("--model", default="tiny-world", help="tiny-world, smollm2-135m, Hub id or local folder")
     parser.add_argument("--benchmarks", default="tiny-world", help="comma-separated names of benchmarks.py's benchmarks")
     parser.add_argument("--n", type=int, default=256, help="problems per benchmark (seeded sample)")
@@ -188,12 +188,14 @@ def main(argv=None):
     parser.add_argument("--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU")
     tm.add_flags(parser, tm.ThoughtConfig)  # default: the classroom world's caps for tiny-world, else the paper's
     args = parser.parse_args(argv)
+    if benchmarks.name_problem(args.model, *args.benchmarks.split(",")):
+        parser.error(benchmarks.name_problem(args.model, *args.benchmarks.split(",")))
     cfg = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     engine = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp, seed=args.seed)[0]
     results, raw = {}, {}
     for bench in args.benchmarks.split(","):
         problems = benchmarks.load_benchmark(bench, args.n, args.seed)
-        truth = tiny_world.first_error if bench == "tiny-world" else None  # the first error is known there
+        truth = tiny_world.first_error if tiny_world.parse(bench) else None  # the first error is known there
         first = None
         for strategy in STRATEGIES:
             records, first = correct(engine, problems, strategy, args.verify, args.rounds, cfg, args.seed, first, truth,

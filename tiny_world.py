@@ -1,73 +1,95 @@
 """tiny_world.py: a classroom Thought-MDP world in which the first error of every
-rollout is known exactly, small enough to train on a CPU in minutes.
+rollout is known exactly, small enough to train on a CPU in minutes, with
+knobs (WorldConfig) for where and how often the hard decision comes.
 
-The task: a chain of 3-4 digit operations modulo 10 ("Start at 7, then add 5,
-times 3, subtract 2"). Each thought states one intermediate result
-("7+5=2</thought>"), the last one boxes the answer. Multiplications are the
-hard decisions: for about 60% of the (digit, factor) pairs the warm start has
-mostly seen a wrong product, so errors concentrate there, and a rollout's
-first erroneous thought is computable (`first_error`). That ground truth is
-what the paper's setting lacks: with it, the oracle reset of Theorem 1
-(CPI-CARO) can run beside self-localization (SRPO) and a random reset (RRPO).
-This file is the world alone; compare_resets.py runs the comparison on it.
+The task: a chain of H digit operations modulo 10. Two additions or
+subtractions alternate, and one step is a multiplication instead: "Start at
+7. Repeat: add 3, subtract 5. Except (2): times 6. 8 steps. Work modulo 10."
+Thought k states one intermediate result ("(1) 7+3=0</thought>"), the last
+one boxes the answer. The multiplication is the hard decision: for a share
+of the (digit, factor) pairs the warm start has mostly seen a wrong product,
+so errors concentrate there, and a rollout's first erroneous thought is
+computable (`first_error`). That ground truth is what the paper's setting
+lacks: with it, the oracle reset of Theorem 1 (CPI-CARO) can run beside
+self-localization (SRPO) and a random reset (RRPO), and the coverage of the
+improvable state can be measured (`reached_clean`). This file is the world
+alone; compare_resets.py runs the comparison on it, over the knobs.
 
 Paper map
-  Sec. 3.2, Thm. 1   improvable states = thoughts where a better action exists;
-                     the oracle's reset index is the true first error        first_error()
+  Sec. 3.1, Thm. 1   coverage p of the improvable state: the share of rollouts that
+                     reach the hard step with a clean prefix                   reached_clean(), warm_start_report()
+  Sec. 3.2           improvable states = thoughts where a better action exists;
+                     the oracle's reset index is the true first error          first_error()
   Sec. 4.1           the Thought MDP: one intermediate result per thought      make_problem(), thought_text()
   Sec. 4.2, App. D   self-localization, warm-started to be imperfect          localization_examples()
   Thought-ICS        an autonomous verifier, warm-started to be imperfect      verification_examples()
   (companion work)
 
 Symbols
-  x_0               -> the prompt: ROLLOUT_PROMPT with "Start at s, then ... Work modulo 10."
-  y_h               -> thought h: "{x_(h-1)}{op}{a}={x_h}</thought>" (the last one also boxes x_H)
+  x_0               -> the prompt: ROLLOUT_PROMPT with "Start at s. Repeat: ... Work modulo 10."
+  y_h               -> thought h: "(h) {x_(h-1)}{op}{a}={x_h}</thought>" (the last one also boxes x_H)
   G_{h,tau}         -> the improvable state of a failed rollout: the prefix before its first
                        wrong thought (first_error()), where a better next thought exists
-  H                 -> THOUGHT_CAPS.max_thoughts = 6 (chains have 3-4 steps)
+  H                 -> WorldConfig.horizon, steps per chain; the caps allow H + 2 thoughts
+  p                 -> coverage: problem["hard_steps"] reached with a clean prefix (reached_clean())
+
+Knobs (WorldConfig; one flag each; a model is built per distinct config)
+  horizon H, hard_at (the multiplication at step 2, "early", or at step H,
+  "late"), hard_share (share of the 80 multiplication pairs that are hard),
+  hard_acc / easy_acc (how often a demonstration gets a hard / any other step
+  right; an easy slip is a sign error), loc_acc (localization labels right,
+  else one step off), verify_acc (verification verdicts right). Scripts take
+  a world by name: `tiny-world` (the default config) or
+  `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs that differ);
+  the training problems are `tiny-world-train[:...]` (benchmarks.py).
 
 Pieces
   * a byte-level BPE tokenizer trained here on the world's own text (the fixed
     instructions of the prompts merge into a few long tokens, so sequences stay
     short; no token crosses `</thought>`) and a ~1M-parameter Llama (a real
     `transformers` class);
-  * a warm start on noisy demonstrations (hard multiplications right 20% of the
-    time, easy steps 95%), on localization examples whose labels are right 70%
-    of the time, and on verification examples (is this answer right? \boxed{yes}
-    or \boxed{no}, for thought_ics.py) whose verdicts are right 85% of the
-    time; built on first use (about 3 minutes on 2 cores) and cached under
-    ~/.cache/srpo-resets/tiny-world-v3. Measured on 128 held-out chains: pass
-    rate 0.39 at the training temperature (0.7) and 0.34 greedy;
-    self-localization names the true first error of the policy's own failures
-    75% of the time, against 28% for a random step (warm_start_report();
-    tests/test_tiny_world.py checks both ranges);
-  * the names other scripts use (benchmarks.py): `--model tiny-world`,
-    `--data tiny-world-train` for training, `--benchmarks tiny-world`
-    (held-out problems), and the `--demo` preset of grpo.py / rrpo.py /
-    srpo.py (grpo.DEMOS).
+  * a warm start on noisy demonstrations, on localization examples and on
+    verification examples (is this answer right? \\boxed{yes} or \\boxed{no},
+    for thought_ics.py); built on first use (about 3 minutes on 2 cores) and
+    cached under ~/.cache/srpo-resets/tiny-world-v5-<hash of the knobs>, so a
+    changed knob never reuses a stale model; warm_start_report() measures it
+    (pass rate at the training temperature, coverage, depth of first errors,
+    self-localization against a random step).
 
 Deviations, and why
-  * Caps of 6 thoughts x 24 tokens (THOUGHT_CAPS): chains have 3-4 steps.
-  * The warm start's knobs (which pairs are hard, the noise rates, 3000
-    localization examples, 8 epochs) were chosen by looking only at two
-    targets (pass rate 20-50% at the sampling temperature, a localizer clearly
-    above chance), never at a comparison's outcome. Measured on the way: the
-    first version (half the pairs hard, 2000 localization examples at uniform
-    steps) localized 38% of first errors, barely above chance; with
-    localization errors placed where the policy makes them, 83% (8 epochs) or
-    58% (12 epochs); adding verification examples put the pass rate at 0.49,
-    the edge of the range, so 60% of the pairs became hard (0.39).
+  * Caps of H + 2 thoughts x 24 tokens (WorldConfig.caps): the paper's 20 x 256
+    are for free-form reasoning; a chain here has exactly H short thoughts.
+  * Thoughts are numbered "(k)" and the multiplication's step is named "(k)" in
+    the problem: without the numbers a 1M-parameter model did not learn, within
+    a 3-minute warm start, which operation comes next in a 16-step chain (an
+    earlier version listed all H operations; at H = 16 the warm start's first
+    error sat at step 1-2 in most rollouts).
+  * Demonstrations' easy slips are one fixed wrong value (a sign error), not a
+    random digit: spread over nine digits, a 10% slip rate all but vanishes at
+    the sampling temperature 0.7, and no step but the hard one would ever fail.
+  * Longer chains get proportionally fewer demonstrations and verification
+    examples (4/H of them; localization examples 8/H) and smaller batches, so
+    a build stays near 3 minutes with the same number of optimizer steps.
+  * The knobs' defaults were chosen by looking only at the warm start's
+    measured targets (pass rate, coverage, localization above chance), never at
+    a comparison's outcome.
 
 Run it
-  python tiny_world.py                # build once (about 3 minutes), then a sample chain and the two targets
-  python compare_resets.py --quick    # GRPO / RRPO / SRPO / ORACLE on this world, 1-2 minutes
-  python srpo.py --demo               # SRPO alone on this world, the README's first command
+  python tiny_world.py                                   # build once (about 3 minutes), a sample chain, the report
+  python tiny_world.py --horizon 16 --hard-at late --hard-share 0.3   # another world: its own model and report
+  python compare_resets.py --quick                       # GRPO / RRPO / SRPO / ORACLE and controls on this world
+  python srpo.py --demo                                  # SRPO alone on this world, the README's first command
 """
 
 import argparse
+import dataclasses
+import fcntl
+import hashlib
 import json
 import os
 import random
+import shutil
+import time
 
 import numpy as np
 import torch
@@ -76,82 +98,153 @@ import engines
 import localize
 import thought_mdp as tm
 
-CACHE = os.path.join(engines.CACHE_DIR, "tiny-world-v3")  # bumped whenever the warm start changes
 OPS = {"+": lambda x, a: (x + a) % 10, "-": lambda x, a: (x - a) % 10, "*": lambda x, a: (x * a) % 10}
 WORDS = {"+": "add", "-": "subtract", "*": "times"}
 WORLD_SEED = 1234  # fixes which multiplications are hard, and the warm start
-# The Thought MDP's caps for 3-4 step chains (the paper's: 20 thoughts x 256 tokens); every script's default here
-THOUGHT_CAPS = tm.ThoughtConfig(max_thoughts=6, max_thought_tokens=24, max_response_tokens=96)
+HARD_AT = ("early", "late")  # where a chain's multiplication sits (WorldConfig.hard_at)
+VERSION = "v5"  # part of every cache key; bumped whenever the warm start's recipe changes
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    # the classroom world's knobs; a model is built and cached per distinct config
+    horizon: int = 8  # H: steps per chain (the caps follow: H + 2 thoughts)
+    hard_at: str = "early"  # where the chain's one multiplication sits: early (step 2) or late (step H)
+    hard_share: float = 0.6  # share of the multiplications (x, a) that are hard (the demonstrations mostly get them wrong)
+    hard_acc: float = 0.2  # warm start: how often a demonstration gets a hard multiplication right
+    easy_acc: float = 0.9  # warm start: how often a demonstration gets any other step right (else a sign slip)
+    loc_acc: float = 0.7  # warm start: how often a localization label is drawn right (else one step off, kept in the chain)
+    verify_acc: float = 0.85  # warm start: how often a verification verdict (thought_ics.py) is right
+
+    def caps(self):
+        """The Thought MDP's caps for this world (the paper's: 20 thoughts x 256 tokens)."""
+        return tm.ThoughtConfig(max_thoughts=self.horizon + 2, max_thought_tokens=24,
+                                max_response_tokens=16 * (self.horizon + 2))
+
+    def key(self):
+        """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model."""
+        return hashlib.sha1(json.dumps([VERSION, dataclasses.asdict(self)], sort_keys=True).encode()).hexdigest()[:10]
+
+    def name(self, kind="tiny-world"):
+        """The name scripts take for this world's model (kind tiny-world) or training problems
+        (tiny-world-train): `tiny-world:horizon=16:hard_at=late` lists the knobs that differ from
+        the default (a colon, not a comma: evaluate.py's --benchmarks is a comma-separated list)."""
+        changed = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v != getattr(WorldConfig, k)]
+        return ":".join([kind] + changed)
+
+
+THOUGHT_CAPS = WorldConfig().caps()  # the default world's caps: every script's default for --model tiny-world
+
+
+def parse(name):
+    """(kind, WorldConfig) for a world name (tiny-world[:knob=value...] or
+    tiny-world-train[:knob=value...]), None for any other name; a bad knob is a ValueError."""
+    kind, *items = name.split(":")
+    if kind not in ("tiny-world", "tiny-world-train"):
+        return None
+    types = {f.name: f.type for f in dataclasses.fields(WorldConfig)}
+    knobs = {}
+    for item in filter(None, items):
+        key, _, value = item.partition("=")
+        if key not in types or not value:
+            raise ValueError(f"bad world knob {item!r} in {name!r}; knobs: {', '.join(types)} (as :knob=value)")
+        knobs[key] = types[key](value)
+    return kind, check(WorldConfig(**knobs))
+
+
+def check(world):
+    """The world itself, or a ValueError naming the knob that is out of range."""
+    if world.hard_at not in HARD_AT:
+        raise ValueError(f"hard_at must be one of {', '.join(HARD_AT)}, got {world.hard_at!r}")
+    if not 3 <= world.horizon <= 40:
+        raise ValueError(f"horizon must be 3-40 steps, got {world.horizon}")
+    for k in ("hard_share", "hard_acc", "easy_acc", "loc_acc", "verify_acc"):
+        if not 0 <= getattr(world, k) <= 1:
+            raise ValueError(f"{k} must be in [0, 1], got {getattr(world, k)}")
+    return world
+
+
+def cache_dir(world):
+    return os.path.join(engines.CACHE_DIR, f"tiny-world-{VERSION}-{world.key()}")
 
 
 # -----------------------------------------------------------------------------
 # The task
 
 
-def make_problem(rng, index, split):
-    """A chain of 3-4 digit operations mod 10, with its true intermediate values."""
-    start = rng.randrange(10)
-    chain, x = [], start
-    n_steps = rng.choice([3, 4])
-    for k in range(n_steps):
-        op = "*" if k % 2 == 1 else rng.choice("+-")  # multiplications every other step
-        a = rng.randrange(2, 10) if op == "*" else rng.randrange(1, 10)
+def make_problem(rng, index, split, world=WorldConfig(), hard=None):
+    """A chain of H digit operations mod 10: two operations (add or subtract a digit)
+    that alternate, and one multiplication at step 2 (hard_at early) or step H
+    (late) instead; with its true intermediate values and its hard step (a
+    multiplication the warm start mostly gets wrong), if any."""
+    hard = hard_pairs(world) if hard is None else hard
+    start, at = rng.randrange(10), 2 if world.hard_at == "early" else world.horizon
+    period = [(rng.choice("+-"), rng.randrange(1, 10)) for _ in range(2)]
+    factor = rng.randrange(2, 10)
+    chain, x, hard_steps = [], start, []
+    for k in range(1, world.horizon + 1):
+        op, a = ("*", factor) if k == at else period[(k - 1) % 2]
+        if op == "*" and (x, a) in hard:
+            hard_steps.append(k)
         x = OPS[op](x, a)
         chain.append([op, a, x])
-    steps = ", ".join(f"{WORDS[op]} {a}" for op, a, _ in chain)
+    (o1, a1), (o2, a2) = period
+    question = (f"Start at {start}. Repeat: {WORDS[o1]} {a1}, {WORDS[o2]} {a2}. Except ({at}): times {factor}. "
+                f"{world.horizon} steps. Work modulo 10.")
     return {"id": f"tiny-{split}-{index}", "kind": "math", "answer": str(x), "start": start, "chain": chain,
-            "question": f"Start at {start}, then {steps}. Work modulo 10."}
+            "hard_steps": hard_steps, "question": question}
 
 
-def problems(split, n, seed=0, n_train=4000):
+def problems(split, n, seed=0, n_train=4000, world=WorldConfig()):
     """Training ("train") and held-out ("test") problems; a held-out chain never
     repeats one of the first n_train training chains."""
-    rng = random.Random(f"{split}-{seed}")
+    rng, hard = random.Random(f"{split}-{seed}"), hard_pairs(world)
     if split == "train":
-        return [make_problem(rng, i, split) for i in range(n)]
-    seen = {json.dumps([p["start"], p["chain"]]) for p in problems("train", n_train, seed)}
+        return [make_problem(rng, i, split, world, hard) for i in range(n)]
+    seen = {json.dumps([p["start"], p["chain"]]) for p in problems("train", n_train, seed, world=world)}
     out = []
     while len(out) < n:
-        p = make_problem(rng, len(out), split)
+        p = make_problem(rng, len(out), split, world, hard)
         if json.dumps([p["start"], p["chain"]]) not in seen:
             out.append(p)
     return out
 
 
-def thought_text(prev, op, a, value, final):
-    return f"{prev}{op}{a}={value}" + (f" \\boxed{{{value}}}" if final else "") + tm.STOP
+def thought_text(k, prev, op, a, value, final):
+    """Thought k of a chain: "(k) 7+5=2</thought>", the last one boxing its value."""
+    return f"({k}) {prev}{op}{a}={value}" + (f" \\boxed{{{value}}}" if final else "") + tm.STOP
 
 
-def hard_pairs():
+def hard_pairs(world=WorldConfig()):
     """The multiplications (x, a) the demonstrations mostly get wrong, and their wrong product."""
     rng = random.Random(WORLD_SEED)
     pairs = {}
     for x in range(10):
         for a in range(2, 10):
-            if rng.random() < 0.6:
+            if rng.random() < world.hard_share:
                 pairs[(x, a)] = (x * a + rng.randrange(1, 10)) % 10
     return pairs
 
 
-def demonstration(problem, rng, hard, error_at=None):
+def demonstration(problem, rng, hard, world=WorldConfig(), error_at=None):
     """A noisy worked solution: thoughts and the true first error (None if correct).
-    Hard multiplications are right 20% of the time, easy steps 95%; `error_at`
-    forces the first error to step error_at (for localization examples)."""
+    Hard multiplications are right with probability hard_acc, other steps easy_acc;
+    `error_at` forces the first error to step error_at (for localization examples)."""
     x, thoughts, first = problem["start"], [], None
     for k, (op, a, _) in enumerate(problem["chain"], 1):
         right = OPS[op](x, a)
         if error_at is not None:
             wrong = k == error_at
         elif op == "*" and (x, a) in hard:
-            wrong = rng.random() > 0.2
+            wrong = rng.random() > world.hard_acc
         else:
-            wrong = rng.random() > 0.95
+            wrong = rng.random() > world.easy_acc
         value = right
-        if wrong:
-            value = hard.get((x, a), (right + rng.randrange(1, 10)) % 10) if op == "*" else (right + rng.randrange(1, 10)) % 10
+        if wrong:  # a hard product's usual wrong value, an easy step's sign slip, else a random digit
+            value = hard.get((x, a), (right + rng.randrange(1, 10)) % 10) if op == "*" else OPS["+-".replace(op, "")](x, a)
             value = value if value != right else (right + 1) % 10
             first = first or k
-        thoughts.append(thought_text(x, op, a, value, k == len(problem["chain"])))
+        thoughts.append(thought_text(k, x, op, a, value, k == len(problem["chain"])))
         x = value
     return thoughts, first
 
@@ -164,45 +257,55 @@ def first_error(problem, thought_texts):
             return k
         op, a, value = problem["chain"][k - 1]
         prev = problem["start"] if k == 1 else problem["chain"][k - 2][2]
-        if not text.strip().startswith(f"{prev}{op}{a}={value}"):
+        if not text.strip().startswith(f"({k}) {prev}{op}{a}={value}"):
             return k
     return None if len(thought_texts) == len(problem["chain"]) else len(thought_texts)
+
+
+def reached_clean(problem, thought_texts):
+    """Coverage of Theorem 1 for one rollout: whether it reaches the problem's first
+    hard step with a clean prefix (None when the problem has no hard step)."""
+    if not problem.get("hard_steps"):
+        return None
+    first = first_error(problem, thought_texts)
+    return first is None or first >= problem["hard_steps"][0]
 
 
 # -----------------------------------------------------------------------------
 # Tokenizer, model, warm start
 
 
-def localization_examples(rng, hard, n):
+def localization_examples(rng, hard, n, world=WorldConfig()):
     """(failed rollout, label) pairs: a chain with its first error at a known step,
     half of them with the demonstrations' own noise (so errors sit where the
     policy makes them, mostly on hard multiplications) and half at a uniform
-    step; labelled correctly 70% of the time and one step off otherwise."""
+    step; labelled correctly with probability loc_acc and one step off otherwise
+    (kept inside the chain, so at its first and last step a slip may land right)."""
     out = []
     while len(out) < n:
-        p = make_problem(rng, len(out), "loc")
+        p = make_problem(rng, len(out), "loc", world, hard)
         if rng.random() < 0.5:
-            thoughts, k = demonstration(p, rng, hard)
+            thoughts, k = demonstration(p, rng, hard, world)
             if k is None:
                 continue
         else:
             k = rng.randrange(1, len(p["chain"]) + 1)
-            thoughts, _ = demonstration(p, rng, hard, error_at=k)
-        label = k if rng.random() < 0.7 else min(max(1, k + rng.choice([-1, 1])), len(thoughts))
+            thoughts, _ = demonstration(p, rng, hard, world, error_at=k)
+        label = k if rng.random() < world.loc_acc else min(max(1, k + rng.choice([-1, 1])), len(thoughts))
         rollout = tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0)
         out.append((rollout, f"\\boxed{{{label}}}"))
     return out
 
 
-def verification_examples(rng, hard, n):
+def verification_examples(rng, hard, n, world=WorldConfig()):
     """(answer to check, verdict) pairs for thought_ics.py's autonomous verifier:
     noisy demonstrations, judged by whether their answer is right, with the
-    verdict flipped 15% of the time."""
+    verdict wrong with probability 1 - verify_acc."""
     out = []
     for i in range(n):
-        p = make_problem(rng, i, "verify")
-        thoughts, first = demonstration(p, rng, hard)
-        verdict = (first is None) != (rng.random() < 0.15)
+        p = make_problem(rng, i, "verify", world, hard)
+        thoughts, first = demonstration(p, rng, hard, world)
+        verdict = (first is None) != (rng.random() > world.verify_acc)
         out.append((tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", float(first is None)),
                     "\\boxed{yes}" if verdict else "\\boxed{no}"))
     return out
@@ -227,21 +330,26 @@ def build_tokenizer(texts):
     return tok
 
 
-def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, progress=True):
+def build(world=WorldConfig(), out_dir=None, n_demos=4000, n_loc=3000, n_verify=2000, epochs=7, progress=True):
     """Tokenizer + tiny Llama warm-started on noisy demonstrations, localization
-    examples and verification examples; saved to out_dir. About 3 minutes on two cores."""
+    examples and verification examples; saved to out_dir (default: the world's
+    cache folder). Longer chains get proportionally fewer examples (the same
+    number of steps), which keeps a build at about 3 minutes on two cores."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    out_dir = out_dir or cache_dir(world)
     rng = random.Random(WORLD_SEED)
     torch.manual_seed(WORLD_SEED)
-    hard = hard_pairs()
+    hard = hard_pairs(world)
     cfg = tm.ThoughtConfig()
+    scale = min(1.0, 4 / world.horizon)
+    n_demos, n_loc, n_verify = int(n_demos * scale), int(n_loc * min(1.0, 8 / world.horizon)), int(n_verify * scale)
     demos = []
     for i in range(n_demos):
-        p = make_problem(rng, i, "warm")
-        demos.append((p, "".join(demonstration(p, rng, hard)[0])))
-    loc = localization_examples(rng, hard, n_loc)
-    checks = verification_examples(rng, hard, n_verify)
+        p = make_problem(rng, i, "warm", world, hard)
+        demos.append((p, "".join(demonstration(p, rng, hard, world)[0])))
+    loc = localization_examples(rng, hard, n_loc, world)
+    checks = verification_examples(rng, hard, n_verify, world)
     # the tokenizer learns from the very text the model will see
     raw = [tm.ROLLOUT_PROMPT.format(question=tm.format_question(p)) + r for p, r in demos[:400]]
     raw += [localize.LOCALIZE_PROMPT.format(question=tm.format_question(r.problem),
@@ -262,16 +370,17 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, prog
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    steps = epochs * (len(seqs) // 64)
+    bs = max(8, int(64 * scale))  # (B,) sequences a step: as many optimizer steps at every horizon
+    steps = epochs * (len(seqs) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     model.train()
     for epoch in range(epochs):
         rng.shuffle(seqs)
         losses = []
-        for b in range(0, len(seqs) - 63, 64):
-            batch = seqs[b:b + 64]
-            ids, attention = engines.pad_batch([p + r for p, r in batch], tokenizer.pad_token_id, side="right")  # (64, T)
-            labels = torch.full(ids.shape, -100)  # (64, T) loss on the answers only
+        for b in range(0, len(seqs) - bs + 1, bs):
+            batch = seqs[b:b + bs]
+            ids, attention = engines.pad_batch([p + r for p, r in batch], tokenizer.pad_token_id, side="right")  # (B, T)
+            labels = torch.full(ids.shape, -100)  # (B, T) loss on the answers only
             for i, (p, r) in enumerate(batch):
                 labels[i, len(p):len(p) + len(r)] = torch.tensor(r)
             loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
@@ -290,32 +399,45 @@ def build(out_dir=CACHE, n_demos=4000, n_loc=3000, n_verify=2000, epochs=8, prog
     return model, tokenizer
 
 
-def load(dtype=None, device=None):
-    """The warm-started model, built on first use and cached."""
+def load(world=WorldConfig(), dtype=None, device=None):
+    """The world's warm-started model, built on first use and cached under its key."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not os.path.exists(os.path.join(CACHE, "config.json")):
-        print(f"building the tiny-world model once (about 3 minutes on 2 cores); cached in {CACHE}")
-        build()
-    model = AutoModelForCausalLM.from_pretrained(CACHE, dtype=dtype or torch.float32)
+    path = cache_dir(world)
+    os.makedirs(engines.CACHE_DIR, exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # processes side by side build a world once; the others wait
+        if not os.path.exists(os.path.join(path, "config.json")):
+            print(f"building the tiny-world model {world.name()} once (about 3 minutes on 2 cores); cached in {path}")
+            build(world, out_dir=path + ".part")  # renamed when complete: an interrupted build is never read
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(path + ".part", path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(CACHE)
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(path)
 
 
 # -----------------------------------------------------------------------------
-# The warm start's two targets, measured
+# The warm start's targets and the world's coverage, measured
 
 
-def warm_start_report(engine, n=128, seed=1):
+def warm_start_report(engine, world=WorldConfig(), n=128, seed=1):
     """On n held-out chains, 2 rollouts each at the training temperature: the pass
-    rate, and how often self-localization names the true first error of the
-    policy's own failures, against a uniformly random step."""
-    states = [tm.initial_state(engine.tokenizer, p, THOUGHT_CAPS) for p in problems("test", n)]
-    rollouts = tm.sample_rollouts(engine, states, 2, THOUGHT_CAPS, seed=seed)
+    rate; the coverage p-hat (share of rollouts on a problem with a hard step that
+    reach its first hard step with a clean prefix) and the share of all rollouts that
+    do; where first errors sit (mean depth / H); and how often self-localization
+    names the true first error of the policy's own failures, against a random step."""
+    caps = world.caps()
+    states = [tm.initial_state(engine.tokenizer, p, caps) for p in problems("test", n, world=world)]
+    rollouts = tm.sample_rollouts(engine, states, 2, caps, seed=seed)
     failed = [r for r in rollouts if r.reward < 1]
     truth = [first_error(r.problem, r.thought_texts) for r in failed]
     found = [loc.index for loc in localize.localize(engine, failed)]
-    return {"pass_rate": float(np.mean([r.reward for r in rollouts])), "failures": len(failed),
+    reached = [reached_clean(r.problem, r.thought_texts) for r in rollouts]
+    return {"world": world.name(), "pass_rate": float(np.mean([r.reward for r in rollouts])), "failures": len(failed),
+            "coverage": float(np.mean([c for c in reached if c is not None] or [np.nan])),
+            "coverage_all": float(np.mean([bool(c) for c in reached])),
+            "first_error_depth": float(np.mean([t / world.horizon for t in truth if t] or [np.nan])),
             "truth_known": all(t is not None for t in truth),
             "localization_accuracy": float(np.mean([h == t for h, t in zip(found, truth)])),
             "random_step_accuracy": float(np.mean([1 / len(r.thought_ids) for r in failed]))}
@@ -324,14 +446,21 @@ def warm_start_report(engine, n=128, seed=1):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build (once) and measure the classroom world's warm-started model")
     parser.add_argument("--n", type=int, default=128, help="held-out chains to measure on")
+    tm.add_flags(parser, WorldConfig, choices={"hard_at": HARD_AT})
     args = parser.parse_args(argv)
+    try:
+        world = check(WorldConfig(**tm.given(args, WorldConfig)))
+    except ValueError as e:
+        parser.error(str(e))
     torch.set_num_threads(os.cpu_count() or 1)
-    engine = engines.HFEngine(*load(), batch_size=64)
-    p = problems("test", 1)[0]
-    print(f"a held-out problem: {p['question']}  (answer {p['answer']})")
-    [r] = tm.sample_rollouts(engine, [tm.initial_state(engine.tokenizer, p, THOUGHT_CAPS)], 1, THOUGHT_CAPS, seed=0)
+    start = time.perf_counter()
+    engine = engines.HFEngine(*load(world), batch_size=64)
+    print(f"world {world.name()} loaded in {time.perf_counter() - start:.0f} s from {cache_dir(world)}")
+    p = problems("test", 1, world=world)[0]
+    print(f"a held-out problem: {p['question']}  (answer {p['answer']}, hard steps {p['hard_steps']})")
+    [r] = tm.sample_rollouts(engine, [tm.initial_state(engine.tokenizer, p, world.caps())], 1, world.caps(), seed=0)
     tm.print_rollout(r)
-    report = warm_start_report(engine, args.n)
+    report = warm_start_report(engine, world, args.n)
     print(json.dumps(report, indent=2))
     return report
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 import benchmarks
+import grpo
 import rewards
 import thought_mdp as tm
 
@@ -112,10 +113,23 @@ def test_a_jsonl_file_is_a_benchmark(tmp_path):
     assert benchmarks.load_benchmark(str(path), n=2, seed=1) == benchmarks.load_benchmark(str(path), n=2, seed=1)
 
 
-def test_model_names_resolve_through_the_registry(monkeypatch):
+def test_model_names_resolve_to_the_world_or_the_engine(monkeypatch):
     seen = []
-    monkeypatch.setitem(benchmarks.MODELS, "my-model", lambda dtype=None, device=None: seen.append("mine") or "M")
+    monkeypatch.setattr(benchmarks.tiny_world, "load", lambda world, **kw: seen.append(world) or "M")
     monkeypatch.setattr(benchmarks.engines, "load_model", lambda name, **kw: seen.append(name) or "E")
-    assert benchmarks.load_model("my-model") == "M" and benchmarks.load_model("org/some-model") == "E"
-    assert seen == ["mine", "org/some-model"]
-    assert benchmarks.default_caps("tiny-world").max_thoughts == 6 and benchmarks.default_caps("x").max_thoughts == 20
+    assert benchmarks.load_model("tiny-world:horizon=8:hard_at=late") == "M"
+    assert benchmarks.load_model("org/some-model") == "E"
+    assert seen == [benchmarks.tiny_world.WorldConfig(horizon=8, hard_at="late"), "org/some-model"]
+    assert benchmarks.own_model("tiny-world-train") is None and benchmarks.own_model("org/x") is None
+    world = benchmarks.tiny_world.WorldConfig()
+    assert benchmarks.default_caps("tiny-world").max_thoughts == world.horizon + 2
+    assert benchmarks.default_caps("tiny-world:horizon=16").max_thoughts == 18
+    assert benchmarks.default_caps("x").max_thoughts == 20
+
+
+def test_a_bad_world_knob_is_refused_in_one_line(capsys):
+    assert benchmarks.name_problem("tiny-world", "bundled", "tiny-world-train:horizon=8") is None
+    assert "horizon must be 3-40" in benchmarks.name_problem("bundled", "tiny-world:horizon=99")
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--demo", "--data", "tiny-world-train:colour=red"])
+    assert "bad world knob 'colour=red'" in capsys.readouterr().err

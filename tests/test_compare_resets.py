@@ -2,6 +2,7 @@
 the quick comparison, in which every method must learn through the real
 grpo/rrpo/srpo code."""
 
+import json
 import random
 
 import compare_resets as cr
@@ -34,8 +35,31 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
         assert r["final"] >= r["start"] + 0.08, r
     by = {r["method"]: r for r in rows}
     assert by["oracle"]["loc_acc"] == 1.0 and by["rrpo"]["loc_acc"] < by["srpo"]["loc_acc"]
+    assert by["grpo"]["rollouts_sampled"] == 40 * 8 * 8 and by["grpo-g4"]["rollouts_sampled"] == 40 * 8 * 4
+    assert all(r["rollouts_sampled"] > 40 * 8 * 8 for r in rows if r["method"] in cr.RESETTING)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    keys = {"method", "seed", "horizon", "coverage", "start", "final", "steps", "rollouts_sampled", "tokens"}
+    assert len(saved["runs"]) == len(cr.METHODS) and all(keys <= set(r) for r in saved["runs"])
+    assert {r["horizon"] for r in saved["runs"]} == {tw.WorldConfig().horizon} and saved["cells"]["default"]["coverage"] > 0
     assert (tmp_path / "compare_resets.png").exists() and (tmp_path / "compare_resets.md").exists()
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("summary (1 seed(s) x 40 steps)")
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("summary (1 cell(s), 1 seed(s) x 40 steps)")
     again = cr.main(["--quick", "--out", str(tmp_path)])  # finished runs are read back, not trained again
     assert [(r["start"], r["final"]) for r in again] == [(r["start"], r["final"]) for r in rows]
     assert "finished earlier" in capsys.readouterr().out
+
+
+def test_sweep_cells_and_jobs():
+    """The full sweep: every horizon x coverage cell, 5 seeds, the controls only in the
+    named cells; one flag names one cell; shards split the runs without overlap."""
+    parser_cells = cr.cells(cr.parse_args([]))
+    assert [name for name, _ in parser_cells] == ["h4-common", "h4-rare", "h8-common", "h8-rare", "h16-common", "h16-rare"]
+    assert all(w.horizon == int(name[1:name.index("-")]) for name, w in parser_cells)
+    [(name, world)] = cr.cells(cr.parse_args(["--horizon", "8", "--coverage", "rare"]))
+    assert name == "h8-rare" and (world.hard_at, world.hard_share) == ("late", 0.3)
+    [(name, _)] = cr.cells(cr.parse_args(["--horizon", "8", "--easy-acc", "0.8"]))
+    assert name.startswith("world-")
+    todo = cr.jobs(parser_cells, cr.METHODS, range(5), {"h4-common", "h16-rare"})
+    assert len(todo) == 6 * 5 * len(cr.CORE) + 2 * 5 * len(cr.CONTROLS)
+    assert {(c, m) for c, _, m, _ in todo if m in cr.CONTROLS} == {(c, m) for c in ("h4-common", "h16-rare") for m in cr.CONTROLS}
+    shards = [todo[k::3] for k in range(3)]
+    assert sorted(map(str, sum(shards, []))) == sorted(map(str, todo))

@@ -253,3 +253,24 @@ def test_quick_run_writes_results_with_theory_slopes(tmp_path):
 
 def test_tabular_mdp_script_reports_the_dialled_coverage():
     assert tmdp.main(["--p", "0.2", "--horizon", "2"]) == pytest.approx(0.2)
+
+
+def test_trap_family_moves_the_state_distribution_with_the_policy(tmp_path):
+    """In the trap family a worse action at the fork leads to an absorbing state that
+    pays 0; the base policy never goes there, so the dialled coverage is unchanged."""
+    p = 0.2
+    mdp, pi = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5, trap=True)
+    plain, _ = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5)
+    assert mdp.S == plain.S + 1 and np.allclose(mdp.P.sum(-1), 1.0) and (mdp.r[:, -1] == 0).all()
+    d = tmdp.state_distributions(mdp, pi)
+    G = tmdp.improvable_set(tmdp.evaluate(mdp, pi)[2], 0.3)
+    assert tmdp.coverage(d, G) == pytest.approx(p) and d[:, -1].sum() == 0
+    worse = np.argmin(plain.r[:, 0], axis=-1)  # (H,) the fork's worst action: neither 0 nor y*_h
+    bad = pi.copy()
+    bad[np.arange(4), 0] = np.eye(3)[worse]  # play it at the fork
+    d_bad = tmdp.state_distributions(mdp, bad)
+    assert d_bad[1:, -1] == pytest.approx(1 - (1 - p) ** np.arange(1, 4))  # the trap fills up
+    assert tmdp.state_distributions(plain, bad[:, :-1]) == pytest.approx(tmdp.state_distributions(plain, pi[:, :-1]))
+    result = ct.main(["--quick", "--family", "trap", "--out", str(tmp_path)])
+    for key, theory in ct.THEORY.items():
+        assert abs(result["slopes"][key] - theory) <= 0.5, (key, result["slopes"][key])

@@ -126,6 +126,25 @@ def test_iid_base_group_keeps_its_seed_and_never_searches_further(tiny_tokenizer
     assert grpo.parse_config(["--base-group", "iid"], "rrpo").base_group == "iid"
 
 
+@pytest.mark.parametrize("base_group", ["excluded", "iid"])
+def test_sampled_rollouts_are_counted(tiny_tokenizer, base_group):
+    """rollouts/generated counts every rollout sampled: the seed search's streams
+    (correct rollouts thrown away included) and the suffixes. Each rollout of the
+    scripted engine ends in exactly one scripted outcome, which gives the count."""
+    cfg = small_cfg(base_group=base_group)
+    outcomes = [True, True, True, True, True, False, True, False, True, True] * 20
+    engine = ScriptedEngine(tiny_tokenizer, outcomes)
+    groups, stats = rrpo.reset_buffer(engine, [ANSWERED, dict(ANSWERED, id="t-add-2")], cfg, step=0)
+    sampled = len(outcomes) - len(engine.outcomes)
+    suffixes = sum(len(g.rollouts) for g in groups if g.kind == "suffix")
+    assert stats["rollouts/generated"] == sampled == stats["reset/search_rollouts"] + suffixes
+    # iid: one draw of 4 per prompt, and the first prompt's four are all right (GRPO fallback, no suffix group)
+    assert (stats["reset/search_rollouts"], suffixes) == ((16, 8) if base_group == "excluded" else (8, 4))
+    engine = ScriptedEngine(tiny_tokenizer, outcomes)
+    _, stats = grpo.build_buffer(engine, [ANSWERED], cfg, step=0)
+    assert stats["rollouts/generated"] == len(outcomes) - len(engine.outcomes) == 8
+
+
 def test_fallback_to_grpo_when_no_rollout_fails(tiny_tokenizer):
     cfg = small_cfg(seed_budget=9)
     engine = ScriptedEngine(tiny_tokenizer, [True] * 100)
