@@ -47,7 +47,7 @@ Choices, and why
     splits the runs over N processes side by side (OMP_NUM_THREADS=1 each).
 
 Run it
-  python compare_resets.py --quick          # the default world, every method once, 40 steps
+  python compare_resets.py --quick          # the default world, every method once, 30 steps (about 4 minutes)
   python compare_resets.py --horizon 8 --coverage rare --seeds 5       # one cell
   python compare_resets.py                  # the sweep: 6 cells x 4 methods x 5 seeds (+ controls), 60 steps
   OMP_NUM_THREADS=1 python compare_resets.py --shard 0/2 & OMP_NUM_THREADS=1 python compare_resets.py --shard 1/2; \\
@@ -195,8 +195,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets in the classroom world, "
                                      "over horizon and coverage")
     parser.add_argument("--out", default="runs/compare-resets", help="output folder (one folder per cell, one per run)")
-    parser.add_argument("--quick", action="store_true", help="the default world only, one seed, 40 steps")
-    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 60, quick 40)")
+    parser.add_argument("--quick", action="store_true", help="the default world only, one seed, 30 steps")
+    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 60, quick 30)")
     parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 5, quick 1)")
     parser.add_argument("--coverage", choices=sorted(COVERAGE), help="one cell: where the hard decision sits "
                         "(common: step 2, 60%% of the multiplications hard; rare: step H, 30%%)")
@@ -223,7 +223,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    steps = args.steps or (40 if args.quick else 60)
+    steps = args.steps or (30 if args.quick else 60)
     seeds = list(range(args.seeds or (1 if args.quick else 5)))
     sweep = args.cells
     controls = None if args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))

@@ -89,9 +89,10 @@ def load_suites(names, n, seed, run_dirs=()):
 # Temperature-0 evaluation with resumable per-item results
 
 
-def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval"):
+def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", fingerprint=""):
     """Grade each problem once at temperature 0; results are appended to
-    `out_path` (JSONL) item by item, and items already there are skipped."""
+    `out_path` (JSONL) item by item, and items already there with the same
+    `fingerprint` (what was evaluated: model, weights, caps) are skipped."""
     from tqdm import tqdm
 
     cfg = cfg or tm.ThoughtConfig(temperature=0.0)
@@ -100,7 +101,8 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval"):
         for line in open(out_path):
             try:
                 rec = json.loads(line)
-                done[rec["id"]] = rec
+                if rec.get("fp", "") == fingerprint:  # a record of other weights or caps is stale
+                    done[rec["id"]] = rec
             except json.JSONDecodeError:  # a line cut by a crash: that item runs again
                 continue
     todo = [p for p in problems if p["id"] not in done]
@@ -111,7 +113,7 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval"):
             states = [tm.initial_state(engine.tokenizer, p, cfg) for p in chunk]
             for p, r in zip(chunk, tm.sample_rollouts(engine, states, 1, cfg, seed=0)):
                 rec = {"id": p["id"], "reward": r.reward, "answer": r.answer, "finish_reason": r.finish_reason,
-                       "n_thoughts": len(r.thought_ids), "n_tokens": len(r.response_ids)}
+                       "n_thoughts": len(r.thought_ids), "n_tokens": len(r.response_ids), "fp": fingerprint}
                 done[p["id"]] = rec
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
@@ -356,8 +358,10 @@ def main(argv=None):
     engine, base_model, tokenizer = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp,
                                                                 args.max_lora_rank, args.seed, batch_size=32)
     engine_kind = "hf" if base_model is not None else "vllm"
-    base = {name: evaluate(engine, problems, os.path.join(args.out, "base", f"{name}.jsonl"), cfg, desc=f"base {name}")
-            for name, problems in suites.items()}
+    world = benchmarks.own_model(args.model)  # a changed world keeps its name: its cache key tells it apart
+    base_fp = json.dumps([args.model, world.key() if world else None, dataclasses.asdict(cfg)])
+    base = {name: evaluate(engine, problems, os.path.join(args.out, "base", f"{name}.jsonl"), cfg, desc=f"base {name}",
+                           fingerprint=base_fp) for name, problems in suites.items()}
     scores = {}  # method -> [{benchmark: pass rate} per run folder (seed)]
     for k, run in enumerate(args.adapter):
         with open(os.path.join(run, "config.json")) as fh:
@@ -368,9 +372,10 @@ def main(argv=None):
             policy = runs.load_policy(base_model, run)
             engine = engines.HFEngine(policy, tokenizer)
         label = os.path.basename(os.path.normpath(run))
+        fp = json.dumps([base_fp, os.path.abspath(run), runs.steps_done(run), os.path.getmtime(os.path.join(run, "config.json"))])
         scores.setdefault(method, []).append({
-            name: evaluate(engine, problems, os.path.join(args.out, label, f"{name}.jsonl"), cfg, desc=f"{label} {name}")
-            for name, problems in suites.items()})
+            name: evaluate(engine, problems, os.path.join(args.out, label, f"{name}.jsonl"), cfg, desc=f"{label} {name}",
+                           fingerprint=fp) for name, problems in suites.items()})
         if engine_kind == "hf" and hasattr(policy, "unload"):
             base_model = policy.unload()  # the next adapter starts from the bare base model
     md, _ = table3(scores, base, names) if scores else table3({"base": [base]}, None, names)

@@ -35,14 +35,16 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
         assert r["final"] >= r["start"] + 0.08, r
     by = {r["method"]: r for r in rows}
     assert by["oracle"]["loc_acc"] == 1.0 and by["rrpo"]["loc_acc"] < by["srpo"]["loc_acc"]
-    assert by["grpo"]["rollouts_sampled"] == 40 * 8 * 8 and by["grpo-g4"]["rollouts_sampled"] == 40 * 8 * 4
-    assert all(r["rollouts_sampled"] > 40 * 8 * 8 for r in rows if r["method"] in cr.RESETTING)
+    assert by["grpo"]["rollouts_sampled"] == 30 * 8 * 8 and by["grpo-g4"]["rollouts_sampled"] == 30 * 8 * 4
+    # the seed search throws correct rollouts away; an iid base group never samples past its G/2
+    assert all(r["rollouts_sampled"] > 30 * 8 * 8 for r in rows if r["method"] in ("rrpo", "srpo", "oracle"))
+    assert by["rrpo-iid"]["rollouts_sampled"] <= 30 * 8 * 8
     saved = json.loads((tmp_path / "results.json").read_text())
     keys = {"method", "seed", "horizon", "coverage", "start", "final", "steps", "rollouts_sampled", "tokens"}
     assert len(saved["runs"]) == len(cr.METHODS) and all(keys <= set(r) for r in saved["runs"])
     assert {r["horizon"] for r in saved["runs"]} == {tw.WorldConfig().horizon} and saved["cells"]["default"]["coverage"] > 0
     assert (tmp_path / "compare_resets.png").exists() and (tmp_path / "compare_resets.md").exists()
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("summary (1 cell(s), 1 seed(s) x 40 steps)")
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("summary (1 cell(s), 1 seed(s) x 30 steps)")
     again = cr.main(["--quick", "--out", str(tmp_path)])  # finished runs are read back, not trained again
     assert [(r["start"], r["final"]) for r in again] == [(r["start"], r["final"]) for r in rows]
     assert "finished earlier" in capsys.readouterr().out

@@ -82,6 +82,14 @@ def test_interrupted_evaluation_resumes_where_it_stopped(trained_tiny, tiny_toke
     finally:
         tm.sample_rollouts = saved
     assert calls == [2] and resumed == full
+    calls.clear()
+    tm.sample_rollouts = counting
+    try:  # records of other weights (another fingerprint) are stale: every item runs again
+        ev.evaluate(engine, problems, path, cfg, fingerprint="other weights")
+        ev.evaluate(engine, problems, path, cfg, fingerprint="other weights")
+    finally:
+        tm.sample_rollouts = saved
+    assert calls == [3]
 
 
 def test_evaluate_script_on_the_bundled_model(tmp_path, capsys):
