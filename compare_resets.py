@@ -50,6 +50,7 @@ Run it
   python compare_resets.py --quick          # the default world, every method once, 30 steps (about 4 minutes)
   python compare_resets.py --horizon 8 --coverage rare --seeds 5       # one cell
   python compare_resets.py                  # the sweep: 6 cells x 4 methods x 5 seeds (+ controls), 60 steps
+  python compare_resets.py --partial        # results, table and figure from the runs finished so far
   OMP_NUM_THREADS=1 python compare_resets.py --shard 0/2 & OMP_NUM_THREADS=1 python compare_resets.py --shard 1/2; \\
       python compare_resets.py              # the same on two processes, then the results
 Results: DIR/results.json (`runs`: one object per cell, method and seed), DIR/compare_resets.md, .png.
@@ -118,8 +119,7 @@ def cells(args):
 def run_method(method, seed, out, steps, world):
     """One training run through grpo.main with the demo preset on `world`; a run
     that already finished with `steps` steps is read back instead."""
-    done = os.path.join(out, "summary.json")
-    if os.path.exists(done) and json.load(open(done)).get("steps") == steps:
+    if finished(out, steps):
         print(f"{method} seed {seed}: finished earlier, read from {out}")
     else:
         def buffer(engine, problems, cfg, step):
@@ -135,6 +135,12 @@ def run_method(method, seed, out, steps, world):
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     evals = [json.loads(line) for line in open(os.path.join(out, "eval.jsonl"))]
     return history, evals
+
+
+def finished(out, steps):
+    """Whether the run folder holds a run that finished `steps` steps (its summary.json)."""
+    done = os.path.join(out, "summary.json")
+    return os.path.exists(done) and json.load(open(done)).get("steps") == steps
 
 
 def world_report(cell_dir, world):
@@ -203,6 +209,7 @@ def parse_args(argv=None):
     parser.add_argument("--controls", default="h4-common,h16-rare",
                         help="cells that also run the controls (GRPO G=4, RRPO with an iid base group): "
                         "comma-separated cell names, or all")
+    parser.add_argument("--partial", action="store_true", help="train nothing: results from the runs finished so far")
     parser.add_argument("--shard", default="", help="K/N: train only every N-th run from the K-th (0-based), "
                         "for N processes side by side; a last run without --shard writes the results")
     grpo.tm.add_flags(parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT})  # --horizon, ...
@@ -231,14 +238,21 @@ def main(argv=None):
     started = time.perf_counter()
     results = []
     for i, (name, world, method, seed) in enumerate(todo):
+        out = os.path.join(args.out, name, f"{method}-s{seed}")
+        if args.partial and not finished(out, steps):
+            continue
         print(f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, seed {seed}, "
               f"{(time.perf_counter() - started) / 60:.1f} min so far")
-        history, evals = run_method(method, seed, os.path.join(args.out, name, f"{method}-s{seed}"), steps, world)
+        history, evals = run_method(method, seed, out, steps, world)
         results.append((name, world, method, seed, history, evals))
     if args.shard:
         return []
+    sweep = [(name, world) for name, world in sweep if any(r[0] == name for r in results)]
     reports = {name: world_report(os.path.join(args.out, name), world) for name, world in sweep}
     rows = [summarize(m, s, name, world, reports[name], h, e) for name, world, m, s, h, e in results]
+    if not rows:
+        print(f"summary (0 cell(s)): no run of {steps} steps has finished in {args.out}")
+        return []
     write_results(args.out, rows, reports)
     gain = {m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m]))
             for m in METHODS if any(r["method"] == m for r in rows)}
@@ -326,26 +340,27 @@ def plot(out, rows, reports, adv):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     shown = [m for m in ("oracle", "srpo", "rrpo") if any(r["method"] == m for r in rows)]
-    p_of = {r["cell"]: r["p_theorem"] for r in rows}
+    p_of = {r["cell"]: max(r["p_theorem"], 1e-4) for r in rows}
     for k, (ax, key) in enumerate(zip(axes[:2], ("steps", "tokens"))):
         for j, m in enumerate(shown):
-            pts = [(max(p_of[c], 1e-4), a[key], c) for (c, mm), a in adv.items() if mm == m and a[key][0] is not None]
-            if not pts:
-                continue
-            x = np.array([p[0] for p in pts]) * 1.04 ** (j - 1)  # a small offset keeps the error bars apart
-            ax.errorbar(x, [p[1][0] for p in pts], yerr=[p[1][1] or 0 for p in pts], fmt="o", capsize=3,
-                        color=f"C{j}", label=m.upper())
-            if j == 0:
-                for xi, p in zip(x, pts):
-                    ax.annotate(p[2], (xi, p[1][0]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            for (c, mm), a in adv.items():
+                if mm == m and a[key][0] is not None:  # circles: common/early cells, squares: rare/late
+                    ax.errorbar([p_of[c] * 1.05 ** (j - 1)], [a[key][0]], yerr=[a[key][1] or 0], capsize=3,
+                                fmt="s" if "rare" in c else "o", color=f"C{j}", label=m.upper())  # offset: bars apart
+        for cell, p in p_of.items():  # each cell named at the bottom, at its p
+            ax.annotate(cell, (p, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="center")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
-        ax.set_xlabel("coverage p (Theorem 1): share of rollout steps at the hard state with a clean prefix")
+        ax.set_xticks(sorted(set(p_of.values())), [f"{p:.3f}" for p in sorted(set(p_of.values()))], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("coverage p (Theorem 1, log scale); circles: common/early, squares: rare/late")
         ax.set_ylabel("held-out pass rate minus GRPO's (same seed)")
         ax.set_title(["at equal training steps", "at equal generated tokens"][k])
-        ax.legend()
+        handles, labels = ax.get_legend_handles_labels()
+        keep = dict(zip(labels, handles))
+        ax.legend(keep.values(), keep.keys())
     for j, cell in enumerate(dict.fromkeys(r["cell"] for r in rows)):  # (c) GRPO and ORACLE curves per cell
         for m, style in (("grpo", "--"), ("oracle", "-")):
             rs = [r for r in rows if r["cell"] == cell and r["method"] == m]
