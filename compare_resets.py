@@ -245,6 +245,7 @@ def main(argv=None):
               f"{(time.perf_counter() - started) / 60:.1f} min so far")
         history, evals = run_method(method, seed, out, steps, world)
         results.append((name, world, method, seed, history, evals))
+    print(f"{len(results)} runs ready ({len(todo)} asked) in {(time.perf_counter() - started) / 60:.1f} min")
     if args.shard:
         return []
     sweep = [(name, world) for name, world in sweep if any(r[0] == name for r in results)]
