@@ -112,8 +112,9 @@ def cells(args):
             return [("default", tiny_world.WorldConfig())]
         return [(f"h{h}-{c}", tiny_world.WorldConfig(horizon=h, **COVERAGE[c])) for h in HORIZONS for c in COVERAGE]
     world = tiny_world.check(tiny_world.WorldConfig(**knobs))
-    named = {tiny_world.WorldConfig(horizon=h, **k): f"h{h}-{c}" for h in range(2, 41) for c, k in COVERAGE.items()}
-    return [(named.get(world, "world-" + world.key()), world)]
+    name = next((f"h{world.horizon}-{c}" for c, k in COVERAGE.items()  # a sweep cell keeps its sweep name
+                 if world == tiny_world.WorldConfig(horizon=world.horizon, **k)), "world-" + world.key())
+    return [(name, world)]
 
 
 def run_method(method, seed, out, steps, world):
@@ -124,12 +125,9 @@ def run_method(method, seed, out, steps, world):
     else:
         def buffer(engine, problems, cfg, step):
             return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method, engine))
-        script, extra = TRAINER.get(method, (method, []))
-        caps = world.caps()
+        script, extra = TRAINER.get(method, (method, []))  # the caps follow the world's horizon (grpo.parse_config)
         grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps), "--model", world.name(),
-                   "--data", world.name("tiny-world-train"), "--eval-data", world.name(),
-                   "--max-thoughts", str(caps.max_thoughts), "--max-thought-tokens", str(caps.max_thought_tokens),
-                   "--max-response-tokens", str(caps.max_response_tokens)] + extra, method=script,
+                   "--data", world.name("tiny-world-train"), "--eval-data", world.name()] + extra, method=script,
                   buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
                   check=rrpo.check_split if method in RESETTING else None)
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
@@ -176,7 +174,8 @@ def summarize(method, seed, cell, world, report, history, evals):
     return {
         "cell": cell, "world": world.name(), "method": method, "seed": seed, "horizon": world.horizon,
         "hard_at": world.hard_at, "hard_share": world.hard_share, "coverage": report["coverage"],
-        "coverage_all": report["coverage_all"], "p_theorem": report["coverage_all"] / world.horizon, "start": start, "final": evals[-1]["pass_rate"], "steps": steps,
+        "coverage_all": report["coverage_all"], "p_theorem": report["coverage_all"] / world.horizon,
+        "start": start, "final": evals[-1]["pass_rate"], "steps": steps,
         "rollouts_sampled": int(rollouts[-1]), "tokens": int(tokens[-1]), "threshold": threshold,
         "steps_to": reached, "rollouts_to": int(rollouts[reached]) if reached is not None else None,
         "tokens_to": int(tokens[reached]) if reached is not None else None,
@@ -319,8 +318,7 @@ def write_results(out, rows, reports):
                   f"{np.mean([r['tokens_to'] for r in hit]) / 1e3:.0f}k ({len(hit)}/{len(rs)})" if hit else f"- (0/{len(rs)})")
             eq = "-" if m == "grpo" else fmt(adv[cell, m]["steps"], sign=True)
             et = "-" if m == "grpo" else fmt(adv[cell, m]["tokens"], sign=True)
-            p = reports[cell]["coverage_all"] / rs[0]["horizon"]
-            lines.append(f"| {cell} | {reports[cell]['coverage']:.2f} / {p:.3f} | {m.upper()} | {col('start')} | {col('final')} | "
+            lines.append(f"| {cell} | {rs[0]['coverage']:.2f} / {rs[0]['p_theorem']:.3f} | {m.upper()} | {col('start')} | {col('final')} | "
                          f"{eq} | {et} | {to} | {col('clean_reset')} | {col('loc_acc')} | {col('clean_fix')} | "
                          f"{col('wrong_fix')} | {fmt(interval([r['base_all_equal'] for r in rs]), 2)} / "
                          f"{fmt(interval([r['suffix_all_equal'] for r in rs]), 2)} |")
@@ -330,13 +328,13 @@ def write_results(out, rows, reports):
                 "token_budget": a["budget"]} for (c, m), a in adv.items()]
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump({"cells": reports, "advantages": summary, "runs": rows}, fh, indent=1)
-    plot(out, rows, reports, adv)
+    plot(out, rows, adv)
     print("\n".join(lines))
 
 
-def plot(out, rows, reports, adv):
-    """Advantage over GRPO (paired, 95% interval) against the measured coverage p-hat,
-    at equal steps and at equal tokens, and the held-out curves of the sweep's cells."""
+def plot(out, rows, adv):
+    """Advantage over GRPO (paired, 95% interval) against Theorem 1's coverage p, measured
+    per cell, at equal steps and at equal tokens, and the held-out curves of the sweep's cells."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

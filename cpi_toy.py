@@ -59,6 +59,7 @@ Run it
   python cpi_toy.py --quick           # about 2 s: fewer p values and trials
   python cpi_toy.py                   # the default run, about 6 s on 2 cores
   python cpi_toy.py --horizon 5 --actions 4 --tau 0.2 --seed 3 --out runs/cpi_h5
+  python cpi_toy.py --family trap     # transitions that depend on the action (tabular_mdp.fork_mdp)
 It prints the table, and writes DIR/cpi_rates.json and DIR/cpi_rates.png.
 """
 

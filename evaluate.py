@@ -349,8 +349,8 @@ def main(argv=None):
         print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
         return written
     names = benchmarks.TABLE3 if args.benchmarks == "all" else args.benchmarks.split(",")
-    if benchmarks.name_problem(args.model, *names):
-        parser.error(benchmarks.name_problem(args.model, *names))
+    if problem := benchmarks.name_problem(args.model, *names):
+        parser.error(problem)
     caps = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
     suites = load_suites(names, args.n, args.seed, args.adapter)

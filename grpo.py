@@ -73,7 +73,6 @@ import engines
 import gpus
 import runs
 import thought_mdp as tm
-import tiny_world
 
 
 @dataclass
@@ -130,13 +129,13 @@ SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means
 BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.seed_search)
 
 # The CPU demos. `--demo` (the README's first command) trains the classroom world's 1M-parameter
-# model (tiny_world.py) in full, 8 prompts a step, caps for its H-step chains, greedy pass rate on
+# model (tiny_world.py) in full, 8 prompts a step, the caps of its H-step chains, greedy pass rate on
 # 128 held-out chains: it learns in a few minutes. `--demo smollm2-135m`: the bundled SmolLM2 on the
 # bundled problems, a smoke run of the real-model path (machinery, not learning). The rest as above.
 DEMOS = {
     "tiny-world": dict(model="tiny-world", data="tiny-world-train", train_problems=4000, eval_data="tiny-world",
                        eval_n=128, eval_every=10, max_steps=100, full_finetune=True, lr=1e-4, prompts_per_step=8,
-                       minibatch_prompts=4, thought=tiny_world.THOUGHT_CAPS, gen_batch_size=64, train_microbatch=16,
+                       minibatch_prompts=4, gen_batch_size=64, train_microbatch=16,
                        save_every=50),
     "smollm2-135m": dict(model="smollm2-135m", data="bundled", prompts_per_step=2, minibatch_prompts=1, max_steps=4,
                          thought=tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120),
@@ -166,7 +165,8 @@ def parse_config(argv=None, method="grpo", check=None):
     if args.demo:
         cfg = dataclasses.replace(cfg, **DEMOS[args.demo])
     cfg = dataclasses.replace(cfg, **tm.given(args, Config))
-    cfg.thought = dataclasses.replace(cfg.thought, **tm.given(args, tm.ThoughtConfig))
+    world = benchmarks.own_model(cfg.model)  # a classroom world's caps follow its horizon
+    cfg.thought = dataclasses.replace(world.caps() if world else cfg.thought, **tm.given(args, tm.ThoughtConfig))
     suffix = {"": "", "tiny-world": "-demo"}.get(cfg.demo, "-demo-" + cfg.demo)
     cfg.out = cfg.out or os.path.join("runs", method + suffix)
     if cfg.prompts_per_step % cfg.minibatch_prompts:

@@ -6,7 +6,8 @@ Paper map
                   d_pi^h; J(pi); the policy advantage A_{pi,mu}(pi')   evaluate(), state_distributions(), J()
   Sec. 3.1        G_{h,tau}, coverage p_pi, oracle O(x, h)             improvable_set(), coverage()
   App. A.3        the H = 1 tightness construction, generalised to
-                  H steps (the MDP family of the experiments)           fork_mdp()
+                  H steps (the MDP family of the experiments; trap=True:
+                  a worse action at the fork absorbs)                   fork_mdp()
   (Alg. 1 l.1-6)  the exact law of a Q-rollout's 0/1 return, for
                   cpi_toy.py's fast Phase 1                            return_distribution()
 
@@ -136,9 +137,11 @@ def fork_mdp(p, horizon, actions, tau, routine, seed, trap=False):
     trap=True makes the transitions depend on the action: a worse action at the
     fork (neither 0 nor y*_h) leads to an absorbing trap state (the last one)
     that pays 0 ever after. The base policy never goes there, so p is unchanged;
-    but a greedy step that picks a worse action from noisy estimates loses every
-    later reward, and Lemma 3's alpha^2 term (the state distribution moving with
-    the policy) is exercised: CPI's conservative step matters."""
+    a greedy step that picks a worse action from noisy estimates would lose every
+    later reward, moving the state distribution with the policy (Lemma 3's
+    alpha^2 term). Measured (README): the worse action's advantage sits so far
+    below the better one's that the greedy step never confuses them, and
+    Theorem 1's four slopes hold as in the plain family."""
     rng = np.random.default_rng(seed)
     S, H, Y = routine + 1, horizon, actions
     # where the next state lands: fork w.p. p, else routine k w.p. (1-p) D[h, x, k]

@@ -188,8 +188,8 @@ def main(argv=None):
     parser.add_argument("--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU")
     tm.add_flags(parser, tm.ThoughtConfig)  # default: the classroom world's caps for tiny-world, else the paper's
     args = parser.parse_args(argv)
-    if benchmarks.name_problem(args.model, *args.benchmarks.split(",")):
-        parser.error(benchmarks.name_problem(args.model, *args.benchmarks.split(",")))
+    if problem := benchmarks.name_problem(args.model, *args.benchmarks.split(",")):
+        parser.error(problem)
     cfg = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     engine = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp, seed=args.seed)[0]
     results, raw = {}, {}

@@ -133,9 +133,6 @@ class WorldConfig:
         return ":".join([kind] + changed)
 
 
-THOUGHT_CAPS = WorldConfig().caps()  # the default world's caps: every script's default for --model tiny-world
-
-
 def parse(name):
     """(kind, WorldConfig) for a world name (tiny-world[:knob=value...] or
     tiny-world-train[:knob=value...]), None for any other name; a bad knob is a ValueError."""

@@ -264,6 +264,8 @@ def test_thought_flags_land_in_the_one_thought_config():
     cfg = grpo.parse_config(["--demo", "--max-thoughts", "5", "--temperature", "1.0"], "grpo")
     assert (cfg.thought.max_thoughts, cfg.thought.max_thought_tokens, cfg.thought.temperature) == (5, 24, 1.0)
     assert grpo.parse_config([], "grpo").thought == tm.ThoughtConfig()  # the paper's caps (App. C)
+    world = grpo.parse_config(["--demo", "--model", "tiny-world:horizon=16"], "grpo").thought  # caps follow H
+    assert (world.max_thoughts, world.max_response_tokens) == (18, 288)
 
 
 def test_every_flag_has_help_from_its_field_comment(capsys):
