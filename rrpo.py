@@ -9,10 +9,10 @@ uniform over the failed seed's thoughts.
 Paper map (Algorithm 2)
   lines 1-3   seed search: iid rollouts from x_0 until the first incorrect one
               (the seed, excluded from the base group); the base group is the
-              other rollouts of that stream, filled to its size            seed_search()
-  line 4      h* ~ Unif{1, ..., H_s}, one ResetIndex record per seed        random_indices()
-  line 6      x* = (x_0, y~_{1:h*-1})                                        thought_mdp.reset_state()
-  line 7      G iid rollouts from x* -> group 2                             reset_buffer()
+              other rollouts of that stream, filled to its size            prompt_machine()
+  line 4      h* ~ Unif{1, ..., H_s}, one ResetIndex record per seed        random_index()
+  line 6      x* = (x_0, y~_{1:h*-1})                                        seed_machine(), thought_mdp.reset_state()
+  line 7      G iid rollouts from x* -> group 2                             seed_machine(), reset_buffer()
   lines 8-11  per-group advantages, the loss with the prefix masked          grpo.py (Group, pg_loss)
   Sec. 5.1    budget splits: 1x4 (4 base + 4 suffixes from one seed), 2x4 (two
               seeds, 4 suffixes each, no base group), 1x8 (8 suffixes)     split_sizes()
@@ -27,12 +27,19 @@ Symbols (G rollouts per prompt; S seeds and K suffixes per seed in a split "SxK"
   G, S, K, base     -> cfg.group_size; split_sizes(cfg.split, G) = (G - S*K, S, K)
 
 Choices, and why
-  * The seed search samples the stream in rounds for all prompts at once: the
-    first round draws base size + number of seeds rollouts per prompt (which
-    settles almost every prompt), later rounds draw more only for prompts still
-    short of seeds, up to `--seed-budget` rollouts per prompt. Taking the
-    first incorrect rollouts of the stream as seeds and the first others as the
-    base group is exactly the sequential procedure of lines 1-3.
+  * Each prompt is a machine (pipeline.py): its stream is sampled in rounds,
+    the first of base size + number of seeds rollouts (which settles almost
+    every prompt), later ones only while it is short of seeds, up to
+    `--seed-budget` rollouts. Taking the first incorrect rollouts of the stream
+    as seeds and the first others as the base group is exactly the sequential
+    procedure of lines 1-3. The seeds' machines (h*, x*, the suffix group)
+    start as soon as the stream's finished prefix holds the seeds, while the
+    rest of the base group is still sampling; `--schedule phases` runs the
+    same machines phase by phase (same buffer, slower). Every stream row,
+    seed and suffix group has its own sampling seed keyed by (step, phase,
+    prompt, stream index or seed), so `--search-ahead A` (draw A more stream
+    rows with the first round, drop the unneeded ones) changes the cost of a
+    step, never its buffer.
   * Fallback (too few incorrect rollouts within the budget): the step trains on
     a plain GRPO group for that prompt, the first `base` rollouts of the stream
     (G when the split has no base group); counted as `reset/grpo_fallbacks`.
@@ -49,15 +56,17 @@ Choices, and why
     base group leaves its seeds out, so at a per-rollout pass rate q its G
     rollouts are all correct with probability (1 + G(1 - q)) q^G instead of
     q^G, and carry no signal more often; iid measures what that costs.
-  * A reset rule `choose_index(seeds, cfg, step)` returns one ResetIndex per
-    seed (h*, whether a localizer's answer parsed, its tokens, a reference
-    step); rules that need no model (random, the classroom world's oracle)
-    take no engine.
+  * A reset rule `rule(sched, seed, cfg, step, key)` returns the ResetIndex of
+    one seed (h*, whether a localizer's answer parsed, its tokens, a reference
+    step); a rule that asks a model (srpo.py) is itself a machine that waits
+    for its answer, rules that need none (random, the classroom world's
+    oracle) are plain functions.
 
 Run it
   python rrpo.py --demo                      # CPU: the classroom world (tiny_world.py), a few minutes
   python rrpo.py --demo smollm2-135m         # CPU: bundled SmolLM2 (smoke run)
   python rrpo.py --demo --split 2x4
+  python rrpo.py --demo --search-ahead 3     # speculative seed search: the same buffer, a shorter step
   python rrpo.py --model allenai/OLMo-3-7B-Instruct
 """
 
@@ -68,6 +77,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import grpo
+import pipeline
 import thought_mdp as tm
 
 
@@ -103,86 +113,124 @@ def check_split(cfg):
     return None
 
 
-def seed_search(engine, problems, n_base, n_seeds, cfg, step):
-    """Alg. 2, lines 1-3 for every prompt. Returns per prompt (base, seeds, stream):
-    the base group, the seeds (None when the budget ran out first), and every
-    rollout sampled from x_0, in stream order."""
+def prompt_machine(sched, b, problem, cfg, step, sizes, rule=None):
+    """Alg. 2 for prompt b as a machine of pipeline.py. Lines 1-3 here: the stream
+    from x_0, in rounds, until it holds the seeds (the first failures in stream
+    order). Lines 4-7 run in one seed_machine per seed, started the moment the
+    stream's finished prefix holds all the seeds, while the rest of the stream (the
+    base group) is still sampling. rule=None: the seed search alone. Returns
+    (base, seeds, stream, seed tasks, tokens of dropped speculative rows); base and
+    seeds None when the budget ran out. With --search-ahead A the first round also
+    draws A more rows of the stream, so that a prompt whose first rows are all right
+    need not wait for another round; once the seeds and the base group are known
+    the rows left are dropped. The stream, hence the buffer, is the same."""
+    n_base, n_seeds, n_suffix = sizes
     assert cfg.seed_budget >= n_base + n_seeds, "the seed budget covers at least one base group and its seeds"
-    states = [tm.initial_state(engine.tokenizer, p, cfg.thought) for p in problems]
-    streams = [[] for _ in problems]
-    need = list(range(len(problems)))  # prompts still short of seeds
     iid = cfg.base_group == "iid"  # the seeds come from the base group itself: one draw of `base`
-    draw, rnd = n_base if iid else n_base + n_seeds, 0
-    while need:
-        draw = min(draw, cfg.seed_budget - len(streams[need[0]]))
-        rollouts = tm.sample_rollouts(engine, [states[b] for b in need], draw, cfg.thought,
-                                     grpo.step_seed(cfg, step, grpo.SEED_SEARCH, rnd))
-        for k, b in enumerate(need):
-            streams[b] += rollouts[k * draw:(k + 1) * draw]
-        need = [b for b in need if sum(r.reward < 1 for r in streams[b]) < n_seeds
-                and len(streams[b]) < cfg.seed_budget and not iid]
-        draw, rnd = max(2, n_seeds), rnd + 1
-    results = []
-    for stream in streams:
-        failed = [i for i, r in enumerate(stream) if r.reward < 1][:n_seeds]  # line 1: the first incorrect ones
-        if len(failed) < n_seeds:  # budget exhausted: no reset for this prompt
-            results.append((None, None, stream))
-            continue
-        others = stream if iid else [r for i, r in enumerate(stream) if i not in failed]  # line 2: seeds excluded
-        results.append((others[:n_base], [stream[i] for i in failed], stream))  # line 3: filled to size
-    return results
+    x0 = tm.initial_state(sched.engine.tokenizer, problem, cfg.thought)
+    rounds, tasks, wasted = [], [], 0
+    stream_seed = grpo.step_seed(cfg, step, grpo.SEED_SEARCH, b)  # row k of the stream: derive_seed(stream_seed, k)
+
+    def draw(n):  # the next n rows of this prompt's stream
+        rounds.append(sched.sample([x0], n, cfg.thought, stream_seed, "search", first=sum(len(r.rows) for r in rounds)))
+
+    ahead = 0 if iid else min(cfg.search_ahead, cfg.seed_budget - n_base - n_seeds)  # speculative rows, see below
+    draw(n_base if iid else n_base + n_seeds + ahead)
+    while True:
+        known = []  # the stream's finished prefix, in stream order
+        for request in rounds:
+            part = request.finished()
+            known += part
+            if len(part) < len(request.rows):  # a row still sampling (or dropped): the prefix ends here
+                break
+        failed = [i for i, r in enumerate(known) if r.reward < 1][:n_seeds]  # line 1: the first incorrect ones
+        if rule and not tasks and len(failed) == n_seeds:  # lines 4-7 start now, beside the rest of the stream
+            tasks = [sched.spawn(seed_machine(sched, b, j, known[i], cfg, step, rule, n_suffix)) for j, i in enumerate(failed)]
+        needed = max(failed[-1] + 1, n_base + n_seeds) if len(failed) == n_seeds else None  # seeds + base group
+        if ahead and needed and needed <= len(known) and needed < len(rounds[0].rows):  # decided within round 1
+            wasted += sched.cancel(rounds[0], range(needed, len(rounds[0].rows)))  # drop the rows past it
+            known = known[:needed]
+        if all(r.done for r in rounds):
+            if len(failed) == n_seeds or iid or len(known) >= cfg.seed_budget:
+                break
+            draw(min(max(2, n_seeds), cfg.seed_budget - len(known)))  # short of seeds: search on
+        yield
+    stream = known
+    if len(failed) < n_seeds:  # budget exhausted: no reset for this prompt
+        return None, None, stream, [], wasted
+    others = stream if iid else [r for i, r in enumerate(stream) if i not in failed]  # line 2: seeds excluded
+    yield from pipeline.wait(*tasks)
+    return others[:n_base], [stream[i] for i in failed], stream, tasks, wasted  # line 3: filled to size
 
 
-def random_indices(seeds, cfg, step):
-    """Alg. 2, line 4: h* ~ Unif{1, ..., H_s} for each seed."""
-    rng = random.Random(grpo.step_seed(cfg, step, grpo.RANDOM_RESET))
-    return [ResetIndex(rng.randint(1, len(s.thought_ids))) for s in seeds]
+def seed_machine(sched, b, j, seed, cfg, step, rule, n_suffix):
+    """Alg. 2, lines 4-7 for seed j of prompt b: h* (the rule may ask an engine),
+    x*, and the suffix group. Returns (ResetIndex, suffixes)."""
+    chosen = yield from pipeline.result_of(rule(sched, seed, cfg, step, (b, j)))  # lines 4-5
+    x_star = tm.reset_state(seed, chosen.h)  # line 6
+    suffixes = sched.sample([x_star], n_suffix, cfg.thought, grpo.step_seed(cfg, step, grpo.SUFFIX, b, j), "suffix")
+    yield from pipeline.wait(suffixes)  # line 7
+    return chosen, suffixes.results
 
 
-def reset_buffer(engine, problems, cfg, step, choose_index=random_indices):
-    """The two-group buffer of Alg. 2 for a batch of prompts; `choose_index(seeds,
-    cfg, step)` picks h* for a list of seeds (random here, self-localized in srpo.py)."""
-    n_base, n_seeds, n_suffix = split_sizes(cfg.split, cfg.group_size)
+def seed_search(engine, problems, n_base, n_seeds, cfg, step):
+    """Alg. 2, lines 1-3 alone for every prompt: per prompt (base, seeds, stream)."""
+    sched = pipeline.Scheduler(engine, cfg.schedule)
+    found = sched.run([prompt_machine(sched, b, p, cfg, step, (n_base, n_seeds, 0)) for b, p in enumerate(problems)])
+    return [(base, seeds, stream) for base, seeds, stream, _, _ in found]
+
+
+def random_index(sched, seed, cfg, step, key):
+    """Alg. 2, line 4: h* ~ Unif{1, ..., H_s}, from the seed's own random stream (key = prompt, seed)."""
+    return ResetIndex(random.Random(grpo.step_seed(cfg, step, grpo.RANDOM_RESET, *key)).randint(1, len(seed.thought_ids)))
+
+
+def reset_buffer(engine, problems, cfg, step, rule=random_index):
+    """The two-group buffer of Alg. 2 for a batch of prompts; `rule(sched, seed, cfg,
+    step, key)` picks h* for one seed (random here, self-localized in srpo.py), and
+    may be a machine that asks the engine (pipeline.py)."""
+    sizes = n_base, n_seeds, n_suffix = split_sizes(cfg.split, cfg.group_size)
+    sched = pipeline.Scheduler(engine, cfg.schedule)
     start = time.perf_counter()
-    searched = seed_search(engine, problems, n_base, n_seeds, cfg, step)
-    t_search = time.perf_counter() - start
-    groups, seeds, owners, fallbacks = [], [], [], 0
-    for b, (base, prompt_seeds, stream) in enumerate(searched):
+    found = sched.run([prompt_machine(sched, b, p, cfg, step, sizes, rule) for b, p in enumerate(problems)])
+    t_all = time.perf_counter() - start
+    groups, seeds, owners, chosen, suffix_groups, fallbacks = [], [], [], [], [], 0
+    for b, (base, prompt_seeds, stream, tasks, _) in enumerate(found):
         if prompt_seeds is None:  # Sec. 4.2: fall back to GRPO on the base group
             fallbacks += 1
             groups.append(grpo.Group(b, "base", stream[:n_base or cfg.group_size]))
             continue
         if n_base:
             groups.append(grpo.Group(b, "base", base))
-        seeds += prompt_seeds
-        owners += [b] * len(prompt_seeds)
-    start = time.perf_counter()
-    chosen = choose_index(seeds, cfg, step) if seeds else []  # lines 4-5
-    t_choose = time.perf_counter() - start
-    start = time.perf_counter()
-    states = [tm.reset_state(s, c.h) for s, c in zip(seeds, chosen)]  # line 6
-    suffixes = tm.sample_rollouts(engine, states, n_suffix, cfg.thought, grpo.step_seed(cfg, step, grpo.SUFFIX)) if states else []
-    t_suffix = time.perf_counter() - start
-    for k, b in enumerate(owners):  # line 7: one shared-prefix group per seed
-        groups.append(grpo.Group(b, "suffix", suffixes[k * n_suffix:(k + 1) * n_suffix]))
+        for s, task in zip(prompt_seeds, tasks):
+            c, suffix = task.result
+            seeds.append(s), owners.append(b), chosen.append(c)
+            suffix_groups.append(grpo.Group(b, "suffix", suffix))  # line 7: one shared-prefix group per seed
+    groups += suffix_groups
+    suffixes = [r for g in suffix_groups for r in g.rollouts]
     indices, lengths = [c.h for c in chosen], [len(s.thought_ids) for s in seeds]
     records = [{"prompt": b, "h": c.h, "H_s": n, "h_ref": c.h_ref,
-                "suffix_pass": float(np.mean([r.reward for r in suffixes[k * n_suffix:(k + 1) * n_suffix]]))}
-               for k, (b, c, n) in enumerate(zip(owners, chosen, lengths))]
+                "suffix_pass": float(np.mean([r.reward for r in g.rollouts]))}
+               for b, c, n, g in zip(owners, chosen, lengths, suffix_groups)]
+    fill = sched.fill_metrics()
+    t_localize = fill.get("time/phase/localize_s", 0.0)
+    streams, wasted = [stream for _, _, stream, _, _ in found], sum(w for *_, w in found)
     stats = {
-        "tokens/base": sum(len(r.response_ids) for _, _, stream in searched for r in stream),
+        "tokens/base": sum(len(r.response_ids) for stream in streams for r in stream) + wasted,
+        "tokens/search_dropped": wasted,  # --search-ahead rows dropped part-way or finished past the decision
         "tokens/suffix": sum(r.n_own_tokens for r in suffixes),
         "tokens/localize": sum(c.n_tokens for c in chosen),
-        "time/gen_s": t_search + t_suffix,
-        "time/localize_s": t_choose,
+        "time/gen_s": t_all - t_localize,
+        "time/localize_s": t_localize,
+        **fill,
         "reset/suffix_pass_rate": float(np.mean([r.reward for r in suffixes])) if suffixes else float("nan"),
         "reset/indices": indices,
         "reset/seed_lengths": lengths,
         "reset/relative_index": float(np.mean([h / n for h, n in zip(indices, lengths)])) if seeds else float("nan"),
         "reset/grpo_fallbacks": fallbacks,
-        "reset/search_rollouts": sum(len(stream) for _, _, stream in searched),
+        "reset/search_rollouts": sum(len(stream) for stream in streams),
         "reset/records": records,  # per seed: h*, H_s, a reference step if any, suffix pass rate
-        "rollouts/generated": sum(len(stream) for _, _, stream in searched) + len(suffixes),
+        "rollouts/generated": sum(len(stream) for stream in streams) + len(suffixes),
     }
     if any(c.parsed is not None for c in chosen):  # a localizer chose h*: its parse failures (srpo.py)
         failures = sum(c.parsed is False for c in chosen)
@@ -191,7 +239,7 @@ def reset_buffer(engine, problems, cfg, step, choose_index=random_indices):
 
 
 def build_buffer(engine, problems, cfg, step):
-    return reset_buffer(engine, problems, cfg, step, random_indices)
+    return reset_buffer(engine, problems, cfg, step, random_index)
 
 
 def main(argv=None):

@@ -125,7 +125,8 @@ def summarize(history):
     if not history:
         return {}
     keys = ["reward/base", "reward/suffix", "tokens/per_prompt", "time/step_s", "time/gen_s", "time/localize_s",
-            "time/train_s", "groups/base_all_equal", "groups/suffix_all_equal", "signal/ratio"]
+            "time/train_s", "time/fill", "time/underfilled_s", "groups/base_all_equal", "groups/suffix_all_equal",
+            "signal/ratio"]
     out = {"steps": len(history)}
     for k in keys:
         vals = [m[k] for m in history if k in m and m[k] == m[k]]  # skip NaN
@@ -139,7 +140,7 @@ def log_line(m):
             f"loss {m['train/loss']:+.4f} gnorm {m['train/grad_norm']:.3f} | "
             f"tok base {m['tokens/base']} suffix {m['tokens/suffix']} loc {m['tokens/localize']} | "
             f"gen {m['time/gen_s']:.1f}s loc {m['time/localize_s']:.1f}s train {m['time/train_s']:.1f}s "
-            f"step {m['time/step_s']:.1f}s")
+            f"step {m['time/step_s']:.1f}s | fill {m.get('time/fill', float('nan')):.2f}")
 
 
 def finish(run_dir, method, history, n_validation=0):

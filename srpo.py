@@ -7,7 +7,7 @@ thought level, with self-localization standing in for the credit-assignment
 oracle (the rejection-sampling draw from G_{h,tau} of Algorithm 3).
 
 Paper map (Algorithm 2)
-  line 5    h* <- self-localized index of the seed's first erroneous thought   self_localized_indices()
+  line 5    h* <- self-localized index of the seed's first erroneous thought   self_localized_index()
   App. H    localization output tokens are counted (`tokens/localize`), which the
             paper's token totals left out
   Sec. 5.3  `--localizer MODEL` localizes with another model instead of the policy;
@@ -22,9 +22,11 @@ Symbols
   h_ref     -> --reference-localizer's step for the same seed (None when it did not parse)
 
 Choices, and why
-  * The policy localizes with the engine it samples with, greedily, in one
-    batched call per step over all seeds (localize.py: prompt, parsing, and the
-    uniform fallback when no step number can be read).
+  * The policy localizes with the engine it samples with, greedily, one
+    request per seed made the moment the seed is known: on the pipelined
+    schedule it joins the batch beside other prompts' rollouts (pipeline.py;
+    localize.py: prompt, parsing, and the uniform fallback when no step number
+    can be read).
   * A second model (--localizer, --reference-localizer) runs on the HF engine
     and is loaded once per run.
 
@@ -45,6 +47,7 @@ import benchmarks
 import engines
 import grpo
 import localize
+import pipeline
 import rrpo
 
 
@@ -54,23 +57,31 @@ def other_engine(name):
     return engines.HFEngine(*benchmarks.load_model(name))
 
 
-def self_localized_indices(engine, seeds, cfg, step):
-    """Alg. 2, line 5: one batched localization call over every seed of the step, by
-    the policy's own engine (or --localizer's); --reference-localizer's steps are
-    recorded beside them for comparison only (Fig. 4b-d)."""
-    judge = other_engine(cfg.localizer) if cfg.localizer else engine
+def localized(sched, judge, seed, cfg, key):
+    """One localization request for `seed` on `judge`, waited for; its Localization."""
     caps = localize.LocalizeConfig.for_caps(cfg.thought)
-    found = localize.localize(judge, seeds, caps, grpo.step_seed(cfg, step, grpo.LOCALIZE))
-    ref = [None] * len(seeds)
+    request = sched.generate(judge, [localize.localization_prompt(judge.tokenizer, seed, caps)],
+                             localize.settings(caps, key), "localize")
+    yield from pipeline.wait(request)
+    return localize.read(request.results[0], seed, engines.derive_seed(key, 0))
+
+
+def self_localized_index(sched, seed, cfg, step, key):
+    """Alg. 2, line 5 for one seed (key = prompt, seed), a machine: the policy's own
+    engine (or --localizer's) names the first wrong step; --reference-localizer's step
+    is recorded beside it for comparison only (Fig. 4b-d)."""
+    judge = other_engine(cfg.localizer) if cfg.localizer else sched.engine
+    found = yield from localized(sched, judge, seed, cfg, grpo.step_seed(cfg, step, grpo.LOCALIZE, *key))
+    h_ref = None
     if cfg.reference_localizer:
-        ref = [f.index if f.parsed else None for f in localize.localize(
-            other_engine(cfg.reference_localizer), seeds, caps, grpo.step_seed(cfg, step, grpo.REFERENCE_LOCALIZE))]
-    return [rrpo.ResetIndex(f.index, f.parsed, f.n_tokens, h_ref) for f, h_ref in zip(found, ref)]
+        ref = yield from localized(sched, other_engine(cfg.reference_localizer), seed, cfg,
+                                   grpo.step_seed(cfg, step, grpo.REFERENCE_LOCALIZE, *key))
+        h_ref = ref.index if ref.parsed else None
+    return rrpo.ResetIndex(found.index, found.parsed, found.n_tokens, h_ref)
 
 
 def build_buffer(engine, problems, cfg, step):
-    choose = functools.partial(self_localized_indices, engine)  # the reset rule: seeds, cfg, step -> [ResetIndex]
-    return rrpo.reset_buffer(engine, problems, cfg, step, choose)
+    return rrpo.reset_buffer(engine, problems, cfg, step, self_localized_index)
 
 
 def main(argv=None):

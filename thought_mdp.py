@@ -33,10 +33,11 @@ Token exactness (the rule for stop strings)
   token belongs to the thought whole, with any characters it carries past the
   stop string (a token like `>\\n` ends the thought and keeps its newline). A
   thought's text is decode(its ids), never truncated. The same rule decides
-  boundaries whether a thought is one engine call (sample_thought_by_thought(),
-  the paper's way, and the vLLM engine's in gpus.py) or one continuous generation that
-  watches for boundaries (engines.HFEngine.sample_thoughts(), same
-  distribution, no re-encoding of the prefix for every thought).
+  boundaries whether a thought is one engine call (engines.CallDecoder with
+  ThoughtTracker.feed(), the paper's way, and the vLLM engine's in gpus.py) or
+  one continuous generation that watches for boundaries (engines.Decoder with
+  ThoughtTracker.push(), same distribution, no re-encoding of the prefix for
+  every thought).
 
 A rollout finishes when a closed thought holds a complete \\boxed{...}
 ("answer"), at the end-of-sequence token ("eos"; the EOS id is kept as the last
@@ -202,6 +203,21 @@ class ThoughtTracker:
         """Tokens this sample may still generate."""
         return self.cfg.max_response_tokens - self.n_prev_tokens - self.n_tokens
 
+    def call(self):
+        """One engine call of the thought-by-thought path samples one thought: (stop strings, cap)."""
+        return (STOP,), self.cfg.max_thought_tokens
+
+    def feed(self, completion):
+        """One thought call's Completion (engines.CallDecoder): the call stopped where
+        the thought closes (or at the response cap), by the same rule as push()."""
+        ids, before = completion.token_ids, len(self.thoughts)
+        for k, token in enumerate(ids):
+            self.push(token)
+            if self.done or len(self.thoughts) > before:
+                assert k == len(ids) - 1 or self.budget <= 0, "the engine's stop rule and the thought boundary rule disagree"
+                return
+        assert self.done or len(self.thoughts) > before, "a thought call ended mid-thought"
+
     def push(self, token_id):
         thought = self.thoughts[-1]
         thought.append(token_id)
@@ -302,52 +318,41 @@ def reset_state(rollout, h):
     return State(rollout.problem, rollout.prompt_ids, rollout.thought_ids[:h - 1], rollout.thought_texts[:h - 1], h)
 
 
-def sample_thought_by_thought(engine, prefixes, trackers, cfg, seed):
-    """The paper's way: one engine call per thought with the stop string, for every
-    unfinished sample at once, until all are done. Works with any engine."""
-    round_ = 0
-    while True:
-        live = [i for i, t in enumerate(trackers) if not t.done]
-        if not live:
-            return
-        prompts = [prefixes[i] + trackers[i].ids for i in live]
-        params = engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_thought_tokens, (STOP,), 1,
-                                          engines.derive_seed(seed, round_))
-        for i, [completion] in zip(live, engine.generate(prompts, params)):
-            before = len(trackers[i].thoughts)
-            for k, token in enumerate(completion.token_ids):
-                trackers[i].push(token)
-                if trackers[i].done or len(trackers[i].thoughts) > before:
-                    assert k == len(completion.token_ids) - 1 or trackers[i].budget <= 0, \
-                        "the engine's stop rule and the thought boundary rule disagree"
-                    break
-            else:  # the call ended without closing the thought: it hit max_tokens
-                assert trackers[i].done or len(trackers[i].thoughts) > before, "a thought call ended mid-thought"
-        round_ += 1
+def sampling_rows(engine, states, n, cfg):
+    """(prefix ids, tracker) for n samples of each state, state-major."""
+    rows = [s for s in states for _ in range(n)]
+    return [(s.ids, ThoughtTracker(engine.tokenizer, engine.eos_ids, cfg, len(s.thought_ids), len(s.ids) - len(s.prompt_ids)))
+            for s in rows]
+
+
+def to_rollout(state, tracker, tokenizer):
+    """The finished sample of `tracker`, continued from `state`, as a scored Rollout."""
+    assert tracker.done, "every sample ends with a finish reason"
+    own = [thought for thought in tracker.thoughts if thought]
+    texts = [tokenizer.decode(thought, skip_special_tokens=True) for thought in own]
+    text = "".join(state.thought_texts + texts)
+    return Rollout(problem=state.problem, prompt_ids=state.prompt_ids, thought_ids=state.thought_ids + own,
+                   thought_texts=state.thought_texts + texts, finish_reason=tracker.finish_reason,
+                   reward=rewards.score(state.problem, text), answer=rewards.last_boxed(text), reset_index=state.reset_index)
+
+
+def decoder_for(engine, thought_by_thought=False):
+    """The engine's own decoder (HF: one continuous generation per sample, the tracker
+    closing thoughts on the fly), or rounds of one engine call per thought, the
+    paper's way, for any engine (vLLM) and on request."""
+    if thought_by_thought or not hasattr(engine, "decoder"):
+        return engines.CallDecoder(engine)
+    return engine.decoder()
 
 
 def sample_rollouts(engine, states, n, cfg, seed=0, thought_by_thought=False):
-    """n iid rollouts from each state (fresh or reset), in state-major order."""
-    eos_ids = engine.eos_ids
-    rows = [s for s in states for _ in range(n)]
-    prefixes = [s.ids for s in rows]
-    trackers = [ThoughtTracker(engine.tokenizer, eos_ids, cfg, len(s.thought_ids), len(s.ids) - len(s.prompt_ids))
-                for s in rows]
-    if thought_by_thought or not hasattr(engine, "sample_thoughts"):
-        sample_thought_by_thought(engine, prefixes, trackers, cfg, seed)
-    else:
-        engine.sample_thoughts(prefixes, trackers, cfg, seed)
-    rollouts = []
-    for s, t in zip(rows, trackers):
-        assert t.done, "every sample ends with a finish reason"
-        own = [thought for thought in t.thoughts if thought]
-        texts = [engine.tokenizer.decode(thought, skip_special_tokens=True) for thought in own]
-        text = "".join(s.thought_texts + texts)
-        rollouts.append(Rollout(
-            problem=s.problem, prompt_ids=s.prompt_ids, thought_ids=s.thought_ids + own,
-            thought_texts=s.thought_texts + texts, finish_reason=t.finish_reason,
-            reward=rewards.score(s.problem, text), answer=rewards.last_boxed(text), reset_index=s.reset_index))
-    return rollouts
+    """n iid rollouts from each state (fresh or reset), in state-major order; row i
+    draws from derive_seed(seed, i). Both decoders give the same ids and boundaries."""
+    rows = sampling_rows(engine, states, n, cfg)
+    seeds = [engines.derive_seed(seed, i) for i in range(len(rows))]
+    engines.run_to_end(decoder_for(engine, thought_by_thought), [p for p, _ in rows], [t for _, t in rows],
+                       cfg.temperature, cfg.top_p, seeds)
+    return [to_rollout(s, t, engine.tokenizer) for s, (_, t) in zip([s for s in states for _ in range(n)], rows)]
 
 
 # -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ tokenizer, both built offline in a second or two, and a copy of the model
 trained to answer two bundled-style problems in the thought format."""
 
 import os
+import random
 
 import pytest
 import torch
@@ -142,5 +143,35 @@ class ScriptedEngine:
                 out.append([self._completion("Second step.</thought>")])
             else:
                 right = self.outcomes.pop(0) if self.outcomes else False
+                out.append([self._completion(f"So \\boxed{{{5 if right else 6}}}.</thought>")])
+        return out
+
+
+
+class SeededScriptedEngine(ScriptedEngine):
+    """A ScriptedEngine driven by each row's own seed instead of a script consumed in
+    call order: after the first thought, a call ends the rollout with probability
+    1/2 (always at the fourth), and the final answer is right with probability
+    p_right. Its rollouts differ in length and do not depend on how the calls were
+    scheduled, as with a real engine. Localization requests get \\boxed{2}."""
+
+    def __init__(self, tokenizer, p_right=0.5):
+        super().__init__(tokenizer)
+        self.p_right = p_right
+
+    def generate(self, prompts, params):
+        self.calls.append(params)
+        out = []
+        for p, seed in zip(prompts, engines.row_seeds(params, len(prompts))):
+            text = self.tokenizer.decode(p)
+            if "incorrect reasoning chain" in text:
+                self.localize_calls += 1
+                out.append([self._completion("\\boxed{2}")])
+                continue
+            rng, done = random.Random(seed), text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
+            if done == 0 or (done < 3 and rng.random() < 0.5):
+                out.append([self._completion(f"Step {done + 1}.</thought>")])
+            else:
+                right = rng.random() < self.p_right
                 out.append([self._completion(f"So \\boxed{{{5 if right else 6}}}.</thought>")])
         return out

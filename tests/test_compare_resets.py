@@ -5,13 +5,16 @@ grpo/rrpo/srpo code."""
 import json
 import random
 
+from conftest import ScriptedEngine
+
 import compare_resets as cr
+import pipeline
 import rrpo
 import thought_mdp as tm
 import tiny_world as tw
 
 
-def test_oracle_resets_at_the_true_first_error_and_records_it():
+def test_oracle_resets_at_the_true_first_error_and_records_it(tiny_tokenizer):
     rng, hard = random.Random(1), tw.hard_pairs()
     seeds, truth = [], []
     for i in range(20):
@@ -20,14 +23,15 @@ def test_oracle_resets_at_the_true_first_error_and_records_it():
         thoughts, first = tw.demonstration(p, rng, hard, error_at=k)
         seeds.append(tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0))
         truth.append(first)
-    chosen = cr.oracle_indices(seeds, cfg=None, step=0)
+    chosen = [cr.oracle_index(None, s, None, 0, (k, 0)) for k, s in enumerate(seeds)]
     assert [c.h for c in chosen] == truth and all(isinstance(c, rrpo.ResetIndex) for c in chosen)
-    recorded = cr.reset_rule("rrpo", engine=None)(seeds, cfg=cr.grpo.Config(), step=0)
+    sched, rule = pipeline.Scheduler(ScriptedEngine(tiny_tokenizer)), cr.reset_rule("rrpo")
+    recorded = sched.run([rule(sched, s, cr.grpo.Config(), 0, (k, 0)) for k, s in enumerate(seeds)])
     assert [c.h_ref for c in recorded] == truth and all(1 <= c.h <= len(s.thought_ids) for c, s in zip(recorded, seeds))
 
 
 def test_quick_comparison_every_method_learns(tmp_path, capsys):
-    """`python compare_resets.py --quick`: one seed x 40 steps per method through
+    """`python compare_resets.py --quick`: one seed x 30 steps per method through
     the real grpo/rrpo/srpo code; each must raise its greedy held-out pass rate."""
     rows = cr.main(["--quick", "--out", str(tmp_path)])
     assert [r["method"] for r in rows] == cr.METHODS

@@ -173,6 +173,7 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
 
     engine = gpus.VLLMEngine.__new__(gpus.VLLMEngine)
     engine.tokenizer, engine.eos_ids, engine.pad_id, engine.llm = tok, {tok.eos_token_id}, tok.pad_token_id, ScriptedLLM()
+    engine.llm.llm_engine = RequestQueue(engine.llm)
     engine.seeded = True
     engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
@@ -235,14 +236,40 @@ def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path, monkeypatc
 # not vLLM (the equivalence test in test_vllm_cpu.py runs the real engine).
 
 
+class RequestQueue:
+    """A stand-in's LLMEngine: add_request queues, and each step() answers every queued
+    request through the stand-in's generate (so each request finishes in one step)."""
+
+    def __init__(self, llm, log=None):
+        self.llm, self.pending, self.log = llm, [], log
+
+    def add_lora(self, r):
+        self.log.append(("add_lora", r))
+
+    def remove_lora(self, i):
+        self.log.append(("remove_lora", i))
+
+    def add_request(self, request_id, prompt, params, lora_request=None):
+        self.pending.append((request_id, prompt, params, lora_request))
+        return request_id
+
+    def step(self):
+        batch, self.pending = self.pending, []
+        if not batch:
+            return []
+        outs = self.llm.generate([p for _, p, _, _ in batch], [sp for _, _, sp, _ in batch], lora_request=batch[0][3])
+        for (rid, *_), out in zip(batch, outs):
+            out.request_id, out.finished = rid, True
+        return outs
+
+
 class StandInLLM:
     script = None  # (prompt ids, SamplingParams) -> (token ids, finish_reason, stop_reason)
     log = []  # every call: ("init", kwargs), ("generate", prompts, params), ("wake_up",), ...
 
     def __init__(self, model, **kwargs):
         self.log.append(("init", model, kwargs))
-        self.llm_engine = types.SimpleNamespace(add_lora=lambda r: self.log.append(("add_lora", r)),
-                                                remove_lora=lambda i: self.log.append(("remove_lora", i)))
+        self.llm_engine = RequestQueue(self, self.log)
 
     def generate(self, prompts, sampling_params, lora_request=None, use_tqdm=True):
         self.log.append(("generate", prompts, sampling_params))

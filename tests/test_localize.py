@@ -124,6 +124,7 @@ def test_srpo_localization_requests_fit_a_cap_derived_from_the_rollout_caps(tiny
     import dataclasses
 
     import grpo
+    import pipeline
     import srpo
     from conftest import ScriptedEngine
 
@@ -135,7 +136,8 @@ def test_srpo_localization_requests_fit_a_cap_derived_from_the_rollout_caps(tiny
     seed = long_rollout(tok, 12, question)  # a rollout within the caps: 375 prompt ids, 406 response ids
     assert len(seed.prompt_ids) <= 700 and len(seed.response_ids) <= 420
     engine = ScriptedEngine(tok, localizations=["\\boxed{3}"])
-    [chosen] = srpo.self_localized_indices(engine, [seed], cfg, step=0)
+    sched = pipeline.Scheduler(engine)
+    [chosen] = sched.run([srpo.self_localized_index(sched, seed, cfg, 0, (0, 0))])
     [[request]] = engine.prompts
     assert chosen.h == 3 and chosen.parsed
     assert len(request) <= 1120 and question.strip() in tok.decode(request) and "Step 12: So the answer" in tok.decode(request)

@@ -152,14 +152,44 @@ def test_prompt_is_a_user_turn_ending_in_the_assistant_header(tiny_tokenizer):
 def test_top_p_sampling_keeps_to_the_nucleus():
     gen = torch.Generator().manual_seed(0)
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))  # nucleus at 0.9: first three tokens
-    draws = torch.stack([engines.sample_next(logits, 1.0, 0.9, gen) for _ in range(4000)]).flatten()
+    draws = torch.stack([engines.sample_next(logits, 1.0, 0.9, torch.rand(1, generator=gen)) for _ in range(4000)]).flatten()
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     assert freq[3] == 0
     assert torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
     flat = torch.zeros(2, 2000)  # top-512 mass < top_p: the full-sort path
-    draws = torch.stack([engines.sample_next(flat, 1.0, 0.95, gen) for _ in range(300)])
+    draws = torch.stack([engines.sample_next(flat, 1.0, 0.95, torch.rand(2, generator=gen)) for _ in range(300)])
     assert draws.max() > 512
-    assert engines.sample_next(torch.tensor([[0.1, 2.0, 0.3]]), 0.0, 0.95, gen).item() == 1
+    assert engines.sample_next(torch.tensor([[0.1, 2.0, 0.3]]), 0.0, 0.95, torch.rand(1)).item() == 1
+    # per-row settings: a greedy row beside a sampled one, and the inverse CDF at its ends
+    two = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]))
+    assert engines.sample_next(two, [0.0, 1.0], [1.0, 1.0], [0.99, 0.99]).tolist() == [0, 2]
+    assert engines.sample_next(two, 1.0, 1.0, [0.0, 0.79]).tolist() == [0, 1]
+
+
+def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tiny_tokenizer):
+    """Rows draw from their own seeds: alone, in a batch, or joining a running batch
+    late, a row's sampled ids are the same (the pipelined schedule relies on it)."""
+    engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
+    prompts = [tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig()) for q in "abcde"]
+
+    def run(order, late=()):
+        decoder = engine.decoder()
+        watchers = {i: engines.StopWatcher(tiny_tokenizer, engine.eos_ids, (), 12) for i in range(5)}
+        for i in order:
+            decoder.add(prompts[i], watchers[i], 1.0, 0.95, 100 + i)
+        steps = 0
+        while decoder.busy:
+            decoder.step()
+            steps += 1
+            if steps == 4:
+                for i in late:
+                    decoder.add(prompts[i], watchers[i], 1.0, 0.95, 100 + i)
+        return [watchers[i].ids for i in sorted(set(order) | set(late))]
+
+    together = run([0, 1, 2, 3, 4])
+    assert run([4, 2, 0], late=[3, 1]) == together
+    assert [run([i])[0] for i in range(5)] == together
+    assert len({tuple(ids) for ids in together}) > 1
 
 
 def test_bundled_problems_load_and_are_varied(tmp_path):

@@ -138,8 +138,10 @@ def test_sampled_rollouts_are_counted(tiny_tokenizer, base_group):
     sampled = len(outcomes) - len(engine.outcomes)
     suffixes = sum(len(g.rollouts) for g in groups if g.kind == "suffix")
     assert stats["rollouts/generated"] == sampled == stats["reset/search_rollouts"] + suffixes
-    # iid: one draw of 4 per prompt, and the first prompt's four are all right (GRPO fallback, no suffix group)
-    assert (stats["reset/search_rollouts"], suffixes) == ((16, 8) if base_group == "excluded" else (8, 4))
+    if base_group == "iid":  # one draw of 4 per prompt, and the first prompt's four are all right: GRPO fallback
+        assert (stats["reset/search_rollouts"], suffixes) == (8, 4)
+    else:  # 5 + 5 first; the first prompt's five are right, so it searches on in rounds of 2 until a failure
+        assert suffixes == 8 and stats["reset/search_rollouts"] > 10 and stats["reset/search_rollouts"] % 2 == 0
     engine = ScriptedEngine(tiny_tokenizer, outcomes)
     _, stats = grpo.build_buffer(engine, [ANSWERED], cfg, step=0)
     assert stats["rollouts/generated"] == len(outcomes) - len(engine.outcomes) == 8

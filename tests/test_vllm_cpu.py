@@ -22,6 +22,7 @@ import torch
 import engines
 import gpus
 import grpo
+import srpo
 import thought_mdp as tm
 
 pytestmark = pytest.mark.skipif(gpus.vllm_build() != "cpu",
@@ -118,3 +119,27 @@ def test_calls_never_mix_base_and_adapter_rows_and_base_calls_get_the_base_model
         plain = [c.token_ids for [c] in engines.HFEngine(policy, tokenizer).generate(prompts, settings)]
     assert base == plain and adapted == hf_adapted
     assert adapted != plain  # the adapter changes some answer, so the base call was not served the adapter
+
+
+def test_pipelined_srpo_on_vllm_equals_its_phase_by_phase_step(setup):
+    """The pipelined schedule on vLLM (requests added while LLMEngine.step runs,
+    gpus.VLLMDecoder) gives the phase-by-phase schedule's SRPO buffer, token for
+    token: with --vllm-seeded every thought call draws from its own seed, at
+    temperature 1, whatever else vLLM batched with it."""
+    policy, tokenizer, engine, states = setup
+    set_adapter(policy, 4)
+    engine.sync(policy, 6)
+    engine.seeded = True
+    try:
+        caps = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=24, max_response_tokens=64, temperature=1.0, top_p=0.95)
+        out = {}
+        for schedule in ("pipelined", "phases"):
+            cfg = grpo.Config(model="smollm2-135m", group_size=8, split="1x4", seed_budget=10, schedule=schedule,
+                              thought=caps)
+            groups, stats = srpo.build_buffer(engine, [s.problem for s in states[:3]], cfg, step=1)
+            out[schedule] = [(g.prompt, g.kind, [r.thought_ids for r in g.rollouts]) for g in groups]
+            assert stats["tokens/localize"] > 0 and stats["time/phase/search_s"] > 0
+        assert out["pipelined"] == out["phases"]
+        assert any(kind == "suffix" for _, kind, _ in out["phases"])
+    finally:
+        engine.seeded = False

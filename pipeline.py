@@ -1,0 +1,234 @@
+"""pipeline.py: Algorithm 2 prompt by prompt, with the engine kept full (App. H's serial dependency).
+
+Algorithm 2 is sequential within one prompt: the seed search (lines 1-3), then
+h* (lines 4-5, SRPO asks the policy), then the suffix group from x* (lines
+6-7). Between prompts nothing is shared. Run phase by phase over a batch, every
+prompt waits at each phase for the slowest one, and the engine decodes a
+shrinking batch in each phase's tail: App. H measures SRPO's step at 1.51x
+GRPO's wall clock for 1.08x its tokens, "reflecting the serial dependency of G2
+on the self-localization step computed from G1". Here each prompt (and each of
+its seeds) is a small state machine, a Python generator, that asks for samples
+and waits only for its own; the scheduler hands every request to the engine as
+soon as it is made, so a prompt whose seed has failed is localized and
+resampled while other prompts are still searching.
+
+Paper map
+  Alg. 2, lines 1-7   per prompt and per seed: the machines of rrpo.py
+                      (prompt_machine, seed_machine) run by Scheduler.run()
+  App. H              wall clock vs tokens: the engine's fill per phase,
+                      `time/phase/*` and `time/underfilled/*` (fill_metrics())
+
+How a machine talks to the scheduler
+  request = sched.sample(states, n, cfg, seed, phase)     rollouts; non-blocking
+  request = sched.generate(engine, prompts, settings, phase)   completions (localization)
+  task = sched.spawn(machine)                             another machine, run beside this one
+  sched.cancel(request, rows)                             drop rows not needed after all (speculation)
+  yield                                                   wait until something of mine changed
+  request.results / request.finished / task.done, task.result
+A machine decides only from finished results, in stream order, never from
+timing, so the two schedules below give the same buffer.
+
+Schedules (`--schedule`)
+  pipelined   every request goes to the engine's decoder at once; on the HF
+              engine rows join the running batch token by token (engines.Decoder)
+  phases      the reference: requests wait until every machine is blocked, then
+              all of them run to the end as one batch (the phase-by-phase step)
+
+Symbols
+  machine        -> a generator function's generator; what it returns is task.result
+  request.rows   -> (prefix ids, watcher) per sample: ThoughtTracker (rollouts) or StopWatcher (completions)
+  phase          -> "base", "search", "localize", "suffix": the row's tag in the decoder's trace
+  fill           -> live rows / capacity of a decoder step (HF engine: --gen-batch-size)
+
+Choices, and why
+  * Row seeds are keyed per prompt, per seed and per round (rrpo.py), and the
+    HF engine draws every row from its own seed (engines.py), so a prompt's
+    rollouts do not depend on the schedule: tests check the buffers are equal.
+  * Requests to another model (--localizer) run at once and synchronously on
+    that model's engine; only the policy's engine is pipelined.
+  * On an engine without a decoder of its own (vLLM) the pipelined schedule
+    runs in rounds of generate calls, one thought per live rollout a round
+    (engines.CallDecoder): a prompt's next request joins the next round.
+
+Run it
+  python srpo.py --demo                         # pipelined (the default)
+  python srpo.py --demo --schedule phases       # phase by phase, the same buffers, for timing
+"""
+
+import inspect
+import time
+from collections import defaultdict
+
+import engines
+import thought_mdp as tm
+
+
+CANCELLED = "cancelled"  # the result of a row dropped before its end (Scheduler.cancel)
+
+
+class Request:
+    """Samples one machine asked for: rows that finish one by one."""
+
+    def __init__(self, rows, finish, phase):
+        self.rows, self.finish, self.phase = rows, finish, phase  # finish(i, watcher) -> the result of row i
+        self.results = [None] * len(rows)
+        self.left = len(rows)
+
+    @property
+    def done(self):
+        return self.left == 0
+
+    def finished(self):
+        """The results finished in order from the first row on (stream order), up to
+        the first unfinished or cancelled row."""
+        out = []
+        for r in self.results:
+            if r is None or r is CANCELLED:
+                break
+            out.append(r)
+        return out
+
+
+class Task:
+    def __init__(self, machine):
+        self.machine, self.done, self.result = machine, False, None
+
+    def resume(self):
+        try:
+            next(self.machine)
+        except StopIteration as stop:
+            self.done, self.result = True, stop.value
+
+
+class Scheduler:
+    def __init__(self, engine, schedule="pipelined"):
+        assert schedule in ("pipelined", "phases"), schedule
+        self.engine, self.pipelined = engine, schedule == "pipelined"
+        self.decoder = tm.decoder_for(engine)
+        self.queue, self.tasks, self.owner = [], [], {}  # rows not yet decoding (phases); row id -> (request, i)
+        self.other_s = defaultdict(float)  # seconds of requests run on other engines, per phase
+
+    def _submit(self, request, settings):
+        for i, (prefix, watcher) in enumerate(request.rows):
+            self.owner[id(watcher)] = (request, i)
+            row = (prefix, watcher, *settings[i], request.phase)  # temperature, top_p, seed
+            if self.pipelined:
+                self.decoder.add(*row)
+            else:
+                self.queue.append(row)
+        return request
+
+    def sample(self, states, n, cfg, seed, phase, first=0):
+        """n rollouts from each state; row i draws from derive_seed(seed, first + i)."""
+        rows = tm.sampling_rows(self.engine, states, n, cfg)
+        each = [s for s in states for _ in range(n)]
+        settings = [(cfg.temperature, cfg.top_p, engines.derive_seed(seed, first + i)) for i in range(len(rows))]
+        finish = lambda i, tracker: tm.to_rollout(each[i], tracker, self.engine.tokenizer)  # noqa: E731
+        return self._submit(Request(rows, finish, phase), settings)
+
+    def generate(self, engine, prompts, params, phase):
+        """One completion for each prompt (params.n is 1) on `engine`: the policy's
+        (pipelined with everything else) or another model's (run now)."""
+        assert params.n == 1, "one completion per prompt"
+        if engine is not self.engine:
+            start = time.perf_counter()
+            request = Request(prompts, None, phase)
+            request.results, request.left = [c for [c] in engine.generate(prompts, params)], 0
+            self.other_s[phase] += time.perf_counter() - start
+            return request
+        rows = [(p, engines.StopWatcher(engine.tokenizer, engine.eos_ids, params.stop, params.max_tokens)) for p in prompts]
+        finish = lambda i, w: engines.Completion(w.ids, engine.tokenizer.decode(w.ids, skip_special_tokens=True),  # noqa: E731
+                                                 w.finish_reason)
+        seeds = engines.row_seeds(params, len(rows))
+        return self._submit(Request(rows, finish, phase), [(params.temperature, params.top_p, s) for s in seeds])
+
+    def cancel(self, request, rows):
+        """Drop rows of `request`, finished or not (their results become CANCELLED);
+        returns the tokens they had sampled."""
+        tokens = 0
+        for i in rows:
+            if request.results[i] is CANCELLED:
+                continue
+            watcher = request.rows[i][1]
+            tokens += len(watcher.ids)
+            if request.results[i] is None:  # still sampling or waiting
+                self.owner.pop(id(watcher))
+                self.queue = [q for q in self.queue if q[1] is not watcher]
+                self.decoder.cancel(watcher)
+                request.left -= 1
+            request.results[i] = CANCELLED
+        return tokens
+
+    def spawn(self, machine):
+        task = Task(machine)
+        self.tasks.append(task)
+        task.resume()  # it runs up to its first wait (and submits its first requests)
+        return task
+
+    def _resume_all(self):
+        """Resume every waiting machine, again while some finished (its parent may wait on it)."""
+        ended = True
+        while ended:
+            ended, i = False, 0
+            while i < len(self.tasks):  # tasks spawned meanwhile are appended and run in this pass too
+                if not self.tasks[i].done:
+                    self.tasks[i].resume()
+                    ended = ended or self.tasks[i].done
+                i += 1
+
+    def _finish(self, rows):
+        for row in rows:
+            request, i = self.owner.pop(id(row.watcher))
+            request.results[i] = request.finish(i, row.watcher)
+            request.left -= 1
+
+    def run(self, machines):
+        """Run the machines to their ends; returns their results, in order."""
+        tasks = [self.spawn(m) for m in machines]
+        while not all(t.done for t in self.tasks):
+            if not self.pipelined:  # a phase: everything asked for so far, as one batch, to the end
+                for row in self.queue:
+                    self.decoder.add(*row)
+                self.queue = []
+            if not self.decoder.busy:
+                raise RuntimeError("every machine waits, yet nothing is being sampled")
+            if self.pipelined:
+                self._finish(self.decoder.step())
+            else:
+                while self.decoder.busy:
+                    self._finish(self.decoder.step())
+            self._resume_all()
+        return [t.result for t in tasks]
+
+    def fill_metrics(self):
+        """Where the engine's time went: per phase, its share of every decoder step
+        (by rows), and of the steps with free slots (the engine under-filled)."""
+        total, under = defaultdict(float), defaultdict(float)
+        for seconds, live, tags in self.decoder.trace:
+            for tag in tags:
+                total[tag] += seconds / live
+                if self.decoder.capacity and live < self.decoder.capacity:
+                    under[tag] += seconds / live
+        m = {f"time/phase/{p}_s": s for p, s in total.items()}
+        m.update({f"time/underfilled/{p}_s": s for p, s in under.items()})
+        for p, s in self.other_s.items():
+            m[f"time/phase/{p}_s"] = m.get(f"time/phase/{p}_s", 0.0) + s
+        m["time/underfilled_s"] = sum(under.values())
+        m["engine/decode_steps"] = len(self.decoder.trace)
+        if self.decoder.capacity and self.decoder.trace:
+            busy = sum(s for s, _, _ in self.decoder.trace)
+            m["time/fill"] = sum(s * live for s, live, _ in self.decoder.trace) / busy / self.decoder.capacity
+        return m
+
+
+def result_of(value):
+    """`x = yield from result_of(f(...))`: f's value, whether f is a plain function or a machine."""
+    if inspect.isgenerator(value):
+        return (yield from value)
+    return value
+
+
+def wait(*pending):
+    """`yield from wait(request_or_task, ...)`: wait until all of them are done."""
+    while not all(p.done for p in pending):
+        yield
