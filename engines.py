@@ -40,9 +40,9 @@ the last sampled token; or at max_tokens. Text is always decode(ids).
 Deviations and choices
   * Every row draws from its own seed (on the HF engine one random.Random per
     row, one uniform per token, inverted through the nucleus's CDF), so a row's
-    sample does not depend on which rows share its batch or when it joined:
-    the pipelined and the phase-by-phase schedules of pipeline.py give the
-    same rollouts. The vLLM engine seeds per request only with --vllm-seeded
+    sample does not depend on which rows share its batch or when it joined (up
+    to float rounding, which could flip a near-tie): the pipelined and the
+    phase-by-phase schedules of pipeline.py give the same rollouts. The vLLM engine seeds per request only with --vllm-seeded
     (gpus.py). Every seed is derived from its keys (derive_seed), never added up.
   * Nucleus sampling sorts only the top 512 probabilities when they already
     cover top-p, instead of the whole vocabulary (same distribution, faster).
