@@ -42,8 +42,9 @@ Deviations and choices
     row, one uniform per token, inverted through the nucleus's CDF), so a row's
     sample does not depend on which rows share its batch or when it joined (up
     to float rounding, which could flip a near-tie): the pipelined and the
-    phase-by-phase schedules of pipeline.py give the same rollouts. The vLLM engine seeds per request only with --vllm-seeded
-    (gpus.py). Every seed is derived from its keys (derive_seed), never added up.
+    phase-by-phase schedules of pipeline.py give the same rollouts. The vLLM
+    engine seeds per request only with --vllm-seeded (gpus.py). Every seed is
+    derived from its keys (derive_seed), never added up.
   * Nucleus sampling sorts only the top 512 probabilities when they already
     cover top-p, instead of the whole vocabulary (same distribution, faster).
   * Model names: `smollm2-135m` (bundled) or a Hub id / local folder. Names of

@@ -121,10 +121,9 @@ class Scheduler:
     def sample(self, states, n, cfg, seed, phase, first=0):
         """n rollouts from each state; row i draws from derive_seed(seed, first + i)."""
         rows = tm.sampling_rows(self.engine, states, n, cfg)
-        each = [s for s in states for _ in range(n)]
         settings = [(cfg.temperature, cfg.top_p, engines.derive_seed(seed, first + i)) for i in range(len(rows))]
-        finish = lambda i, tracker: tm.to_rollout(each[i], tracker, self.engine.tokenizer)  # noqa: E731
-        return self._submit(Request(rows, finish, phase), settings)
+        finish = lambda i, tracker: tm.to_rollout(rows[i][0], tracker, self.engine.tokenizer)  # noqa: E731
+        return self._submit(Request([(s.ids, t) for s, t in rows], finish, phase), settings)
 
     def generate(self, engine, prompts, params, phase):
         """One completion for each prompt (params.n is 1) on `engine`: the policy's
@@ -193,7 +192,10 @@ class Scheduler:
             if not self.decoder.busy:
                 raise RuntimeError("every machine waits, yet nothing is being sampled")
             if self.pipelined:
-                self._finish(self.decoder.step())
+                finished = self.decoder.step()
+                if not finished:  # a machine changes only when one of its rows finishes
+                    continue
+                self._finish(finished)
             else:
                 while self.decoder.busy:
                     self._finish(self.decoder.step())

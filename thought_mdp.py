@@ -319,10 +319,9 @@ def reset_state(rollout, h):
 
 
 def sampling_rows(engine, states, n, cfg):
-    """(prefix ids, tracker) for n samples of each state, state-major."""
-    rows = [s for s in states for _ in range(n)]
-    return [(s.ids, ThoughtTracker(engine.tokenizer, engine.eos_ids, cfg, len(s.thought_ids), len(s.ids) - len(s.prompt_ids)))
-            for s in rows]
+    """(state, tracker) for n samples of each state, state-major; a row's prefix is state.ids."""
+    return [(s, ThoughtTracker(engine.tokenizer, engine.eos_ids, cfg, len(s.thought_ids), len(s.ids) - len(s.prompt_ids)))
+            for s in states for _ in range(n)]
 
 
 def to_rollout(state, tracker, tokenizer):
@@ -350,9 +349,9 @@ def sample_rollouts(engine, states, n, cfg, seed=0, thought_by_thought=False):
     draws from derive_seed(seed, i). Both decoders give the same ids and boundaries."""
     rows = sampling_rows(engine, states, n, cfg)
     seeds = [engines.derive_seed(seed, i) for i in range(len(rows))]
-    engines.run_to_end(decoder_for(engine, thought_by_thought), [p for p, _ in rows], [t for _, t in rows],
+    engines.run_to_end(decoder_for(engine, thought_by_thought), [s.ids for s, _ in rows], [t for _, t in rows],
                        cfg.temperature, cfg.top_p, seeds)
-    return [to_rollout(s, t, engine.tokenizer) for s, (_, t) in zip([s for s in states for _ in range(n)], rows)]
+    return [to_rollout(s, t, engine.tokenizer) for s, t in rows]
 
 
 # -----------------------------------------------------------------------------
