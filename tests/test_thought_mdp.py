@@ -192,6 +192,31 @@ def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tin
     assert len({tuple(ids) for ids in together}) > 1
 
 
+def test_a_prompt_is_prefilled_once_and_its_rows_sample_as_alone(tiny_model, tiny_tokenizer):
+    """Rows with one prompt (a group, a later search round, a suffix group) share one
+    prefill: the decoder copies the kept prefix, and every row samples what it would alone."""
+    engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
+    a, b = (tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig()) for q in "ab")
+
+    def run(rows, late=(), keep_tokens=None):  # rows: (prompt, seed); `late` joins after the first ended
+        decoder = engines.Decoder(engine, keep_tokens)
+        watchers = [engines.StopWatcher(tiny_tokenizer, engine.eos_ids, (), 12) for _ in rows + list(late)]
+        for part in (rows, late):
+            for (prompt, seed), w in zip(part, watchers[len(rows):] if part is late else watchers):
+                decoder.add(prompt, w, 1.0, 0.95, seed)
+            while decoder.busy:
+                decoder.step()
+        return [w.ids for w in watchers], decoder.prefilled
+
+    first, late = [(a, 1), (a, 2), (b, 3), (a, 4)], [(a, 5), (b, 6)]
+    ids, prefilled = run(first, late)
+    assert prefilled == len(a) + len(b)  # six rows, two prefills
+    assert ids == [run([row])[0][0] for row in first + late]
+    assert len({tuple(x) for x in ids}) > 2
+    _, forgetful = run(first, late, keep_tokens=1)  # nothing kept past its own admission
+    assert forgetful == 2 * (len(a) + len(b))
+
+
 def test_bundled_problems_load_and_are_varied(tmp_path):
     problems = tm.load_problems()
     kinds = {p["kind"] for p in problems}
