@@ -217,6 +217,8 @@ class Scheduler:
             m[f"time/phase/{p}_s"] = m.get(f"time/phase/{p}_s", 0.0) + s
         m["time/underfilled_s"] = sum(under.values())
         m["engine/decode_steps"] = len(self.decoder.trace)
+        if hasattr(self.decoder, "prefilled"):  # HF engine: prompt tokens run through the model (shared prefixes once)
+            m["engine/prefill_tokens"] = self.decoder.prefilled
         if self.decoder.capacity and self.decoder.trace:
             busy = sum(s for s, _, _ in self.decoder.trace)
             m["time/fill"] = sum(s * live for s, live, _ in self.decoder.trace) / busy / self.decoder.capacity

@@ -94,6 +94,8 @@ def test_real_model_srpo_buffers_are_token_exact_across_schedules(trained_tiny, 
         assert f["time/phase/search_s"] > 0 and f["time/phase/localize_s"] > 0 and f["time/phase/suffix_s"] > 0
         assert 0 < f["time/fill"] <= 1 and f["time/underfilled_s"] >= 0
     assert fill["pipelined"]["engine/decode_steps"] < fill["phases"]["engine/decode_steps"]
+    # each distinct prompt (x_0, a localization request, x*) is prefilled once, whichever the schedule
+    assert fill["pipelined"]["engine/prefill_tokens"] == fill["phases"]["engine/prefill_tokens"] > 0
 
 
 def test_the_scheduler_refuses_a_machine_that_waits_for_nothing(tiny_tokenizer):
