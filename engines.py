@@ -285,14 +285,14 @@ class Decoder:
     row; `trace` keeps (seconds, live rows, their tags) per step.
 
     Each distinct prompt is prefilled once: its KV rows and last logits are kept
-    by prompt ids (`prefixes`, the oldest dropped past `keep_tokens` tokens), so
-    a group's G rows, a later search round from the same x_0 and a suffix group
-    from one x* copy their prefix instead of recomputing it."""
+    by prompt ids (`prefixes`, the oldest dropped past `keep_tokens` tokens, by
+    default a quarter of a full batch of 1024-token rows), so a group's G rows, a
+    later search round from the same x_0 and a suffix group copy their prefix."""
 
     def __init__(self, engine, keep_tokens=None):
         self.engine, self.capacity = engine, engine.batch_size
         self.waiting, self.rows, self.state, self.trace = [], [], None, []
-        self.prefixes, self.keep_tokens = OrderedDict(), keep_tokens or 1024 * engine.batch_size  # ids -> (kv, logits)
+        self.prefixes, self.keep_tokens = OrderedDict(), keep_tokens or 256 * engine.batch_size  # ids -> (kv, logits)
         self.prefilled = 0  # prompt tokens run through the model (the rest were copied)
 
     def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
