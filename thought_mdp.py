@@ -204,19 +204,24 @@ class ThoughtTracker:
         return self.cfg.max_response_tokens - self.n_prev_tokens - self.n_tokens
 
     def call(self):
-        """One engine call of the thought-by-thought path samples one thought: (stop strings, cap)."""
-        return (STOP,), self.cfg.max_thought_tokens
+        """One engine call of the thought-by-thought path samples the open thought (to
+        its end): (stop strings, cap)."""
+        return (STOP,), self.cfg.max_thought_tokens - len(self.thoughts[-1])
 
     def feed(self, completion):
-        """One thought call's Completion (engines.CallDecoder): the call stopped where
-        the thought closes (or at the response cap), by the same rule as push()."""
+        """One thought call's Completion (engines.CallDecoder, gpus.VLLMDecoder): the
+        call stopped where the thought closes (or at the response cap), by the same
+        rule as push(), or earlier (see below)."""
         ids, before = completion.token_ids, len(self.thoughts)
         for k, token in enumerate(ids):
             self.push(token)
             if self.done or len(self.thoughts) > before:
                 assert k == len(ids) - 1 or self.budget <= 0, "the engine's stop rule and the thought boundary rule disagree"
                 return
-        assert self.done or len(self.thoughts) > before, "a thought call ended mid-thought"
+        # The engine stopped where this rule sees no boundary: vLLM can find the stop string in
+        # text that decodes a character split across the previous thought's last token. The
+        # thought stays open and the next call continues it.
+        assert ids, "an engine call returned no tokens"
 
     def push(self, token_id):
         thought = self.thoughts[-1]

@@ -78,6 +78,25 @@ def test_stop_string_ending_inside_a_token(tiny_tokenizer):
     assert stopped_at == len(first) - 1 and watcher.finish_reason == "stop"
 
 
+def test_a_thought_call_that_stops_early_is_continued(tiny_tokenizer):
+    """An engine may end a thought call where our rule sees no boundary (vLLM can match
+    the stop string in text that decodes a character split across the previous thought's
+    last token): the thought stays open, and the next call continues it, capped at what
+    the thought has left."""
+    cfg = tm.ThoughtConfig(max_thought_tokens=60)
+    tracker = tm.ThoughtTracker(tiny_tokenizer, {tiny_tokenizer.eos_token_id}, cfg)
+    head = tiny_tokenizer("Add two", add_special_tokens=False)["input_ids"]
+    tail = tiny_tokenizer(" and three.</thought>", add_special_tokens=False)["input_ids"]
+    assert tracker.call() == ((tm.STOP,), 60)
+    tracker.feed(engines.Completion(head, "", "stop"))  # stopped early: no boundary here
+    assert tracker.thoughts == [head] and not tracker.done
+    assert tracker.call() == ((tm.STOP,), 60 - len(head)) and len(head + tail) < 60
+    tracker.feed(engines.Completion(tail, "", "stop"))
+    assert tracker.thoughts[0] == head + tail and tracker.thoughts[1:] == [[]]
+    with pytest.raises(AssertionError, match="no tokens"):
+        tracker.feed(engines.Completion([], "", "stop"))
+
+
 def test_finish_reasons_answer_and_eos(trained_tiny, tiny_tokenizer):
     engine = engines.HFEngine(trained_tiny, tiny_tokenizer)
     states = [tm.initial_state(tiny_tokenizer, p, GREEDY) for p in (ANSWERED, UNANSWERED)]
