@@ -218,9 +218,9 @@ class ThoughtTracker:
             if self.done or len(self.thoughts) > before:
                 assert k == len(ids) - 1 or self.budget <= 0, "the engine's stop rule and the thought boundary rule disagree"
                 return
-        # The engine stopped where this rule sees no boundary: vLLM can find the stop string in
-        # text that decodes a character split across the previous thought's last token. The
-        # thought stays open and the next call continues it.
+        # The engine stopped where this rule sees no boundary. vLLM did once in our tests (a lone
+        # UTF-8 continuation byte returned as "stop"; probably a character split across the
+        # previous thought's last token). The thought stays open; the next call continues it.
         assert ids, "an engine call returned no tokens"
 
     def push(self, token_id):

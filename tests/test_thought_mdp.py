@@ -79,10 +79,9 @@ def test_stop_string_ending_inside_a_token(tiny_tokenizer):
 
 
 def test_a_thought_call_that_stops_early_is_continued(tiny_tokenizer):
-    """An engine may end a thought call where our rule sees no boundary (vLLM can match
-    the stop string in text that decodes a character split across the previous thought's
-    last token): the thought stays open, and the next call continues it, capped at what
-    the thought has left."""
+    """An engine may end a thought call where our rule sees no boundary (vLLM did once:
+    a lone UTF-8 continuation byte returned as "stop"): the thought stays open, and the
+    next call continues it, capped at what the thought has left."""
     cfg = tm.ThoughtConfig(max_thought_tokens=60)
     tracker = tm.ThoughtTracker(tiny_tokenizer, {tiny_tokenizer.eos_token_id}, cfg)
     head = tiny_tokenizer("Add two", add_special_tokens=False)["input_ids"]
