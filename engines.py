@@ -312,7 +312,8 @@ class Decoder:
         """[(kv per layer, each (1, heads, len, d), last logits (1, V))] per prompt:
         the ones not kept yet run through the model together, left-padded."""
         from transformers import DynamicCache
-        missing = list(dict.fromkeys(p for p in map(tuple, prompts) if p not in self.prefixes))
+        keys = [tuple(p) for p in prompts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.prefixes))
         if missing:
             model, cache = self.engine.model, DynamicCache()
             input_ids, mask = pad_batch(missing, self.engine.pad_id)  # (U, T) left-padded
@@ -324,9 +325,9 @@ class Decoder:
                                         layer.values[u:u + 1, :, -len(ids):].clone()) for layer in cache.layers],
                                       logits[u:u + 1])
             self.prefilled += sum(map(len, missing))
-        out = [self.prefixes[p] for p in map(tuple, prompts)]
-        for p in map(tuple, prompts):
-            self.prefixes.move_to_end(p)
+        out = [self.prefixes[k] for k in keys]
+        for k in keys:
+            self.prefixes.move_to_end(k)
         while len(self.prefixes) > 1 and sum(map(len, self.prefixes)) > self.keep_tokens:
             self.prefixes.popitem(last=False)
         return out
@@ -334,7 +335,6 @@ class Decoder:
     def _admit(self, prompts):
         """Join `prompts` to the running batch (or start one), every row left-padded to the longest."""
         from transformers import DynamicCache
-
         blocks = [([(layer.keys, layer.values) for layer in self.state[0].layers], *self.state[1:])] if self.state else []
         blocks += [(kv, torch.ones((1, len(p)), dtype=torch.long, device=lg.device), lg)
                    for p, (kv, lg) in zip(prompts, self._prefill(prompts))]  # (kv per layer, mask, logits)

@@ -204,7 +204,8 @@ class Scheduler:
 
     def fill_metrics(self):
         """Where the engine's time went: per phase, its share of every decoder step
-        (by rows), and of the steps with free slots (the engine under-filled)."""
+        (by rows), and of the steps with free slots (the engine under-filled); on the
+        HF engine also the prompt tokens it prefilled."""
         total, under = defaultdict(float), defaultdict(float)
         for seconds, live, tags in self.decoder.trace:
             for tag in tags:

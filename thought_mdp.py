@@ -37,7 +37,8 @@ Token exactness (the rule for stop strings)
   ThoughtTracker.feed(), the paper's way, and the vLLM engine's in gpus.py) or
   one continuous generation that watches for boundaries (engines.Decoder with
   ThoughtTracker.push(), same distribution, no re-encoding of the prefix for
-  every thought).
+  every thought). The rule, not the engine, decides: a call that the engine
+  ends where the rule sees no boundary leaves the thought open for the next call.
 
 A rollout finishes when a closed thought holds a complete \\boxed{...}
 ("answer"), at the end-of-sequence token ("eos"; the EOS id is kept as the last
