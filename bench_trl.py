@@ -51,12 +51,30 @@ STEPS, PROMPTS, G, MAX_NEW = 4, 2, 8, 120
 
 def ours(steps, out, seed):
     """Our GRPO with the smollm2-135m demo preset (which is this workload); tok/s from metrics.jsonl."""
-    grpo.main(["--demo", "smollm2-135m", "--max-steps", str(steps), "--out", out, "--seed", str(seed),
-               "--eval-every", "0", "--save-every", str(10 ** 6)])
+    grpo.main(
+        [
+            "--demo",
+            "smollm2-135m",
+            "--max-steps",
+            str(steps),
+            "--out",
+            out,
+            "--seed",
+            str(seed),
+            "--eval-every",
+            "0",
+            "--save-every",
+            str(10**6),
+        ]
+    )
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     tokens, seconds = sum(m["tokens/base"] for m in history), sum(m["time/step_s"] for m in history)
-    return {"tokens": tokens, "seconds": seconds, "tok_s": tokens / seconds,
-            "train_s": sum(m["time/train_s"] for m in history)}
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "tok_s": tokens / seconds,
+        "train_s": sum(m["time/train_s"] for m in history),
+    }
 
 
 def theirs(steps, out, seed):
@@ -75,15 +93,24 @@ def theirs(steps, out, seed):
 
     cfg = grpo.parse_config(["--demo", "smollm2-135m", "--seed", str(seed)], "grpo")
     problems = tm.load_problems()
-    order = [p for step in range(steps) for p in grpo.step_problems(problems, cfg, step)]  # our prompts, our order
-    rows = [{"prompt": [{"role": "user", "content": tm.ROLLOUT_PROMPT.format(question=tm.format_question(p))}],
-             "problem": json.dumps(p)} for p in order]
+    order = [
+        p for step in range(steps) for p in grpo.step_problems(problems, cfg, step)
+    ]  # our prompts, our order
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": tm.ROLLOUT_PROMPT.format(question=tm.format_question(p))}],
+            "problem": json.dumps(p),
+        }
+        for p in order
+    ]
     counted = {"tokens": 0}
 
     def reward(completions, problem, completion_ids, **kw):
         counted["tokens"] += sum(len(ids) for ids in completion_ids)
-        return [rewards.score(json.loads(p), c[0]["content"] if isinstance(c, list) else c)
-                for p, c in zip(problem, completions)]
+        return [
+            rewards.score(json.loads(p), c[0]["content"] if isinstance(c, list) else c)
+            for p, c in zip(problem, completions)
+        ]
 
     clock = {}
 
@@ -94,15 +121,43 @@ def theirs(steps, out, seed):
         def on_train_end(self, args, state, control, **kw):
             clock["end"] = time.perf_counter()
 
-    args = GRPOConfig(output_dir=out, per_device_train_batch_size=G, steps_per_generation=PROMPTS, num_generations=G,
-                      max_completion_length=MAX_NEW, temperature=0.7, top_p=0.95, learning_rate=cfg.lr, beta=0.0,
-                      loss_type="grpo", scale_rewards="group", max_steps=steps * PROMPTS, shuffle_dataset=False,
-                      use_cpu=True, bf16=False, gradient_checkpointing=False, logging_steps=1, save_strategy="no",
-                      report_to="none", seed=seed)  # bf16: TRL's default; on a CPU without bfloat16 units ~30x slower
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear", lora_dropout=0.0,
-                      task_type="CAUSAL_LM")
-    trainer = GRPOTrainer(model=engines.convert_gguf("smollm2-135m"), reward_funcs=[reward], args=args,
-                          train_dataset=Dataset.from_list(rows), peft_config=lora, callbacks=[Clock()])
+    args = GRPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=G,
+        steps_per_generation=PROMPTS,
+        num_generations=G,
+        max_completion_length=MAX_NEW,
+        temperature=0.7,
+        top_p=0.95,
+        learning_rate=cfg.lr,
+        beta=0.0,
+        loss_type="grpo",
+        scale_rewards="group",
+        max_steps=steps * PROMPTS,
+        shuffle_dataset=False,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+    )  # bf16: TRL's default; on a CPU without bfloat16 units ~30x slower
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        target_modules="all-linear",
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
+    trainer = GRPOTrainer(
+        model=engines.convert_gguf("smollm2-135m"),
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        peft_config=lora,
+        callbacks=[Clock()],
+    )
     trainer.train()
     seconds = clock["end"] - clock["start"]
     return {"tokens": counted["tokens"], "seconds": seconds, "tok_s": counted["tokens"] / seconds}
@@ -110,14 +165,20 @@ def theirs(steps, out, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Our GRPO step against TRL's GRPOTrainer, same CPU workload")
-    parser.add_argument("--steps", type=int, default=STEPS, help="training steps (2 prompts x 8 rollouts each)")
+    parser.add_argument(
+        "--steps", type=int, default=STEPS, help="training steps (2 prompts x 8 rollouts each)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-trl", help="output folder")
     args = parser.parse_args(argv)
-    result = {"ours": ours(args.steps, os.path.join(args.out, "ours"), args.seed),
-              "trl": theirs(args.steps, os.path.join(args.out, "trl"), args.seed)}
-    lines = ["| trainer | generated tokens | wall clock of the steps | of which training | tokens / s |",
-             "| --- | --- | --- | --- | --- |"]
+    result = {
+        "ours": ours(args.steps, os.path.join(args.out, "ours"), args.seed),
+        "trl": theirs(args.steps, os.path.join(args.out, "trl"), args.seed),
+    }
+    lines = [
+        "| trainer | generated tokens | wall clock of the steps | of which training | tokens / s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, r in result.items():
         train = f"{r['train_s']:.1f} s" if "train_s" in r else "-"
         lines.append(f"| {name} | {r['tokens']} | {r['seconds']:.1f} s | {train} | {r['tok_s']:.1f} |")

@@ -98,8 +98,11 @@ def numina(row):
 
 
 def hmmt(row):
-    return {"question": field(row, "problem", "MathArena/hmmt_nov_2025"), "kind": "math",
-            "answer": str(field(row, "answer", "MathArena/hmmt_nov_2025"))}
+    return {
+        "question": field(row, "problem", "MathArena/hmmt_nov_2025"),
+        "kind": "math",
+        "answer": str(field(row, "answer", "MathArena/hmmt_nov_2025")),
+    }
 
 
 def math_level5(row):
@@ -118,8 +121,11 @@ def strategyqa(row):
 
 
 def acereason(row):
-    return {"question": field(row, "problem", "nvidia/AceReason-Math"), "kind": "math",
-            "answer": str(field(row, "answer", "nvidia/AceReason-Math"))}
+    return {
+        "question": field(row, "problem", "nvidia/AceReason-Math"),
+        "kind": "math",
+        "answer": str(field(row, "answer", "nvidia/AceReason-Math")),
+    }
 
 
 def sciknoweval(domain):
@@ -130,19 +136,32 @@ def sciknoweval(domain):
         kind = field(row, "type", name)
         if kind.startswith("mcq"):
             choices = field(row, "choices", name)
-            return {"question": field(row, "question", name), "kind": "choice",
-                    "choices": list(choices["text"]), "answer": field(row, "answerKey", name)}
+            return {
+                "question": field(row, "question", name),
+                "kind": "choice",
+                "choices": list(choices["text"]),
+                "answer": field(row, "answerKey", name),
+            }
         if kind == "true_or_false":
-            return {"question": field(row, "question", name), "kind": "yesno", "answer": field(row, "answer", name)}
+            return {
+                "question": field(row, "question", name),
+                "kind": "yesno",
+                "answer": field(row, "answer", name),
+            }
         return None
+
     return convert
 
 
 def commonsenseqa(row):
     name = "tau/commonsense_qa"
     choices = field(row, "choices", name)
-    return {"question": field(row, "question", name), "kind": "choice", "choices": list(choices["text"]),
-            "answer": field(row, "answerKey", name)}
+    return {
+        "question": field(row, "question", name),
+        "kind": "choice",
+        "choices": list(choices["text"]),
+        "answer": field(row, "answerKey", name),
+    }
 
 
 def decode_tests(blob):
@@ -156,7 +175,9 @@ def decode_tests(blob):
 def livecodebench_tests(row):
     """Our test dicts for one LiveCodeBench row, public and hidden tests together."""
     name = "livecodebench/code_generation_lite"
-    cases = decode_tests(field(row, "public_test_cases", name)) + decode_tests(field(row, "private_test_cases", name))
+    cases = decode_tests(field(row, "public_test_cases", name)) + decode_tests(
+        field(row, "private_test_cases", name)
+    )
     fn_name = json.loads(row.get("metadata") or "{}").get("func_name")
     tests = []
     for case in cases:
@@ -164,7 +185,9 @@ def livecodebench_tests(row):
             if not fn_name:
                 raise SchemaError(f"{name}: functional test without metadata.func_name")
             args = [json.loads(line) for line in case["input"].split("\n") if line.strip()]
-            tests.append({"type": "call", "fn_name": fn_name, "input": args, "output": json.loads(case["output"])})
+            tests.append(
+                {"type": "call", "fn_name": fn_name, "input": args, "output": json.loads(case["output"])}
+            )
         else:
             tests.append({"type": "stdin", "input": case["input"], "output": case["output"]})
     return tests
@@ -197,16 +220,35 @@ BENCHMARKS = {
     "math-level5": Benchmark(dict(path="DigitalLearningGmbH/MATH-lighteval", split="test"), math_level5),
     "strategyqa": Benchmark(dict(path="ChilleD/StrategyQA", split="test"), strategyqa),
     "acereason-math": Benchmark(dict(path="nvidia/AceReason-Math", split="train"), acereason),
-    "sciknoweval-chemistry": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Chemistry")),
-    "sciknoweval-biology": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Biology")),
+    "sciknoweval-chemistry": Benchmark(
+        dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Chemistry")
+    ),
+    "sciknoweval-biology": Benchmark(
+        dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Biology")
+    ),
     "commonsenseqa": Benchmark(dict(path="tau/commonsense_qa", split="validation"), commonsenseqa),
-    "sciknoweval-materials": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Material")),
-    "sciknoweval-physics": Benchmark(dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Physics")),
-    "livecodebench": Benchmark(dict(path="livecodebench/code_generation_lite", split="test", revision="refs/pr/6"),
-                               livecodebench),
+    "sciknoweval-materials": Benchmark(
+        dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Material")
+    ),
+    "sciknoweval-physics": Benchmark(
+        dict(path="hicai-zju/SciKnowEval", split="test"), sciknoweval("Physics")
+    ),
+    "livecodebench": Benchmark(
+        dict(path="livecodebench/code_generation_lite", split="test", revision="refs/pr/6"), livecodebench
+    ),
 }
-TABLE3 = ["numina-olympiads", "hmmt-nov-2025", "math-level5", "strategyqa", "acereason-math", "sciknoweval-chemistry",
-          "sciknoweval-biology", "commonsenseqa", "sciknoweval-materials", "sciknoweval-physics"]
+TABLE3 = [
+    "numina-olympiads",
+    "hmmt-nov-2025",
+    "math-level5",
+    "strategyqa",
+    "acereason-math",
+    "sciknoweval-chemistry",
+    "sciknoweval-biology",
+    "commonsenseqa",
+    "sciknoweval-materials",
+    "sciknoweval-physics",
+]
 SHORT = dict(zip(TABLE3, ["oly", "hmmt", "lvl5", "stra", "ace", "chem", "bio", "csqa", "mat", "phys"]))
 
 
@@ -228,13 +270,19 @@ def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
     if name == "bundled" or name.endswith(".jsonl"):  # the bundled problems, or any JSONL file of problems
         problems = tm.load_problems() if name == "bundled" else tm.load_problems(name)
         return problems if len(problems) <= n else random.Random(seed).sample(problems, n)
-    world = tiny_world.parse(name)  # the classroom world: held-out / training problems, tiny-world[:knob=value,...]
+    world = tiny_world.parse(
+        name
+    )  # the classroom world: held-out / training problems, tiny-world[:knob=value,...]
     if world:
-        return tiny_world.problems("train" if world[0].endswith("-train") else "test", n, seed, world=world[1])
+        return tiny_world.problems(
+            "train" if world[0].endswith("-train") else "test", n, seed, world=world[1]
+        )
     base = name.removesuffix("-train")
     if base not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: bundled, tiny-world, {', '.join(BENCHMARKS)}, "
-                         "numina-olympiads-train, tiny-world-train, or a path ending in .jsonl")
+        raise ValueError(
+            f"unknown benchmark {name!r}; known: bundled, tiny-world, {', '.join(BENCHMARKS)}, "
+            "numina-olympiads-train, tiny-world-train, or a path ending in .jsonl"
+        )
     problems = []
     for i, row in enumerate(load_rows(base, data_files)):
         p = BENCHMARKS[base].convert(dict(row))
@@ -288,7 +336,9 @@ def load_model(name, dtype=None, device=None, device_map=None):
     return engines.load_model(name, dtype=dtype, device=device, device_map=device_map)
 
 
-def inference_engine(name, requested="auto", out="runs/eval", tcfg=None, tp=0, lora_rank=64, seed=0, batch_size=64):
+def inference_engine(
+    name, requested="auto", out="runs/eval", tcfg=None, tp=0, lora_rank=64, seed=0, batch_size=64
+):
     """The engine evaluate.py and thought_ics.py sample from: model `name` on vLLM
     (`--engine vllm`; trained adapters are hot-loaded later) or on the HF engine.
     Returns (engine, the HF base model or None on vLLM, tokenizer)."""
@@ -301,8 +351,16 @@ def inference_engine(name, requested="auto", out="runs/eval", tcfg=None, tp=0, l
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(gpus.model_path(name))
-        engine = gpus.VLLMEngine(name, tokenizer, out, tp=gpus.default_tp(kind, tp), lora_rank=lora_rank, seed=seed,
-                                 gpu_memory_utilization=0.9, max_model_len=gpus.max_model_len(tcfg or tm.ThoughtConfig()))
+        engine = gpus.VLLMEngine(
+            name,
+            tokenizer,
+            out,
+            tp=gpus.default_tp(kind, tp),
+            lora_rank=lora_rank,
+            seed=seed,
+            gpu_memory_utilization=0.9,
+            max_model_len=gpus.max_model_len(tcfg or tm.ThoughtConfig()),
+        )
         return engine, None, tokenizer
     model, tokenizer = load_model(name)
     return engines.HFEngine(model, tokenizer, batch_size), model, tokenizer
@@ -310,8 +368,11 @@ def inference_engine(name, requested="auto", out="runs/eval", tcfg=None, tp=0, l
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Load benchmarks by name and show one problem of each")
-    parser.add_argument("names", nargs="+", help="bundled, tiny-world, tiny-world-train, numina-olympiads-train, "
-                        + ", ".join(BENCHMARKS))
+    parser.add_argument(
+        "names",
+        nargs="+",
+        help="bundled, tiny-world, tiny-world-train, numina-olympiads-train, " + ", ".join(BENCHMARKS),
+    )
     parser.add_argument("--n", type=int, default=500, help="items per benchmark (seeded sample)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

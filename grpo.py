@@ -79,7 +79,9 @@ import thought_mdp as tm
 @dataclass
 class Config:
     # model and policy
-    model: str = "allenai/OLMo-3-7B-Instruct"  # tiny-world, smollm2-135m (bundled), a Hub id or a local folder
+    model: str = (
+        "allenai/OLMo-3-7B-Instruct"  # tiny-world, smollm2-135m (bundled), a Hub id or a local folder
+    )
     lora_rank: int = 64  # LoRA r (App. C)
     lora_alpha: int = 64  # LoRA alpha
     full_finetune: bool = False  # train every weight instead of a LoRA adapter (tiny models)
@@ -91,7 +93,9 @@ class Config:
     grad_clip: float = 1.0  # l2 gradient clipping
     clip_eps: float = 0.0  # PPO-style ratio clip; 0 = off (App. C, Table 4)
     # schedule
-    data: str = "numina-olympiads-train"  # training problems: a name of benchmarks.py, "bundled", or a JSONL file
+    data: str = (
+        "numina-olympiads-train"  # training problems: a name of benchmarks.py, "bundled", or a JSONL file
+    )
     train_problems: int = 400  # problems drawn (seeded) from the data
     epochs: int = 2  # passes over the training problems
     prompts_per_step: int = 32  # B, prompts per training step
@@ -99,23 +103,39 @@ class Config:
     max_steps: int = 0  # stop after this many steps (0 = all epochs)
     # rollouts (Sec. 4.1-4.2, App. C); the Thought MDP's caps and sampling are thought_mdp.ThoughtConfig's flags
     group_size: int = 8  # G, rollouts per prompt in total
-    thought: tm.ThoughtConfig = dataclasses.field(default_factory=tm.ThoughtConfig)  # caps, temperature, top-p
+    thought: tm.ThoughtConfig = dataclasses.field(
+        default_factory=tm.ThoughtConfig
+    )  # caps, temperature, top-p
     gen_batch_size: int = 32  # rows decoded at once by the HF engine
-    schedule: str = "pipelined"  # pipelined: each prompt's next request joins the running batch; phases (pipeline.py)
+    schedule: str = (
+        "pipelined"  # pipelined: each prompt's next request joins the running batch; phases (pipeline.py)
+    )
     # resets (rrpo.py, srpo.py; GRPO ignores them)
-    split: str = "1x4"  # SxK: S seeds with K suffixes each, the other G - S*K rollouts the base group (Sec. 5.1)
-    base_group: str = "excluded"  # excluded: the seeds are left out of the base group (Alg. 2); iid: see rrpo.py
+    split: str = (
+        "1x4"  # SxK: S seeds with K suffixes each, the other G - S*K rollouts the base group (Sec. 5.1)
+    )
+    base_group: str = (
+        "excluded"  # excluded: the seeds are left out of the base group (Alg. 2); iid: see rrpo.py
+    )
     seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
-    search_ahead: int = 0  # stream rows drawn ahead with the seed search's first round, dropped when unneeded (rrpo.py)
+    search_ahead: int = (
+        0  # stream rows drawn ahead with the seed search's first round, dropped when unneeded (rrpo.py)
+    )
     localizer: str = ""  # SRPO: localize with this model instead of the policy ("" = self-localization)
-    reference_localizer: str = ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
+    reference_localizer: str = (
+        ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
+    )
     # GPUs (gpus.py)
     engine: str = "auto"  # hf | vllm | auto (vllm when it imports and a GPU is present)
     tp: int = 0  # vLLM tensor parallel size = GPUs used (the trainer is spread over the same GPUs); 0 = every visible GPU
     vllm_memory: float = 0.45  # fraction of each GPU's memory vLLM may take (weights + KV cache)
     vllm_sleep: bool = False  # vLLM sleep mode level 1 while the trainer runs
-    vllm_seeded: bool = False  # a derived seed per vLLM request (repeatable, but vLLM's slower PyTorch sampler on GPUs)
-    train_microbatch: int = 0  # rollouts per forward/backward pass; 0 = what fits the GPU's memory (4 on the CPU)
+    vllm_seeded: bool = (
+        False  # a derived seed per vLLM request (repeatable, but vLLM's slower PyTorch sampler on GPUs)
+    )
+    train_microbatch: int = (
+        0  # rollouts per forward/backward pass; 0 = what fits the GPU's memory (4 on the CPU)
+    )
     # run
     seed: int = 0  # seeds the data order, every sampling call and the initialisation
     out: str = ""  # run folder (default runs/<method>, runs/<method>-demo[-<preset>])
@@ -137,13 +157,35 @@ SCHEDULES = ("pipelined", "phases")  # how the prompts' requests share the engin
 # 128 held-out chains: it learns in a few minutes. `--demo smollm2-135m`: the bundled SmolLM2 on the
 # bundled problems, a smoke run of the real-model path (machinery, not learning). The rest as above.
 DEMOS = {
-    "tiny-world": dict(model="tiny-world", data="tiny-world-train", train_problems=4000, eval_data="tiny-world",
-                       eval_n=128, eval_every=10, max_steps=100, full_finetune=True, lr=1e-4, prompts_per_step=8,
-                       minibatch_prompts=4, gen_batch_size=64, train_microbatch=16,
-                       save_every=50),
-    "smollm2-135m": dict(model="smollm2-135m", data="bundled", prompts_per_step=2, minibatch_prompts=1, max_steps=4,
-                         thought=tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120),
-                         gen_batch_size=16, lr=1e-4, save_every=2, eval_every=2, eval_n=6),
+    "tiny-world": dict(
+        model="tiny-world",
+        data="tiny-world-train",
+        train_problems=4000,
+        eval_data="tiny-world",
+        eval_n=128,
+        eval_every=10,
+        max_steps=100,
+        full_finetune=True,
+        lr=1e-4,
+        prompts_per_step=8,
+        minibatch_prompts=4,
+        gen_batch_size=64,
+        train_microbatch=16,
+        save_every=50,
+    ),
+    "smollm2-135m": dict(
+        model="smollm2-135m",
+        data="bundled",
+        prompts_per_step=2,
+        minibatch_prompts=1,
+        max_steps=4,
+        thought=tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120),
+        gen_batch_size=16,
+        lr=1e-4,
+        save_every=2,
+        eval_every=2,
+        eval_n=6,
+    ),
 }
 
 
@@ -152,17 +194,34 @@ def parse_config(argv=None, method="grpo", check=None):
     then the flags given. `check(cfg)` (rrpo.py's split check) returns an error or None.
     A bad value is refused with one line naming the flag."""
     parser = argparse.ArgumentParser(description=f"{method.upper()} training in the Thought MDP")
-    tm.add_flags(parser, Config, skip=("method", "demo"), choices={"engine": gpus.ENGINES, "split": SPLITS,
-                                                                    "base_group": BASE_GROUPS, "schedule": SCHEDULES})
-    parser.add_argument("--demo", nargs="?", const="tiny-world", default=None, choices=sorted(DEMOS),
-                        help=tm.field_help(Config)["demo"])
-    tm.add_flags(parser, tm.ThoughtConfig)  # --max-thoughts, --max-thought-tokens, ..., --temperature, --top-p
+    tm.add_flags(
+        parser,
+        Config,
+        skip=("method", "demo"),
+        choices={"engine": gpus.ENGINES, "split": SPLITS, "base_group": BASE_GROUPS, "schedule": SCHEDULES},
+    )
+    parser.add_argument(
+        "--demo",
+        nargs="?",
+        const="tiny-world",
+        default=None,
+        choices=sorted(DEMOS),
+        help=tm.field_help(Config)["demo"],
+    )
+    tm.add_flags(
+        parser, tm.ThoughtConfig
+    )  # --max-thoughts, --max-thought-tokens, ..., --temperature, --top-p
     args = parser.parse_args(argv)
     if args.resume:  # a resumed run keeps its own config; only its length may change
-        others = [k for k, v in {**tm.given(args, Config), **tm.given(args, tm.ThoughtConfig)}.items()
-                  if k not in ("resume", "max_steps")]
+        others = [
+            k
+            for k, v in {**tm.given(args, Config), **tm.given(args, tm.ThoughtConfig)}.items()
+            if k not in ("resume", "max_steps")
+        ]
         if others:
-            parser.error(f"--resume continues a run with its saved config; it takes only --max-steps, not {others}")
+            parser.error(
+                f"--resume continues a run with its saved config; it takes only --max-steps, not {others}"
+            )
         cfg = load_config(args.resume)
         return dataclasses.replace(cfg, resume=args.resume, max_steps=args.max_steps or cfg.max_steps)
     cfg = Config(method=method)
@@ -170,14 +229,19 @@ def parse_config(argv=None, method="grpo", check=None):
         cfg = dataclasses.replace(cfg, **DEMOS[args.demo])
     cfg = dataclasses.replace(cfg, **tm.given(args, Config))
     world = benchmarks.own_model(cfg.model)  # a classroom world's caps follow its horizon
-    cfg.thought = dataclasses.replace(world.caps() if world else cfg.thought, **tm.given(args, tm.ThoughtConfig))
+    cfg.thought = dataclasses.replace(
+        world.caps() if world else cfg.thought, **tm.given(args, tm.ThoughtConfig)
+    )
     suffix = {"": "", "tiny-world": "-demo"}.get(cfg.demo, "-demo-" + cfg.demo)
     cfg.out = cfg.out or os.path.join("runs", method + suffix)
     if cfg.prompts_per_step % cfg.minibatch_prompts:
-        parser.error(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of --minibatch-prompts "
-                     f"{cfg.minibatch_prompts}: a step splits into whole mini-batches")
-    for name, least in [(n, 1) for n in ("group_size", "prompts_per_step", "minibatch_prompts", "gen_batch_size")] + \
-            [("train_microbatch", 0), ("tp", 0), ("search_ahead", 0)]:  # tp, microbatch 0: chosen at start
+        parser.error(
+            f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of --minibatch-prompts "
+            f"{cfg.minibatch_prompts}: a step splits into whole mini-batches"
+        )
+    for name, least in [
+        (n, 1) for n in ("group_size", "prompts_per_step", "minibatch_prompts", "gen_batch_size")
+    ] + [("train_microbatch", 0), ("tp", 0), ("search_ahead", 0)]:  # tp, microbatch 0: chosen at start
         if getattr(cfg, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
     problem = benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data) or (check(cfg) if check else None)
@@ -189,8 +253,12 @@ def parse_config(argv=None, method="grpo", check=None):
 def load_config(run_dir):
     """The Config a run folder was started with (config.json)."""
     saved = runs.read_config(run_dir)
-    if "thought" not in saved:  # written before the caps became one ThoughtConfig: its fields sat in the top level
-        saved["thought"] = {f.name: saved.pop(f.name) for f in dataclasses.fields(tm.ThoughtConfig) if f.name in saved}
+    if (
+        "thought" not in saved
+    ):  # written before the caps became one ThoughtConfig: its fields sat in the top level
+        saved["thought"] = {
+            f.name: saved.pop(f.name) for f in dataclasses.fields(tm.ThoughtConfig) if f.name in saved
+        }
     return Config(**{**saved, "thought": tm.ThoughtConfig(**saved["thought"])})
 
 
@@ -263,9 +331,15 @@ def build_buffer(engine, problems, cfg, step):
     sched, start = pipeline.Scheduler(engine, cfg.schedule), time.perf_counter()
     groups = sched.run([base_machine(sched, b, p, cfg, step) for b, p in enumerate(problems)])
     rollouts = [r for g in groups for r in g.rollouts]
-    return groups, {"tokens/base": sum(len(r.response_ids) for r in rollouts), "tokens/suffix": 0, "tokens/localize": 0,
-                    "time/gen_s": time.perf_counter() - start, "time/localize_s": 0.0, "rollouts/generated": len(rollouts),
-                    **sched.fill_metrics()}
+    return groups, {
+        "tokens/base": sum(len(r.response_ids) for r in rollouts),
+        "tokens/suffix": 0,
+        "tokens/localize": 0,
+        "time/gen_s": time.perf_counter() - start,
+        "time/localize_s": 0.0,
+        "rollouts/generated": len(rollouts),
+        **sched.fill_metrics(),
+    }
 
 
 # -----------------------------------------------------------------------------
@@ -277,22 +351,36 @@ def token_logprobs(model, rollouts, pad_id, temperature):
     Rows are left-padded so that the response positions are the last K columns.
     Returns logp (n, K) and mask (n, K) with K the longest response."""
     K = max(len(r.response_ids) for r in rollouts)
-    ids, attention = engines.pad_batch([r.prompt_ids + r.response_ids for r in rollouts], pad_id)  # (n, L) left-padded
+    ids, attention = engines.pad_batch(
+        [r.prompt_ids + r.response_ids for r in rollouts], pad_id
+    )  # (n, L) left-padded
     width = ids.shape[1]
     mask = torch.zeros((len(rollouts), K))  # (n, K)
     for i, r in enumerate(rollouts):
-        mask[i, K - len(r.response_ids):] = torch.tensor(r.own_mask, dtype=torch.float)  # prefix of x* masked
+        mask[i, K - len(r.response_ids) :] = torch.tensor(
+            r.own_mask, dtype=torch.float
+        )  # prefix of x* masked
     device = next(model.parameters()).device
     ids, attention, mask = ids.to(device), attention.to(device), mask.to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                   logits_to_keep=K + 1).logits[:, :-1]  # (n, K, V): position t predicts token t+1
-    targets = ids[:, width - K:]  # (n, K) the response tokens (and pads to the left, masked)
+    logits = model(
+        input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=K + 1
+    ).logits[:, :-1]  # (n, K, V): position t predicts token t+1
+    targets = ids[:, width - K :]  # (n, K) the response tokens (and pads to the left, masked)
     # float32 log-softmax in chunks of positions, recomputed in the backward pass: a float32
     # (n, K, V) tensor would take 15 GB for 4 rollouts x 6k tokens x Qwen's 152k vocabulary
     from torch.utils.checkpoint import checkpoint
-    chunks = [checkpoint(chosen_logprobs, logits[:, k:k + LOGP_CHUNK], targets[:, k:k + LOGP_CHUNK], temperature,
-                         use_reentrant=False) for k in range(0, K, LOGP_CHUNK)]
+
+    chunks = [
+        checkpoint(
+            chosen_logprobs,
+            logits[:, k : k + LOGP_CHUNK],
+            targets[:, k : k + LOGP_CHUNK],
+            temperature,
+            use_reentrant=False,
+        )
+        for k in range(0, K, LOGP_CHUNK)
+    ]
     return torch.cat(chunks, 1), mask  # (n, K), (n, K)
 
 
@@ -318,23 +406,29 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
                     if g.advantages[i] != 0:
                         old[id(r)] = token_logprobs(model, [r], pad_id, cfg.thought.temperature)[0][0]
     model.train()
-    size = cfg.train_microbatch or gpus.CPU_MICROBATCH  # rollouts per pass; 0 = not chosen yet (main chooses on GPUs)
+    size = (
+        cfg.train_microbatch or gpus.CPU_MICROBATCH
+    )  # rollouts per pass; 0 = not chosen yet (main chooses on GPUs)
     for start in range(0, len(prompts), cfg.minibatch_prompts):
-        chosen = set(prompts[start:start + cfg.minibatch_prompts])
-        items = [(g, r, g.advantages[i]) for g in groups if g.prompt in chosen for i, r in enumerate(g.rollouts)]
+        chosen = set(prompts[start : start + cfg.minibatch_prompts])
+        items = [
+            (g, r, g.advantages[i]) for g in groups if g.prompt in chosen for i, r in enumerate(g.rollouts)
+        ]
         N = len(items)
         active = [(g, r, a) for g, r, a in items if a != 0]  # A_i = 0 adds nothing to the gradient
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
         for m in range(0, len(active), size):
-            micro = active[m:m + size]
-            logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature)  # (n, K)
+            micro = active[m : m + size]
+            logp, mask = token_logprobs(
+                model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature
+            )  # (n, K)
             adv = torch.stack([a for _, _, a in micro]).to(logp.device)  # (n,)
             logp_old = None
             if cfg.clip_eps > 0:
                 logp_old = torch.zeros_like(logp)
                 for i, (_, r, _) in enumerate(micro):
-                    logp_old[i, logp.shape[1] - len(old[id(r)]):] = old[id(r)]
+                    logp_old[i, logp.shape[1] - len(old[id(r)]) :] = old[id(r)]
             loss = pg_loss(logp, adv, mask, logp_old, cfg.clip_eps) * len(micro) / N  # share of the 1/N mean
             loss.backward()
             loss_total += loss.item()
@@ -350,19 +444,28 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
     both = [p for p in signal["base"] if p in signal["suffix"]]  # prompts where both groups carry signal
     g_base = float(np.mean([np.mean(signal["base"][p]) for p in both])) if both else float("nan")
     g_suffix = float(np.mean([np.mean(signal["suffix"][p]) for p in both])) if both else float("nan")
-    return {"train/loss": float(np.mean(losses)), "train/grad_norm": float(np.mean(norms)),
-            "signal/g_base": g_base, "signal/g_suffix": g_suffix,
-            "signal/ratio": g_suffix / g_base if both else float("nan"), "signal/prompts": len(both)}
+    return {
+        "train/loss": float(np.mean(losses)),
+        "train/grad_norm": float(np.mean(norms)),
+        "signal/g_base": g_base,
+        "signal/g_suffix": g_suffix,
+        "signal/ratio": g_suffix / g_base if both else float("nan"),
+        "signal/prompts": len(both),
+    }
 
 
 def buffer_metrics(groups):
     """Rewards and all-same-outcome rates of the buffer's groups, per kind."""
-    out = {"reward/groups": [[g.kind, g.prompt, float(np.mean([r.reward for r in g.rollouts]))] for g in groups]}
+    out = {
+        "reward/groups": [[g.kind, g.prompt, float(np.mean([r.reward for r in g.rollouts]))] for g in groups]
+    }
     for kind in ("base", "suffix"):
         gs = [g for g in groups if g.kind == kind]
         rewards = [r.reward for g in gs for r in g.rollouts]
         out[f"reward/{kind}"] = float(np.mean(rewards)) if rewards else float("nan")
-        out[f"groups/{kind}_all_equal"] = float(np.mean([bool((g.advantages == 0).all()) for g in gs])) if gs else float("nan")
+        out[f"groups/{kind}_all_equal"] = (
+            float(np.mean([bool((g.advantages == 0).all()) for g in gs])) if gs else float("nan")
+        )
         out[f"groups/{kind}"] = len(gs)
     return out
 
@@ -378,8 +481,14 @@ def make_policy(model, cfg):
         return model
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
-                      lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        target_modules="all-linear",
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 
@@ -388,7 +497,9 @@ def load_policy(cfg, engine_kind):
     the trainer's layers are spread over the GPUs and recompute their activations."""
     if engine_kind == "vllm" and cfg.full_finetune:
         sys.exit("--engine vllm trains a LoRA adapter; --full-finetune runs with --engine hf")
-    at_scale = engine_kind == "vllm" and torch.cuda.is_available()  # vLLM's CPU build trains as the HF path does
+    at_scale = (
+        engine_kind == "vllm" and torch.cuda.is_available()
+    )  # vLLM's CPU build trains as the HF path does
     spread = at_scale and torch.cuda.device_count() > 1
     model, tokenizer = benchmarks.load_model(cfg.model, device_map="auto" if spread else None)
     if at_scale:
@@ -405,7 +516,9 @@ def validation_problems(cfg, train):
     pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), seed=cfg.seed)
     train_ids = {p["id"] for p in train}
     pool = [p for p in pool if p["id"] not in train_ids] or pool
-    return random.Random(engines.derive_seed(cfg.seed, VALIDATION_SAMPLE)).sample(pool, min(cfg.eval_n, len(pool)))
+    return random.Random(engines.derive_seed(cfg.seed, VALIDATION_SAMPLE)).sample(
+        pool, min(cfg.eval_n, len(pool))
+    )
 
 
 def validate(engine, problems, tcfg, run_dir, step):
@@ -414,7 +527,9 @@ def validate(engine, problems, tcfg, run_dir, step):
     greedy = dataclasses.replace(tcfg, temperature=0.0, top_p=1.0)
     states = [tm.initial_state(engine.tokenizer, p, greedy) for p in problems]
     rate = float(np.mean([r.reward for r in tm.sample_rollouts(engine, states, 1, greedy, seed=0)]))
-    runs.append_jsonl(os.path.join(run_dir, "eval.jsonl"), {"step": step, "pass_rate": rate, "n": len(problems)})
+    runs.append_jsonl(
+        os.path.join(run_dir, "eval.jsonl"), {"step": step, "pass_rate": rate, "n": len(problems)}
+    )
     return rate
 
 
@@ -423,7 +538,7 @@ def step_problems(problems, cfg, step):
     per_epoch = math.ceil(len(problems) / cfg.prompts_per_step)
     epoch, k = divmod(step, per_epoch)
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(problems))
-    return [problems[i] for i in order[k * cfg.prompts_per_step:(k + 1) * cfg.prompts_per_step]]
+    return [problems[i] for i in order[k * cfg.prompts_per_step : (k + 1) * cfg.prompts_per_step]]
 
 
 # -----------------------------------------------------------------------------
@@ -446,23 +561,36 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     print("config:", json.dumps(dataclasses.asdict(cfg)))
     engine_kind, why = gpus.choose_engine(cfg.engine)
     print(why)
-    problem = gpus.unsupported(engine_kind, cfg.tp, cfg.vllm_sleep, benchmarks.own_model(cfg.model) and cfg.model)
+    problem = gpus.unsupported(
+        engine_kind, cfg.tp, cfg.vllm_sleep, benchmarks.own_model(cfg.model) and cfg.model
+    )
     if problem:
         sys.exit(problem)
     policy, tokenizer = load_policy(cfg, engine_kind)
-    tp, microbatch, chose = gpus.hardware_defaults(engine_kind, cfg.tp, cfg.train_microbatch, policy, cfg.thought,
-                                                   cfg.vllm_memory, cfg.vllm_sleep)
+    tp, microbatch, chose = gpus.hardware_defaults(
+        engine_kind, cfg.tp, cfg.train_microbatch, policy, cfg.thought, cfg.vllm_memory, cfg.vllm_sleep
+    )
     print(chose)
-    cfg = dataclasses.replace(cfg, tp=tp, train_microbatch=microbatch)  # config.json keeps 0 = "chosen at start"
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    cfg = dataclasses.replace(
+        cfg, tp=tp, train_microbatch=microbatch
+    )  # config.json keeps 0 = "chosen at start"
+    optimizer = torch.optim.AdamW(
+        [p for p in policy.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        weight_decay=cfg.weight_decay,
+    )
     engine = gpus.make_engine(cfg, engine_kind, policy, tokenizer)
-    problems = benchmarks.load_benchmark(cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems)
+    problems = benchmarks.load_benchmark(
+        cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems
+    )
     validation = validation_problems(cfg, problems)
     total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     start = runs.resume(policy, optimizer, cfg.out) if cfg.resume else 0
-    print(f"{cfg.method}: {len(problems)} problems, {total} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts")
+    print(
+        f"{cfg.method}: {len(problems)} problems, {total} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts"
+    )
 
     def validate_after(steps_done):  # Fig. 3: the policy as it is after `steps_done` updates
         engine.sync(policy, steps_done)
@@ -482,8 +610,14 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
         engine.sleep()  # vLLM with --vllm-sleep: the trainer gets its GPU memory
         t_train = time.perf_counter()
         train = train_on_buffer(policy, optimizer, groups, cfg, engine.pad_id)  # Alg. 2, line 11
-        m = {"step": step, **buffer_metrics(groups), **stats, **train,
-             "time/train_s": time.perf_counter() - t_train, "time/step_s": time.perf_counter() - t_step}
+        m = {
+            "step": step,
+            **buffer_metrics(groups),
+            **stats,
+            **train,
+            "time/train_s": time.perf_counter() - t_train,
+            "time/step_s": time.perf_counter() - t_step,
+        }
         m["tokens/per_prompt"] = (m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"]) / len(batch)
         history.append(m)
         runs.append_jsonl(os.path.join(cfg.out, "metrics.jsonl"), m)

@@ -117,7 +117,9 @@ def step_lines(thought_texts):
 
 def user_turn_ids(tokenizer, content):
     """Token ids of `content` as the user turn of a new chat."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -131,8 +133,12 @@ def fitted_turn(tokenizer, template, rollout, max_prompt_tokens, **fields):
     question = tm.format_question(rollout.problem)
 
     def turn(kept):  # the first `kept` steps, the elision line, the last step
-        chain = lines if kept is None else lines[:kept] + [
-            f"[Steps {kept + 1} to {len(lines) - 1} are left out here for length.]", lines[-1]]
+        chain = (
+            lines
+            if kept is None
+            else lines[:kept]
+            + [f"[Steps {kept + 1} to {len(lines) - 1} are left out here for length.]", lines[-1]]
+        )
         return user_turn_ids(tokenizer, template.format(question=question, chain="\n".join(chain), **fields))
 
     ids = turn(None)
@@ -140,8 +146,10 @@ def fitted_turn(tokenizer, template, rollout, max_prompt_tokens, **fields):
         return ids
     lo, hi = 0, len(lines) - 2  # the most first steps that fit beside the last one: binary search
     if len(lines) < 2 or len(turn(0)) > max_prompt_tokens:
-        raise ValueError(f"a {len(ids)}-token request for problem {rollout.problem.get('id')} does not fit "
-                         f"{max_prompt_tokens} tokens even with its middle steps left out")
+        raise ValueError(
+            f"a {len(ids)}-token request for problem {rollout.problem.get('id')} does not fit "
+            f"{max_prompt_tokens} tokens even with its middle steps left out"
+        )
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if len(turn(mid)) <= max_prompt_tokens else (lo, mid - 1)
@@ -150,7 +158,9 @@ def fitted_turn(tokenizer, template, rollout, max_prompt_tokens, **fields):
 
 def localization_prompt(tokenizer, rollout, cfg=LocalizeConfig()):
     """Token ids of the localization request, as a user turn of a new chat."""
-    return fitted_turn(tokenizer, LOCALIZE_PROMPT, rollout, cfg.max_prompt_tokens, n_steps=len(rollout.thought_texts))
+    return fitted_turn(
+        tokenizer, LOCALIZE_PROMPT, rollout, cfg.max_prompt_tokens, n_steps=len(rollout.thought_texts)
+    )
 
 
 def verification_prompt(tokenizer, rollout, max_prompt_tokens=4096):
@@ -200,13 +210,20 @@ def localize(engine, rollouts, cfg=LocalizeConfig(), seed=0):
     i draws from derive_seed(seed, i), its fallback too."""
     prompts = [localization_prompt(engine.tokenizer, r, cfg) for r in rollouts]
     answers = engine.generate(prompts, settings(cfg, seed))
-    return [read(answer, r, engines.derive_seed(seed, i)) for i, (r, [answer]) in enumerate(zip(rollouts, answers))]
+    return [
+        read(answer, r, engines.derive_seed(seed, i))
+        for i, (r, [answer]) in enumerate(zip(rollouts, answers))
+    ]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Localize the first error of a failed bundled rollout.")
-    parser.add_argument("--model", default="smollm2-135m", help="the policy: bundled short name, Hub id or local folder")
-    parser.add_argument("--localizer", default=None, help="another model to localize with (default: the policy itself)")
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="the policy: bundled short name, Hub id or local folder"
+    )
+    parser.add_argument(
+        "--localizer", default=None, help="another model to localize with (default: the policy itself)"
+    )
     parser.add_argument("--tries", type=int, default=8, help="rollouts to sample while looking for a failure")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -215,7 +232,7 @@ def main(argv=None):
     engine = engines.HFEngine(model, tokenizer)
     judge = engine if args.localizer is None else engines.HFEngine(*engines.load_model(args.localizer))
     problems = [p for p in tm.load_problems() if p["kind"] == "math"]
-    states = [tm.initial_state(tokenizer, p, cfg) for p in problems[:args.tries]]
+    states = [tm.initial_state(tokenizer, p, cfg) for p in problems[: args.tries]]
     failed = [r for r in tm.sample_rollouts(engine, states, 1, cfg, args.seed) if r.reward < 1]
     if not failed:
         print(f"all {args.tries} rollouts were correct; nothing to localize")

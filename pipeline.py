@@ -105,7 +105,11 @@ class Scheduler:
         assert schedule in ("pipelined", "phases"), schedule
         self.engine, self.pipelined = engine, schedule == "pipelined"
         self.decoder = tm.decoder_for(engine)
-        self.queue, self.tasks, self.owner = [], [], {}  # rows not yet decoding (phases); row id -> (request, i)
+        self.queue, self.tasks, self.owner = (
+            [],
+            [],
+            {},
+        )  # rows not yet decoding (phases); row id -> (request, i)
         self.other_s = defaultdict(float)  # seconds of requests run on other engines, per phase
 
     def _submit(self, request, settings):
@@ -121,7 +125,9 @@ class Scheduler:
     def sample(self, states, n, cfg, seed, phase, first=0):
         """n rollouts from each state; row i draws from derive_seed(seed, first + i)."""
         rows = tm.sampling_rows(self.engine, states, n, cfg)
-        settings = [(cfg.temperature, cfg.top_p, engines.derive_seed(seed, first + i)) for i in range(len(rows))]
+        settings = [
+            (cfg.temperature, cfg.top_p, engines.derive_seed(seed, first + i)) for i in range(len(rows))
+        ]
         finish = lambda i, tracker: tm.to_rollout(rows[i][0], tracker, self.engine.tokenizer)  # noqa: E731
         return self._submit(Request([(s.ids, t) for s, t in rows], finish, phase), settings)
 
@@ -135,11 +141,19 @@ class Scheduler:
             request.results, request.left = [c for [c] in engine.generate(prompts, params)], 0
             self.other_s[phase] += time.perf_counter() - start
             return request
-        rows = [(p, engines.StopWatcher(engine.tokenizer, engine.eos_ids, params.stop, params.max_tokens)) for p in prompts]
-        finish = lambda i, w: engines.Completion(w.ids, engine.tokenizer.decode(w.ids, skip_special_tokens=True),  # noqa: E731
-                                                 w.finish_reason)
+        rows = [
+            (p, engines.StopWatcher(engine.tokenizer, engine.eos_ids, params.stop, params.max_tokens))
+            for p in prompts
+        ]
+        finish = lambda i, w: engines.Completion(
+            w.ids,
+            engine.tokenizer.decode(w.ids, skip_special_tokens=True),  # noqa: E731
+            w.finish_reason,
+        )
         seeds = engines.row_seeds(params, len(rows))
-        return self._submit(Request(rows, finish, phase), [(params.temperature, params.top_p, s) for s in seeds])
+        return self._submit(
+            Request(rows, finish, phase), [(params.temperature, params.top_p, s) for s in seeds]
+        )
 
     def cancel(self, request, rows):
         """Drop rows of `request`, finished or not (their results become CANCELLED);
@@ -218,7 +232,9 @@ class Scheduler:
             m[f"time/phase/{p}_s"] = m.get(f"time/phase/{p}_s", 0.0) + s
         m["time/underfilled_s"] = sum(under.values())
         m["engine/decode_steps"] = len(self.decoder.trace)
-        if hasattr(self.decoder, "prefilled"):  # HF engine: prompt tokens run through the model (shared prefixes once)
+        if hasattr(
+            self.decoder, "prefilled"
+        ):  # HF engine: prompt tokens run through the model (shared prefixes once)
             m["engine/prefill_tokens"] = self.decoder.prefilled
         if self.decoder.capacity and self.decoder.trace:
             busy = sum(s for s, _, _ in self.decoder.trace)

@@ -88,7 +88,7 @@ def boxed_contents(text):
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            yield text[start:i - 1].strip()
+            yield text[start : i - 1].strip()
 
 
 def last_boxed(text):
@@ -141,8 +141,12 @@ for line in sys.stdin:
 
 class _MathWorker:
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", MATH_WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", MATH_WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         self.buffer = b""
         if self._read_line(timeout=300) != "ready":  # start-up is not a grading timeout
             self.kill()
@@ -302,8 +306,10 @@ def _ref_of(v):
 def _proxies(box, program):
     """A proxy for every top-level function and class of the program, found by
     parsing it (never running it) here."""
+
     def new(name, args):
         return _Instance(box, _ask(box, {"new": name, "args": sandbox.to_plain(list(args), _ref_of)})["ref"])
+
     names = {}
     for node in ast.parse(program).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -353,7 +359,9 @@ def run_code_test(program, test, timeout=sandbox.CODE_TIMEOUT_S):
                 args = test["input"] if isinstance(test["input"], list) else [test["input"]]
                 return _as_json(call(box, test["fn_name"], args)) == test["output"]
             namespace = dict(_proxies(box, program), __name__="check")
-            exec(compile(test["code"], "test.py", "exec"), namespace)  # trusted test code, here; it calls proxies
+            exec(
+                compile(test["code"], "test.py", "exec"), namespace
+            )  # trusted test code, here; it calls proxies
             return True
     except Exception:  # an assert failed, the candidate raised or misbehaved, the time ran out
         return False
@@ -381,7 +389,9 @@ def score(problem, completion):
     """The terminal reward r_H in [0, 1] of `completion` for `problem` (Sec. 4.1)."""
     kind = problem.get("kind")
     if kind not in GRADERS:
-        raise ValueError(f"problem kind must be one of {sorted(GRADERS)}, got {kind!r} (problem {problem.get('id')})")
+        raise ValueError(
+            f"problem kind must be one of {sorted(GRADERS)}, got {kind!r} (problem {problem.get('id')})"
+        )
     if kind == "code" and not problem.get("tests"):
         raise ValueError(f"code problem {problem.get('id')} has no tests")
     if kind != "code" and "answer" not in problem:
@@ -396,14 +406,20 @@ def main():
         ({"kind": "math", "answer": "7"}, "\\boxed{8}"),
         ({"kind": "choice", "answer": "B", "choices": ["cat", "dog"]}, "\\boxed{(B) dog}"),
         ({"kind": "yesno", "answer": "yes"}, "\\boxed{True}"),
-        ({"kind": "code", "tests": [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}]},
-         "```python\ndef add(a, b):\n    return a + b\n```"),
-        ({"kind": "code", "tests": [{"type": "stdin", "input": "", "output": "1"}]},
-         "```python\nwhile True: pass\n```"),
+        (
+            {"kind": "code", "tests": [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}]},
+            "```python\ndef add(a, b):\n    return a + b\n```",
+        ),
+        (
+            {"kind": "code", "tests": [{"type": "stdin", "input": "", "output": "1"}]},
+            "```python\nwhile True: pass\n```",
+        ),
     ]
     for problem, completion in examples:
-        print(f"{score(problem, completion):.2f}  {problem['kind']:<6} gold={problem.get('answer')!r:<14} "
-              f"completion={completion[:50]!r}")
+        print(
+            f"{score(problem, completion):.2f}  {problem['kind']:<6} gold={problem.get('answer')!r:<14} "
+            f"completion={completion[:50]!r}"
+        )
 
 
 if __name__ == "__main__":

@@ -81,12 +81,14 @@ import pipeline
 import thought_mdp as tm
 
 
-
 @dataclass
 class ResetIndex:
     """How h* was chosen for one seed (Alg. 2, lines 4-5)."""
+
     h: int  # h*, 1-based in 1..H_s
-    parsed: bool = None  # a localizer's answer held a valid step (False: uniform fallback); None: no localizer
+    parsed: bool = (
+        None  # a localizer's answer held a valid step (False: uniform fallback); None: no localizer
+    )
     n_tokens: int = 0  # tokens the localizer generated (App. H)
     h_ref: int = None  # a reference step for comparison only (a second localizer, or the true first error)
 
@@ -103,13 +105,17 @@ def check_split(cfg):
     """The split's rollouts add up to G, and the seed budget covers a base group and its seeds."""
     n_base, n_seeds, n_suffix = split_sizes(cfg.split, cfg.group_size)
     if n_base < 0:
-        return (f"--split {cfg.split} samples {n_seeds * n_suffix} suffixes per prompt, more than "
-                f"--group-size {cfg.group_size}")
+        return (
+            f"--split {cfg.split} samples {n_seeds * n_suffix} suffixes per prompt, more than "
+            f"--group-size {cfg.group_size}"
+        )
     if cfg.base_group == "iid" and n_base < n_seeds:
         return f"--base-group iid draws the seeds from the base group; --split {cfg.split} has {n_base} base rollouts"
     if cfg.seed_budget < n_base + n_seeds:
-        return (f"--seed-budget {cfg.seed_budget} must cover the base group and the seeds of one prompt "
-                f"({n_base} + {n_seeds} rollouts)")
+        return (
+            f"--seed-budget {cfg.seed_budget} must cover the base group and the seeds of one prompt "
+            f"({n_base} + {n_seeds} rollouts)"
+        )
     return None
 
 
@@ -129,12 +135,18 @@ def prompt_machine(sched, b, problem, cfg, step, sizes, rule=None):
     iid = cfg.base_group == "iid"  # the seeds come from the base group itself: one draw of `base`
     x0 = tm.initial_state(sched.engine.tokenizer, problem, cfg.thought)
     rounds, tasks, wasted = [], [], 0
-    stream_seed = grpo.step_seed(cfg, step, grpo.SEED_SEARCH, b)  # row k of the stream: derive_seed(stream_seed, k)
+    stream_seed = grpo.step_seed(
+        cfg, step, grpo.SEED_SEARCH, b
+    )  # row k of the stream: derive_seed(stream_seed, k)
 
     def draw(n):  # the next n rows of this prompt's stream
-        rounds.append(sched.sample([x0], n, cfg.thought, stream_seed, "search", first=sum(len(r.rows) for r in rounds)))
+        rounds.append(
+            sched.sample([x0], n, cfg.thought, stream_seed, "search", first=sum(len(r.rows) for r in rounds))
+        )
 
-    ahead = 0 if iid else min(cfg.search_ahead, cfg.seed_budget - n_base - n_seeds)  # speculative rows, see below
+    ahead = (
+        0 if iid else min(cfg.search_ahead, cfg.seed_budget - n_base - n_seeds)
+    )  # speculative rows, see below
     draw(n_base if iid else n_base + n_seeds + ahead)
     while True:
         known = []  # the stream's finished prefix, in stream order
@@ -143,11 +155,22 @@ def prompt_machine(sched, b, problem, cfg, step, sizes, rule=None):
             known += part
             if len(part) < len(request.rows):  # a row still sampling (or dropped): the prefix ends here
                 break
-        failed = [i for i, r in enumerate(known) if r.reward < 1][:n_seeds]  # line 1: the first incorrect ones
-        if rule and not tasks and len(failed) == n_seeds:  # lines 4-7 start now, beside the rest of the stream
-            tasks = [sched.spawn(seed_machine(sched, b, j, known[i], cfg, step, rule, n_suffix)) for j, i in enumerate(failed)]
-        needed = max(failed[-1] + 1, n_base + n_seeds) if len(failed) == n_seeds else None  # seeds + base group
-        if ahead and needed and needed <= len(known) and needed < len(rounds[0].rows):  # decided within round 1
+        failed = [i for i, r in enumerate(known) if r.reward < 1][
+            :n_seeds
+        ]  # line 1: the first incorrect ones
+        if (
+            rule and not tasks and len(failed) == n_seeds
+        ):  # lines 4-7 start now, beside the rest of the stream
+            tasks = [
+                sched.spawn(seed_machine(sched, b, j, known[i], cfg, step, rule, n_suffix))
+                for j, i in enumerate(failed)
+            ]
+        needed = (
+            max(failed[-1] + 1, n_base + n_seeds) if len(failed) == n_seeds else None
+        )  # seeds + base group
+        if (
+            ahead and needed and needed <= len(known) and needed < len(rounds[0].rows)
+        ):  # decided within round 1
             wasted += sched.cancel(rounds[0], range(needed, len(rounds[0].rows)))  # drop the rows past it
             known = known[:needed]
         if all(r.done for r in rounds):
@@ -168,7 +191,9 @@ def seed_machine(sched, b, j, seed, cfg, step, rule, n_suffix):
     x*, and the suffix group. Returns (ResetIndex, suffixes)."""
     chosen = yield from pipeline.result_of(rule(sched, seed, cfg, step, (b, j)))  # lines 4-5
     x_star = tm.reset_state(seed, chosen.h)  # line 6
-    suffixes = sched.sample([x_star], n_suffix, cfg.thought, grpo.step_seed(cfg, step, grpo.SUFFIX, b, j), "suffix")
+    suffixes = sched.sample(
+        [x_star], n_suffix, cfg.thought, grpo.step_seed(cfg, step, grpo.SUFFIX, b, j), "suffix"
+    )
     yield from pipeline.wait(suffixes)  # line 7
     return chosen, suffixes.results
 
@@ -176,13 +201,17 @@ def seed_machine(sched, b, j, seed, cfg, step, rule, n_suffix):
 def seed_search(engine, problems, n_base, n_seeds, cfg, step):
     """Alg. 2, lines 1-3 alone for every prompt: per prompt (base, seeds, stream)."""
     sched = pipeline.Scheduler(engine, cfg.schedule)
-    found = sched.run([prompt_machine(sched, b, p, cfg, step, (n_base, n_seeds, 0)) for b, p in enumerate(problems)])
+    found = sched.run(
+        [prompt_machine(sched, b, p, cfg, step, (n_base, n_seeds, 0)) for b, p in enumerate(problems)]
+    )
     return [(base, seeds, stream) for base, seeds, stream, _, _ in found]
 
 
 def random_index(sched, seed, cfg, step, key):
     """Alg. 2, line 4: h* ~ Unif{1, ..., H_s}, from the seed's own random stream (key = prompt, seed)."""
-    return ResetIndex(random.Random(grpo.step_seed(cfg, step, grpo.RANDOM_RESET, *key)).randint(1, len(seed.thought_ids)))
+    return ResetIndex(
+        random.Random(grpo.step_seed(cfg, step, grpo.RANDOM_RESET, *key)).randint(1, len(seed.thought_ids))
+    )
 
 
 def reset_buffer(engine, problems, cfg, step, rule=random_index):
@@ -198,7 +227,7 @@ def reset_buffer(engine, problems, cfg, step, rule=random_index):
     for b, (base, prompt_seeds, stream, tasks, _) in enumerate(found):
         if prompt_seeds is None:  # Sec. 4.2: fall back to GRPO on the base group
             fallbacks += 1
-            groups.append(grpo.Group(b, "base", stream[:n_base or cfg.group_size]))
+            groups.append(grpo.Group(b, "base", stream[: n_base or cfg.group_size]))
             continue
         if n_base:
             groups.append(grpo.Group(b, "base", base))
@@ -209,9 +238,16 @@ def reset_buffer(engine, problems, cfg, step, rule=random_index):
     groups += suffix_groups
     suffixes = [r for g in suffix_groups for r in g.rollouts]
     indices, lengths = [c.h for c in chosen], [len(s.thought_ids) for s in seeds]
-    records = [{"prompt": b, "h": c.h, "H_s": n, "h_ref": c.h_ref,
-                "suffix_pass": float(np.mean([r.reward for r in g.rollouts]))}
-               for b, c, n, g in zip(owners, chosen, lengths, suffix_groups)]
+    records = [
+        {
+            "prompt": b,
+            "h": c.h,
+            "H_s": n,
+            "h_ref": c.h_ref,
+            "suffix_pass": float(np.mean([r.reward for r in g.rollouts])),
+        }
+        for b, c, n, g in zip(owners, chosen, lengths, suffix_groups)
+    ]
     fill = sched.fill_metrics()
     t_localize = fill.get("time/phase/localize_s", 0.0)
     streams, wasted = [stream for _, _, stream, _, _ in found], sum(w for *_, w in found)
@@ -226,7 +262,9 @@ def reset_buffer(engine, problems, cfg, step, rule=random_index):
         "reset/suffix_pass_rate": float(np.mean([r.reward for r in suffixes])) if suffixes else float("nan"),
         "reset/indices": indices,
         "reset/seed_lengths": lengths,
-        "reset/relative_index": float(np.mean([h / n for h, n in zip(indices, lengths)])) if seeds else float("nan"),
+        "reset/relative_index": float(np.mean([h / n for h, n in zip(indices, lengths)]))
+        if seeds
+        else float("nan"),
         "reset/grpo_fallbacks": fallbacks,
         "reset/search_rollouts": sum(len(stream) for stream in streams),
         "reset/records": records,  # per seed: h*, H_s, a reference step if any, suffix pass rate

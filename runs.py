@@ -78,12 +78,17 @@ def save_checkpoint(model, optimizer, run_dir, step, config):
     os.makedirs(tmp)
     if hasattr(model, "peft_config"):
         model.save_pretrained(os.path.join(tmp, "adapter"), save_embedding_layers=False)
-    trainable = {k: v for k, v in model.state_dict().items()
-                 if k in {n for n, p in model.named_parameters() if p.requires_grad}}
+    trainable = {
+        k: v
+        for k, v in model.state_dict().items()
+        if k in {n for n, p in model.named_parameters() if p.requires_grad}
+    }
     torch.save(trainable, os.path.join(tmp, "trainable.pt"))
     torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-               os.path.join(tmp, "rng.pt"))
+    torch.save(
+        {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        os.path.join(tmp, "rng.pt"),
+    )
     with open(os.path.join(tmp, "state.json"), "w") as fh:
         json.dump({"next_step": step, "config": config}, fh, indent=2)
     shutil.rmtree(final, ignore_errors=True)
@@ -103,8 +108,13 @@ def resume(model, optimizer, run_dir):
     with open(os.path.join(ckpt, "state.json")) as fh:
         start = json.load(fh)["next_step"]
     # metrics lines carry their step, eval lines the number of steps done before them
-    for path, last in ((os.path.join(run_dir, "metrics.jsonl"), start - 1), (os.path.join(run_dir, "eval.jsonl"), start)):
-        kept = [line for line in open(path) if json.loads(line)["step"] <= last] if os.path.exists(path) else []
+    for path, last in (
+        (os.path.join(run_dir, "metrics.jsonl"), start - 1),
+        (os.path.join(run_dir, "eval.jsonl"), start),
+    ):
+        kept = (
+            [line for line in open(path) if json.loads(line)["step"] <= last] if os.path.exists(path) else []
+        )
         with open(path, "w") as fh:
             fh.writelines(kept)
     print(f"resumed {run_dir} at step {start}")
@@ -124,9 +134,20 @@ def summarize(history):
     """Closing summary: means over the steps of a run (NaN entries skipped)."""
     if not history:
         return {}
-    keys = ["reward/base", "reward/suffix", "tokens/per_prompt", "time/step_s", "time/gen_s", "time/localize_s",
-            "time/train_s", "time/fill", "time/underfilled_s", "groups/base_all_equal", "groups/suffix_all_equal",
-            "signal/ratio"]
+    keys = [
+        "reward/base",
+        "reward/suffix",
+        "tokens/per_prompt",
+        "time/step_s",
+        "time/gen_s",
+        "time/localize_s",
+        "time/train_s",
+        "time/fill",
+        "time/underfilled_s",
+        "groups/base_all_equal",
+        "groups/suffix_all_equal",
+        "signal/ratio",
+    ]
     out = {"steps": len(history)}
     for k in keys:
         vals = [m[k] for m in history if k in m and m[k] == m[k]]  # skip NaN
@@ -136,11 +157,13 @@ def summarize(history):
 
 def log_line(m):
     """The one fixed-format line printed per training step."""
-    return (f"step {m['step']:>4} | reward base {m['reward/base']:.3f} suffix {m['reward/suffix']:.3f} | "
-            f"loss {m['train/loss']:+.4f} gnorm {m['train/grad_norm']:.3f} | "
-            f"tok base {m['tokens/base']} suffix {m['tokens/suffix']} loc {m['tokens/localize']} | "
-            f"gen {m['time/gen_s']:.1f}s loc {m['time/localize_s']:.1f}s train {m['time/train_s']:.1f}s "
-            f"step {m['time/step_s']:.1f}s | fill {m.get('time/fill', float('nan')):.2f}")
+    return (
+        f"step {m['step']:>4} | reward base {m['reward/base']:.3f} suffix {m['reward/suffix']:.3f} | "
+        f"loss {m['train/loss']:+.4f} gnorm {m['train/grad_norm']:.3f} | "
+        f"tok base {m['tokens/base']} suffix {m['tokens/suffix']} loc {m['tokens/localize']} | "
+        f"gen {m['time/gen_s']:.1f}s loc {m['time/localize_s']:.1f}s train {m['time/train_s']:.1f}s "
+        f"step {m['time/step_s']:.1f}s | fill {m.get('time/fill', float('nan')):.2f}"
+    )
 
 
 def finish(run_dir, method, history, n_validation=0):
@@ -148,14 +171,19 @@ def finish(run_dir, method, history, n_validation=0):
     summary = summarize(history)
     with open(os.path.join(run_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2)
-    where = "checkpoint/adapter, PEFT format" if os.path.exists(os.path.join(run_dir, "checkpoint", "adapter")) \
+    where = (
+        "checkpoint/adapter, PEFT format"
+        if os.path.exists(os.path.join(run_dir, "checkpoint", "adapter"))
         else "checkpoint/trainable.pt"
+    )
     print(f"\n{method} done: {json.dumps(summary)}\nrun folder: {run_dir}  (weights in {where})")
     path = os.path.join(run_dir, "eval.jsonl")
     evals = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
     if len(evals) > 1:
-        print(f"{method}: validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
-              f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']} ({n_validation} held-out problems, greedy)")
+        print(
+            f"{method}: validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
+            f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']} ({n_validation} held-out problems, greedy)"
+        )
     return summary
 
 
@@ -176,11 +204,13 @@ def load_policy(base_model, run_dir):
     adapter = os.path.join(run_dir, "checkpoint", "adapter")
     if os.path.exists(adapter):
         from peft import PeftModel
+
         return PeftModel.from_pretrained(base_model, adapter).eval()
     weights = os.path.join(run_dir, "checkpoint", "trainable.pt")
     if not os.path.exists(weights):
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint/adapter nor checkpoint/trainable.pt: "
-                                "not a finished training run")
+        raise FileNotFoundError(
+            f"{run_dir} holds no checkpoint/adapter nor checkpoint/trainable.pt: not a finished training run"
+        )
     policy = copy.deepcopy(base_model)
     missing, unexpected = policy.load_state_dict(torch.load(weights), strict=False)
     if unexpected:
@@ -195,8 +225,10 @@ def main(argv=None):
     config, metrics, evals = read_run(args.run_dir)
     print(f"{config['method']} on {config['model']}: {len(metrics)} steps logged")
     if evals:
-        print(f"validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
-              f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']}")
+        print(
+            f"validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
+            f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']}"
+        )
     print(json.dumps(summarize(metrics), indent=2))
     return config, metrics, evals
 

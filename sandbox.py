@@ -71,7 +71,7 @@ PROJECT = os.path.dirname(os.path.abspath(__file__))
 
 # The first code in the sandbox process, trusted while it runs (before the program):
 # the namespace's view of the file system, the limits, the uid; then the runner.
-BOOT = r'''
+BOOT = r"""
 import ctypes, json, os, resource, sys
 cfg = json.loads(sys.argv[1])
 if cfg["mounts"]:
@@ -111,11 +111,11 @@ resource.setrlimit(resource.RLIMIT_NPROC, (cfg["procs"], cfg["procs"]))
 runner, fds = cfg["runner"], cfg["fds"]
 del cfg, ctypes, json, resource
 exec(compile(runner, "runner.py", "exec"), {"__name__": "__runner__", "FDS": fds})
-'''
+"""
 
 # The runner: executes the program, then answers calls (with to_plain and from_plain,
 # whose source is prepended below). Untrusted once the program ran.
-RUNNER_BODY = r'''
+RUNNER_BODY = r"""
 import json, os, sys
 requests, replies = os.fdopen(FDS[0], "r"), os.fdopen(FDS[1], "w")
 job = json.loads(requests.readline())
@@ -145,7 +145,7 @@ for line in requests:
         out = {"error": type(e).__name__, "message": str(e)[:200]}
     replies.write(json.dumps(dict(out, id=msg["id"])) + "\n")
     replies.flush()
-'''
+"""
 
 
 # -----------------------------------------------------------------------------
@@ -257,11 +257,20 @@ def _hidden(python):
     """Folders covered by an empty tmpfs in the sandbox: the project (its tests and
     data) and the data caches, unless the interpreter lives inside one."""
     home = os.path.expanduser("~")
-    folders = {PROJECT, os.getcwd(), os.path.join(home, ".cache"),
-               os.environ.get("HF_HOME", ""), os.environ.get("HF_DATASETS_CACHE", ""), os.environ.get("XDG_CACHE_HOME", "")}
+    folders = {
+        PROJECT,
+        os.getcwd(),
+        os.path.join(home, ".cache"),
+        os.environ.get("HF_HOME", ""),
+        os.environ.get("HF_DATASETS_CACHE", ""),
+        os.environ.get("XDG_CACHE_HOME", ""),
+    }
     python = os.path.realpath(python)
-    return sorted(f for f in folders if f and os.path.isdir(f) and f != "/"
-                  and not (python + "/").startswith(os.path.realpath(f) + "/"))
+    return sorted(
+        f
+        for f in folders
+        if f and os.path.isdir(f) and f != "/" and not (python + "/").startswith(os.path.realpath(f) + "/")
+    )
 
 
 class Sandbox:
@@ -279,21 +288,47 @@ class Sandbox:
             os.chmod(self.workdir, 0o777)
         req_r, self.req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
-        cfg = {"mounts": namespaces, "hide": _hidden(python) if namespaces else [], "workdir": self.workdir,
-               "memory_mb": CODE_MEMORY_MB, "cpu_s": int(timeout) + 1, "drop": drop, "nobody": NOBODY,
-               "procs": CODE_MAX_PROCS, "runner": RUNNER, "fds": [req_r, rep_w]}
+        cfg = {
+            "mounts": namespaces,
+            "hide": _hidden(python) if namespaces else [],
+            "workdir": self.workdir,
+            "memory_mb": CODE_MEMORY_MB,
+            "cpu_s": int(timeout) + 1,
+            "drop": drop,
+            "nobody": NOBODY,
+            "procs": CODE_MAX_PROCS,
+            "runner": RUNNER,
+            "fds": [req_r, rep_w],
+        }
         prefix = []
         if namespaces:
-            prefix = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--propagation", "private"]
+            prefix = [
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--mount-proc",
+                "--propagation",
+                "private",
+            ]
             prefix += [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        piped = subprocess.PIPE if job_mode == "stdin" else subprocess.DEVNULL  # stdin tests: the program's own stdio
+        piped = (
+            subprocess.PIPE if job_mode == "stdin" else subprocess.DEVNULL
+        )  # stdin tests: the program's own stdio
         self.proc, self.buffer, self.next_id = None, b"", 0
         try:
             try:
                 self.proc = subprocess.Popen(
-                    prefix + [python, "-I", "-S", "-c", BOOT, json.dumps(cfg)], stdin=piped, stdout=piped,
-                    stderr=subprocess.DEVNULL, cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONHASHSEED": "0"},
-                    pass_fds=(req_r, rep_w), start_new_session=True)
+                    prefix + [python, "-I", "-S", "-c", BOOT, json.dumps(cfg)],
+                    stdin=piped,
+                    stdout=piped,
+                    stderr=subprocess.DEVNULL,
+                    cwd="/",
+                    env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONHASHSEED": "0"},
+                    pass_fds=(req_r, rep_w),
+                    start_new_session=True,
+                )
             finally:  # only the sandbox holds these ends: a dead sandbox then reads as EOF / EPIPE here
                 os.close(req_r)
                 os.close(rep_w)
@@ -345,7 +380,7 @@ class Sandbox:
                 _, ready, _ = select.select([], [self.req_w], [], max(0.0, self.deadline - time.monotonic()))
                 if not ready:
                     raise CandidateError("time limit")
-                data = data[os.write(self.req_w, data):]
+                data = data[os.write(self.req_w, data) :]
         except (BrokenPipeError, OSError) as e:
             raise CandidateError(f"the sandbox stopped reading ({e})") from None
 
@@ -418,7 +453,10 @@ def _feed(pipe, data):
 
 
 def main():
-    print(f"isolation: {mode()}" + ("" if mode() == "namespaces" else " (no PID/mount namespaces available here)"))
+    print(
+        f"isolation: {mode()}"
+        + ("" if mode() == "namespaces" else " (no PID/mount namespaces available here)")
+    )
     program = "import os\nprint('pid', os.getpid(), 'uid', os.getuid(), 'cwd', os.getcwd(), 'tmp', os.listdir('/tmp'))"
     with Sandbox(program, "stdin") as box:
         out, code = box.run_stdin("")

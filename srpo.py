@@ -60,8 +60,12 @@ def other_engine(name):
 def localized(sched, judge, seed, cfg, key):
     """One localization request for `seed` on `judge`, waited for; its Localization."""
     caps = localize.LocalizeConfig.for_caps(cfg.thought)
-    request = sched.generate(judge, [localize.localization_prompt(judge.tokenizer, seed, caps)],
-                             localize.settings(caps, key), "localize")
+    request = sched.generate(
+        judge,
+        [localize.localization_prompt(judge.tokenizer, seed, caps)],
+        localize.settings(caps, key),
+        "localize",
+    )
     yield from pipeline.wait(request)
     return localize.read(request.results[0], seed, engines.derive_seed(key, 0))
 
@@ -74,8 +78,13 @@ def self_localized_index(sched, seed, cfg, step, key):
     found = yield from localized(sched, judge, seed, cfg, grpo.step_seed(cfg, step, grpo.LOCALIZE, *key))
     h_ref = None
     if cfg.reference_localizer:
-        ref = yield from localized(sched, other_engine(cfg.reference_localizer), seed, cfg,
-                                   grpo.step_seed(cfg, step, grpo.REFERENCE_LOCALIZE, *key))
+        ref = yield from localized(
+            sched,
+            other_engine(cfg.reference_localizer),
+            seed,
+            cfg,
+            grpo.step_seed(cfg, step, grpo.REFERENCE_LOCALIZE, *key),
+        )
         h_ref = ref.index if ref.parsed else None
     return rrpo.ResetIndex(found.index, found.parsed, found.n_tokens, h_ref)
 

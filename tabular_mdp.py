@@ -189,7 +189,9 @@ def return_distribution(mdp, pi):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate one MDP of the fork family exactly")
-    parser.add_argument("--p", type=float, default=0.1, help="coverage: the probability of standing at the fork")
+    parser.add_argument(
+        "--p", type=float, default=0.1, help="coverage: the probability of standing at the fork"
+    )
     parser.add_argument("--horizon", type=int, default=3, help="H, steps per episode")
     parser.add_argument("--actions", type=int, default=3, help="|Y|, actions per state")
     parser.add_argument("--tau", type=float, default=0.3, help="the better fork action's advantage")
@@ -200,7 +202,9 @@ def main(argv=None):
     G = improvable_set(A, args.tau)
     p = coverage(state_distributions(mdp, pi), G)
     print(f"fork MDP: H = {mdp.H}, S = {mdp.S}, A = {mdp.A}; J(pi) = {J(mdp, pi):.4f}")
-    print(f"improvable states per step (h, x): {[tuple(map(int, hx)) for hx in np.argwhere(G)]}; coverage p = {p:.4f}")
+    print(
+        f"improvable states per step (h, x): {[tuple(map(int, hx)) for hx in np.argwhere(G)]}; coverage p = {p:.4f}"
+    )
     print(f"max advantage per step: {np.round(A.max(-1).max(-1), 4).tolist()}")
     return p
 

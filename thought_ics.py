@@ -84,9 +84,24 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
     cost = ics_cost if strategy == "localize" else base_cost
     budget = rounds * (ics_cost if match == "calls" else cost)
     if first is None:
-        first = tm.sample_rollouts(engine, [tm.initial_state(engine.tokenizer, p, cfg) for p in problems], 1, cfg, seed)
-    records = [{"id": p["id"], "first": r.reward, "final": r.reward, "final_text": r.text, "calls": 0, "tokens": 0,
-                "rounds": 0, "verdicts": [], "judged": [], "resets": []} for p, r in zip(problems, first)]
+        first = tm.sample_rollouts(
+            engine, [tm.initial_state(engine.tokenizer, p, cfg) for p in problems], 1, cfg, seed
+        )
+    records = [
+        {
+            "id": p["id"],
+            "first": r.reward,
+            "final": r.reward,
+            "final_text": r.text,
+            "calls": 0,
+            "tokens": 0,
+            "rounds": 0,
+            "verdicts": [],
+            "judged": [],
+            "resets": [],
+        }
+        for p, r in zip(problems, first)
+    ]
     current = list(first)
     caps = localize.LocalizeConfig.for_caps(cfg)  # a verification or localization request's cap
     live = list(range(len(problems)))
@@ -94,8 +109,13 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
         # 1. verify: the oracle's grade, or the model's own verdict
         if verify == "self":
             params = engines.SamplingSettings(0.0, 1.0, 32, (), 1, seed)
-            answers = engine.generate([localize.verification_prompt(engine.tokenizer, current[i], caps.max_prompt_tokens)
-                                       for i in live], params)
+            answers = engine.generate(
+                [
+                    localize.verification_prompt(engine.tokenizer, current[i], caps.max_prompt_tokens)
+                    for i in live
+                ],
+                params,
+            )
             for i, [a] in zip(live, answers):
                 records[i]["calls"] += 1
                 records[i]["tokens"] += len(a.token_ids)
@@ -110,7 +130,9 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
         blamed = [i for i in live if current[i].thought_ids and strategy != "restart"]
         h = {i: None for i in live}
         if strategy == "localize" and blamed:
-            found = localize.localize(engine, [current[i] for i in blamed], caps, engines.derive_seed(seed, k, 0))
+            found = localize.localize(
+                engine, [current[i] for i in blamed], caps, engines.derive_seed(seed, k, 0)
+            )
             for i, loc in zip(blamed, found):
                 h[i] = loc.index
                 records[i]["tokens"] += loc.n_tokens
@@ -120,11 +142,17 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
             for i in live:
                 records[i]["calls"] += 1  # the localization call (spent even when nothing could be blamed)
         # 3. backtrack and resample the rest
-        states = [tm.reset_state(current[i], h[i]) if h[i] else tm.initial_state(engine.tokenizer, problems[i], cfg)
-                  for i in live]
+        states = [
+            tm.reset_state(current[i], h[i]) if h[i] else tm.initial_state(engine.tokenizer, problems[i], cfg)
+            for i in live
+        ]
         resampled = tm.sample_rollouts(engine, states, 1, cfg, seed=engines.derive_seed(seed, k, 1))
         for i, s, r in zip(live, states, resampled):
-            t = truth(current[i].problem, current[i].thought_texts) if truth and current[i].reward < 1 else None
+            t = (
+                truth(current[i].problem, current[i].thought_texts)
+                if truth and current[i].reward < 1
+                else None
+            )
             records[i]["resets"].append({"h": h[i], "h_true": t, "fixed": r.reward})
             records[i]["calls"] += 1
             records[i]["tokens"] += r.n_own_tokens
@@ -143,50 +171,85 @@ def summarize(records):
 
     def mean(xs):
         return float(np.mean(xs)) if xs else None
+
     first, final = mean([r["first"] for r in records]), mean([r["final"] for r in records])
-    return {"first": first, "final": final, "lift": final - first,
-            "calls": mean([r["calls"] for r in records]), "tokens": mean([r["tokens"] for r in records]),
-            "loc_acc": mean([x["h"] == x["h_true"] for x in resets]),
-            "fix_clean": mean([x["fixed"] for x in resets if x["h"] <= x["h_true"]]),
-            "fix_erroneous": mean([x["fixed"] for x in resets if x["h"] > x["h_true"]]),
-            "verdict_unparsed": mean([v is None for v in verdicts]) if verdicts else None,
-            "verdict_acc": mean([v == (reward == 1) for v, reward in judged if v is not None])}
+    return {
+        "first": first,
+        "final": final,
+        "lift": final - first,
+        "calls": mean([r["calls"] for r in records]),
+        "tokens": mean([r["tokens"] for r in records]),
+        "loc_acc": mean([x["h"] == x["h_true"] for x in resets]),
+        "fix_clean": mean([x["fixed"] for x in resets if x["h"] <= x["h_true"]]),
+        "fix_erroneous": mean([x["fixed"] for x in resets if x["h"] > x["h_true"]]),
+        "verdict_unparsed": mean([v is None for v in verdicts]) if verdicts else None,
+        "verdict_acc": mean([v == (reward == 1) for v, reward in judged if v is not None]),
+    }
 
 
 def table(results):
     """Markdown: one row per (benchmark, strategy)."""
+
     def f(v, pct=True):
         return "-" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.1f}")
-    lines = ["| benchmark | strategy | first attempt | final | lift | calls / problem | tokens / problem | "
-             "localization accuracy | fix rate clean | fix rate erroneous | verifier accuracy |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    lines = [
+        "| benchmark | strategy | first attempt | final | lift | calls / problem | tokens / problem | "
+        "localization accuracy | fix rate clean | fix rate erroneous | verifier accuracy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     names = {"localize": "Thought-ICS", "random": "random reset", "restart": "from scratch"}
     for bench, by in results.items():
         for s, m in by.items():
             lift = "-" if m["lift"] is None else f"{100 * m['lift']:+.1f}"
-            lines.append(f"| {bench} | {names[s]} | {f(m['first'])} | {f(m['final'])} | {lift} | {f(m['calls'], False)} | "
-                         f"{f(m['tokens'], False)} | {f(m['loc_acc'])} | {f(m['fix_clean'])} | {f(m['fix_erroneous'])} | "
-                         f"{f(m['verdict_acc'])} |")
+            lines.append(
+                f"| {bench} | {names[s]} | {f(m['first'])} | {f(m['final'])} | {lift} | {f(m['calls'], False)} | "
+                f"{f(m['tokens'], False)} | {f(m['loc_acc'])} | {f(m['fix_clean'])} | {f(m['fix_erroneous'])} | "
+                f"{f(m['verdict_acc'])} |"
+            )
     return "\n".join(lines)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Thought-ICS: localize, reset and resample at inference time",
-                                     epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
-                                            "classroom world's (H + 2 thoughts x 24 tokens for chains of H steps) with --model tiny-world.")
-    parser.add_argument("--model", default="tiny-world", help="tiny-world, smollm2-135m, Hub id or local folder")
-    parser.add_argument("--benchmarks", default="tiny-world", help="comma-separated names of benchmarks.py's benchmarks")
+    parser = argparse.ArgumentParser(
+        description="Thought-ICS: localize, reset and resample at inference time",
+        epilog="The Thought-MDP caps default to the paper's (App. C), shown above, or to the "
+        "classroom world's (H + 2 thoughts x 24 tokens for chains of H steps) with --model tiny-world.",
+    )
+    parser.add_argument(
+        "--model", default="tiny-world", help="tiny-world, smollm2-135m, Hub id or local folder"
+    )
+    parser.add_argument(
+        "--benchmarks", default="tiny-world", help="comma-separated names of benchmarks.py's benchmarks"
+    )
     parser.add_argument("--n", type=int, default=256, help="problems per benchmark (seeded sample)")
-    parser.add_argument("--verify", choices=["oracle", "self"], default="oracle",
-                        help="who says an answer is wrong: the benchmark's grader, or the model itself")
+    parser.add_argument(
+        "--verify",
+        choices=["oracle", "self"],
+        default="oracle",
+        help="who says an answer is wrong: the benchmark's grader, or the model itself",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="K: Thought-ICS rounds after the first attempt")
-    parser.add_argument("--match", choices=["calls", "rounds"], default="calls",
-                        help="baselines get the model calls of K Thought-ICS rounds (default), or K rounds too")
+    parser.add_argument(
+        "--match",
+        choices=["calls", "rounds"],
+        default="calls",
+        help="baselines get the model calls of K Thought-ICS rounds (default), or K rounds too",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the problem sample and of sampling")
     parser.add_argument("--out", default="runs/thought-ics", help="output folder")
-    parser.add_argument("--engine", choices=gpus.ENGINES, default="auto", help="auto: vllm when its GPU build imports and a GPU is present")
-    parser.add_argument("--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU")
-    tm.add_flags(parser, tm.ThoughtConfig)  # default: the classroom world's caps for tiny-world, else the paper's
+    parser.add_argument(
+        "--engine",
+        choices=gpus.ENGINES,
+        default="auto",
+        help="auto: vllm when its GPU build imports and a GPU is present",
+    )
+    parser.add_argument(
+        "--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU"
+    )
+    tm.add_flags(
+        parser, tm.ThoughtConfig
+    )  # default: the classroom world's caps for tiny-world, else the paper's
     args = parser.parse_args(argv)
     if problem := benchmarks.name_problem(args.model, *args.benchmarks.split(",")):
         parser.error(problem)
@@ -198,15 +261,20 @@ def main(argv=None):
         truth = tiny_world.first_error if tiny_world.parse(bench) else None  # the first error is known there
         first = None
         for strategy in STRATEGIES:
-            records, first = correct(engine, problems, strategy, args.verify, args.rounds, cfg, args.seed, first, truth,
-                                     args.match)
+            records, first = correct(
+                engine, problems, strategy, args.verify, args.rounds, cfg, args.seed, first, truth, args.match
+            )
             results.setdefault(bench, {})[strategy] = summarize(records)
             raw.setdefault(bench, {})[strategy] = records
             m = results[bench][strategy]
-            print(f"{bench} {strategy}: first {m['first']:.3f} -> final {m['final']:.3f} ({m['calls']:.1f} calls/problem)")
+            print(
+                f"{bench} {strategy}: first {m['first']:.3f} -> final {m['final']:.3f} ({m['calls']:.1f} calls/problem)"
+            )
     md = table(results)
     os.makedirs(args.out, exist_ok=True)
-    name = f"{args.benchmarks.replace(',', '+')}_{args.verify}" + ("" if args.match == "calls" else "_equal_rounds")
+    name = f"{args.benchmarks.replace(',', '+')}_{args.verify}" + (
+        "" if args.match == "calls" else "_equal_rounds"
+    )
     with open(os.path.join(args.out, name + ".md"), "w") as fh:
         fh.write(md + "\n")
     with open(os.path.join(args.out, name + ".json"), "w") as fh:

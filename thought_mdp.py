@@ -110,7 +110,9 @@ def add_flags(parser, cls, defaults=None, skip=(), choices=None):
         if f.type is bool:
             parser.add_argument(flag, action="store_true", default=None, help=text)
         else:
-            parser.add_argument(flag, type=f.type, default=None, help=text, choices=(choices or {}).get(f.name))
+            parser.add_argument(
+                flag, type=f.type, default=None, help=text, choices=(choices or {}).get(f.name)
+            )
 
 
 def given(args, cls):
@@ -158,7 +160,9 @@ def encode_prompt(tokenizer, problem, cfg):
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) > cfg.max_prompt_tokens:
-        raise ValueError(f"prompt of problem {problem.get('id')} has {len(ids)} tokens > max_prompt_tokens={cfg.max_prompt_tokens}")
+        raise ValueError(
+            f"prompt of problem {problem.get('id')} has {len(ids)} tokens > max_prompt_tokens={cfg.max_prompt_tokens}"
+        )
     return ids
 
 
@@ -172,13 +176,13 @@ def load_problems(path=BUNDLED_PROBLEMS):
             p = json.loads(line)
             missing = [k for k in ("id", "kind", "question") if k not in p]
             missing += ["tests"] if p.get("kind") == "code" and not p.get("tests") else []
-            missing += ["answer"] if p.get("kind") in ("math", "choice", "yesno") and "answer" not in p else []
+            missing += (
+                ["answer"] if p.get("kind") in ("math", "choice", "yesno") and "answer" not in p else []
+            )
             if missing:
                 raise ValueError(f"{path}:{line_no}: problem is missing {missing}")
             problems.append(p)
     return problems
-
-
 
 
 # -----------------------------------------------------------------------------
@@ -217,7 +221,9 @@ class ThoughtTracker:
         for k, token in enumerate(ids):
             self.push(token)
             if self.done or len(self.thoughts) > before:
-                assert k == len(ids) - 1 or self.budget <= 0, "the engine's stop rule and the thought boundary rule disagree"
+                assert k == len(ids) - 1 or self.budget <= 0, (
+                    "the engine's stop rule and the thought boundary rule disagree"
+                )
                 return
         # The engine stopped where this rule sees no boundary. vLLM did once in our tests (a lone
         # UTF-8 continuation byte returned as "stop"; probably a character split across the
@@ -259,6 +265,7 @@ class ThoughtTracker:
 @dataclass
 class State:
     """A Thought-MDP state: the problem, x_0's ids and the thoughts so far."""
+
     problem: dict
     prompt_ids: list
     thought_ids: list = field(default_factory=list)  # list of id lists
@@ -297,7 +304,7 @@ class Rollout:
 
     @property
     def n_prefix_tokens(self):
-        return sum(len(t) for t in self.thought_ids[:self.n_prefix_thoughts])
+        return sum(len(t) for t in self.thought_ids[: self.n_prefix_thoughts])
 
     @property
     def n_own_tokens(self):
@@ -309,8 +316,12 @@ class Rollout:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d.update(n_prompt_tokens=len(self.prompt_ids), n_prefix_tokens=self.n_prefix_tokens,
-                 n_own_tokens=self.n_own_tokens, n_thoughts=len(self.thought_ids))
+        d.update(
+            n_prompt_tokens=len(self.prompt_ids),
+            n_prefix_tokens=self.n_prefix_tokens,
+            n_own_tokens=self.n_own_tokens,
+            n_thoughts=len(self.thought_ids),
+        )
         return d
 
 
@@ -321,13 +332,23 @@ def initial_state(tokenizer, problem, cfg):
 def reset_state(rollout, h):
     """Sec. 4.2: x* = (x_0, y~_{1:h-1}), the same assistant turn, h in 1..H_s."""
     assert 1 <= h <= len(rollout.thought_ids), f"reset index {h} outside 1..{len(rollout.thought_ids)}"
-    return State(rollout.problem, rollout.prompt_ids, rollout.thought_ids[:h - 1], rollout.thought_texts[:h - 1], h)
+    return State(
+        rollout.problem, rollout.prompt_ids, rollout.thought_ids[: h - 1], rollout.thought_texts[: h - 1], h
+    )
 
 
 def sampling_rows(engine, states, n, cfg):
     """(state, tracker) for n samples of each state, state-major; a row's prefix is state.ids."""
-    return [(s, ThoughtTracker(engine.tokenizer, engine.eos_ids, cfg, len(s.thought_ids), len(s.ids) - len(s.prompt_ids)))
-            for s in states for _ in range(n)]
+    return [
+        (
+            s,
+            ThoughtTracker(
+                engine.tokenizer, engine.eos_ids, cfg, len(s.thought_ids), len(s.ids) - len(s.prompt_ids)
+            ),
+        )
+        for s in states
+        for _ in range(n)
+    ]
 
 
 def to_rollout(state, tracker, tokenizer):
@@ -336,9 +357,16 @@ def to_rollout(state, tracker, tokenizer):
     own = [thought for thought in tracker.thoughts if thought]
     texts = [tokenizer.decode(thought, skip_special_tokens=True) for thought in own]
     text = "".join(state.thought_texts + texts)
-    return Rollout(problem=state.problem, prompt_ids=state.prompt_ids, thought_ids=state.thought_ids + own,
-                   thought_texts=state.thought_texts + texts, finish_reason=tracker.finish_reason,
-                   reward=rewards.score(state.problem, text), answer=rewards.last_boxed(text), reset_index=state.reset_index)
+    return Rollout(
+        problem=state.problem,
+        prompt_ids=state.prompt_ids,
+        thought_ids=state.thought_ids + own,
+        thought_texts=state.thought_texts + texts,
+        finish_reason=tracker.finish_reason,
+        reward=rewards.score(state.problem, text),
+        answer=rewards.last_boxed(text),
+        reset_index=state.reset_index,
+    )
 
 
 def decoder_for(engine, thought_by_thought=False):
@@ -355,8 +383,14 @@ def sample_rollouts(engine, states, n, cfg, seed=0, thought_by_thought=False):
     draws from derive_seed(seed, i). Both decoders give the same ids and boundaries."""
     rows = sampling_rows(engine, states, n, cfg)
     seeds = [engines.derive_seed(seed, i) for i in range(len(rows))]
-    engines.run_to_end(decoder_for(engine, thought_by_thought), [s.ids for s, _ in rows], [t for _, t in rows],
-                       cfg.temperature, cfg.top_p, seeds)
+    engines.run_to_end(
+        decoder_for(engine, thought_by_thought),
+        [s.ids for s, _ in rows],
+        [t for _, t in rows],
+        cfg.temperature,
+        cfg.top_p,
+        seeds,
+    )
     return [to_rollout(s, t, engine.tokenizer) for s, t in rows]
 
 
@@ -365,9 +399,11 @@ def sample_rollouts(engine, states, n, cfg, seed=0, thought_by_thought=False):
 
 
 def print_rollout(r, prefix=""):
-    print(f"{prefix}reward {r.reward:.2f}  finish {r.finish_reason}  answer {r.answer!r}  "
-          f"{len(r.thought_ids)} thoughts, {len(r.response_ids)} tokens"
-          + (f"  (reset at h*={r.reset_index})" if r.reset_index else ""))
+    print(
+        f"{prefix}reward {r.reward:.2f}  finish {r.finish_reason}  answer {r.answer!r}  "
+        f"{len(r.thought_ids)} thoughts, {len(r.response_ids)} tokens"
+        + (f"  (reset at h*={r.reset_index})" if r.reset_index else "")
+    )
     for h, text in enumerate(r.thought_texts, 1):
         tag = "  shared" if h <= r.n_prefix_thoughts else ""
         print(f"{prefix}  [{h}{tag}] {text.strip()[:300]!r}")
@@ -387,17 +423,32 @@ def benchmark(engine, states, n, cfg, seed=0):
     plain_tokens, start = 0, time.perf_counter()
     with torch.no_grad():
         for b in range(0, len(rows), engine.batch_size):
-            batch = rows[b:b + engine.batch_size]
+            batch = rows[b : b + engine.batch_size]
             ids, mask = engines.pad_batch(batch, engine.pad_id)  # (B, T) left-padded
             width = ids.shape[1]
-            out = engine.model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=cfg.temperature,
-                                        top_p=cfg.top_p, top_k=0, max_new_tokens=length, min_new_tokens=length,
-                                        pad_token_id=engine.pad_id)
+            out = engine.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=0,
+                max_new_tokens=length,
+                min_new_tokens=length,
+                pad_token_id=engine.pad_id,
+            )
             plain_tokens += len(batch) * (out.shape[1] - width)
     t_plain = time.perf_counter() - start
     thought_rate, plain_rate = tokens / t_thought, plain_tokens / t_plain
-    return dict(thought_tok_s=round(thought_rate, 1), plain_tok_s=round(plain_rate, 1), ratio=round(thought_rate / plain_rate, 3),
-                thought_tokens=tokens, plain_tokens=plain_tokens, samples=len(rollouts), batch_size=engine.batch_size)
+    return dict(
+        thought_tok_s=round(thought_rate, 1),
+        plain_tok_s=round(plain_rate, 1),
+        ratio=round(thought_rate / plain_rate, 3),
+        thought_tokens=tokens,
+        plain_tokens=plain_tokens,
+        samples=len(rollouts),
+        batch_size=engine.batch_size,
+    )
 
 
 def main(argv=None):
@@ -406,14 +457,18 @@ def main(argv=None):
     parser.add_argument("--problems", type=int, default=2, help="how many bundled problems")
     parser.add_argument("--n", type=int, default=2, help="rollouts per problem")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--benchmark", action="store_true", help="measure thought vs plain generate throughput")
-    add_flags(parser, ThoughtConfig, DEMO_CAPS)  # --max-thoughts, --temperature, ... (demo caps; the paper's are the dataclass's)
+    parser.add_argument(
+        "--benchmark", action="store_true", help="measure thought vs plain generate throughput"
+    )
+    add_flags(
+        parser, ThoughtConfig, DEMO_CAPS
+    )  # --max-thoughts, --temperature, ... (demo caps; the paper's are the dataclass's)
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(DEMO_CAPS, **given(args, ThoughtConfig))
     torch.set_num_threads(os.cpu_count() or 1)
     model, tokenizer = engines.load_model(args.model)
     engine = engines.HFEngine(model, tokenizer)
-    problems = [p for p in load_problems() if p["kind"] == "math"][:args.problems]
+    problems = [p for p in load_problems() if p["kind"] == "math"][: args.problems]
     if args.benchmark:  # a miniature training step: 16 problems of every kind x 4 rollouts, 8 rows at a time
         engine.batch_size = 8
         states = [initial_state(tokenizer, p, cfg) for p in load_problems()[::3]]
@@ -428,8 +483,12 @@ def main(argv=None):
     first = rollouts[0]
     if len(first.thought_ids) >= 2:
         h = len(first.thought_ids)
-        print(f"\nreset the first rollout to h* = {h} (keep thoughts 1..{h - 1}) and resample {args.n} suffixes:")
-        for r in sample_rollouts(engine, [reset_state(first, h)], args.n, cfg, engines.derive_seed(args.seed, 1)):
+        print(
+            f"\nreset the first rollout to h* = {h} (keep thoughts 1..{h - 1}) and resample {args.n} suffixes:"
+        )
+        for r in sample_rollouts(
+            engine, [reset_state(first, h)], args.n, cfg, engines.derive_seed(args.seed, 1)
+        ):
             print_rollout(r, "  ")
     return rollouts
 

@@ -110,20 +110,27 @@ class WorldConfig:
     # the classroom world's knobs; a model is built and cached per distinct config
     horizon: int = 8  # H: steps per chain (the caps follow: H + 2 thoughts)
     hard_at: str = "early"  # where the chain's one multiplication sits: early (step 2) or late (step H)
-    hard_share: float = 0.6  # share of the multiplications (x, a) that are hard (the demonstrations mostly get them wrong)
+    hard_share: float = (
+        0.6  # share of the multiplications (x, a) that are hard (the demonstrations mostly get them wrong)
+    )
     hard_acc: float = 0.2  # warm start: how often a demonstration gets a hard multiplication right
-    easy_acc: float = 0.9  # warm start: how often a demonstration gets any other step right (else a sign slip)
+    easy_acc: float = (
+        0.9  # warm start: how often a demonstration gets any other step right (else a sign slip)
+    )
     loc_acc: float = 0.7  # warm start: how often a localization label is drawn right (else one step off, kept in the chain)
     verify_acc: float = 0.85  # warm start: how often a verification verdict (thought_ics.py) is right
 
     def caps(self):
         """The Thought MDP's caps for this world (the paper's: 20 thoughts x 256 tokens)."""
-        return tm.ThoughtConfig(max_thoughts=self.horizon + 2, max_thought_tokens=24,
-                                max_response_tokens=16 * (self.horizon + 2))
+        return tm.ThoughtConfig(
+            max_thoughts=self.horizon + 2, max_thought_tokens=24, max_response_tokens=16 * (self.horizon + 2)
+        )
 
     def key(self):
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model."""
-        return hashlib.sha1(json.dumps([VERSION, dataclasses.asdict(self)], sort_keys=True).encode()).hexdigest()[:10]
+        return hashlib.sha1(
+            json.dumps([VERSION, dataclasses.asdict(self)], sort_keys=True).encode()
+        ).hexdigest()[:10]
 
     def name(self, kind="tiny-world"):
         """The name scripts take for this world's model (kind tiny-world) or training problems
@@ -144,7 +151,9 @@ def parse(name):
     for item in filter(None, items):
         key, _, value = item.partition("=")
         if key not in types or not value:
-            raise ValueError(f"bad world knob {item!r} in {name!r}; knobs: {', '.join(types)} (as :knob=value)")
+            raise ValueError(
+                f"bad world knob {item!r} in {name!r}; knobs: {', '.join(types)} (as :knob=value)"
+            )
         knobs[key] = types[key](value)
     return kind, check(WorldConfig(**knobs))
 
@@ -186,10 +195,19 @@ def make_problem(rng, index, split, world=WorldConfig(), hard=None):
         x = OPS[op](x, a)
         chain.append([op, a, x])
     (o1, a1), (o2, a2) = period
-    question = (f"Start at {start}. Repeat: {WORDS[o1]} {a1}, {WORDS[o2]} {a2}. Except ({at}): times {factor}. "
-                f"{world.horizon} steps. Work modulo 10.")
-    return {"id": f"tiny-{split}-{index}", "kind": "math", "answer": str(x), "start": start, "chain": chain,
-            "hard_steps": hard_steps, "question": question}
+    question = (
+        f"Start at {start}. Repeat: {WORDS[o1]} {a1}, {WORDS[o2]} {a2}. Except ({at}): times {factor}. "
+        f"{world.horizon} steps. Work modulo 10."
+    )
+    return {
+        "id": f"tiny-{split}-{index}",
+        "kind": "math",
+        "answer": str(x),
+        "start": start,
+        "chain": chain,
+        "hard_steps": hard_steps,
+        "question": question,
+    }
 
 
 def problems(split, n, seed=0, n_train=4000, world=WorldConfig()):
@@ -238,7 +256,11 @@ def demonstration(problem, rng, hard, world=WorldConfig(), error_at=None):
             wrong = rng.random() > world.easy_acc
         value = right
         if wrong:  # a hard product's usual wrong value, an easy step's sign slip, else a random digit
-            value = hard.get((x, a), (right + rng.randrange(1, 10)) % 10) if op == "*" else OPS["+-".replace(op, "")](x, a)
+            value = (
+                hard.get((x, a), (right + rng.randrange(1, 10)) % 10)
+                if op == "*"
+                else OPS["+-".replace(op, "")](x, a)
+            )
             value = value if value != right else (right + 1) % 10
             first = first or k
         thoughts.append(thought_text(k, x, op, a, value, k == len(problem["chain"])))
@@ -303,8 +325,12 @@ def verification_examples(rng, hard, n, world=WorldConfig()):
         p = make_problem(rng, i, "verify", world, hard)
         thoughts, first = demonstration(p, rng, hard, world)
         verdict = (first is None) != (rng.random() > world.verify_acc)
-        out.append((tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", float(first is None)),
-                    "\\boxed{yes}" if verdict else "\\boxed{no}"))
+        out.append(
+            (
+                tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", float(first is None)),
+                "\\boxed{yes}" if verdict else "\\boxed{no}",
+            )
+        )
     return out
 
 
@@ -315,19 +341,28 @@ def build_tokenizer(texts):
     bpe = Tokenizer(models.BPE())
     # no token crosses a thought boundary: `</thought>` always ends a pre-token,
     # while the fixed instruction text may merge into a few long tokens
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(tm.STOP, behavior="merged_with_previous"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(tm.STOP, behavior="merged_with_previous"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1500,
+        special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(texts, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
     tok.chat_template = engines.CHATML_TEMPLATE
     return tok
 
 
-def build(world=WorldConfig(), out_dir=None, n_demos=4000, n_loc=3000, n_verify=2000, epochs=7, progress=True):
+def build(
+    world=WorldConfig(), out_dir=None, n_demos=4000, n_loc=3000, n_verify=2000, epochs=7, progress=True
+):
     """Tokenizer + tiny Llama warm-started on noisy demonstrations, localization
     examples and verification examples; saved to out_dir (default: the world's
     cache folder). Longer chains get proportionally fewer examples (the same
@@ -340,7 +375,11 @@ def build(world=WorldConfig(), out_dir=None, n_demos=4000, n_loc=3000, n_verify=
     hard = hard_pairs(world)
     cfg = tm.ThoughtConfig()
     scale = min(1.0, 4 / world.horizon)
-    n_demos, n_loc, n_verify = int(n_demos * scale), int(n_loc * min(1.0, 8 / world.horizon)), int(n_verify * scale)
+    n_demos, n_loc, n_verify = (
+        int(n_demos * scale),
+        int(n_loc * min(1.0, 8 / world.horizon)),
+        int(n_verify * scale),
+    )
     demos = []
     for i in range(n_demos):
         p = make_problem(rng, i, "warm", world, hard)
@@ -349,21 +388,43 @@ def build(world=WorldConfig(), out_dir=None, n_demos=4000, n_loc=3000, n_verify=
     checks = verification_examples(rng, hard, n_verify, world)
     # the tokenizer learns from the very text the model will see
     raw = [tm.ROLLOUT_PROMPT.format(question=tm.format_question(p)) + r for p, r in demos[:400]]
-    raw += [localize.LOCALIZE_PROMPT.format(question=tm.format_question(r.problem),
-                                            chain=localize.render_chain(r.thought_texts), n_steps=len(r.thought_texts)) + a
-            for r, a in loc[:300]]
-    raw += [localize.VERIFY_PROMPT.format(question=tm.format_question(r.problem),
-                                          chain=localize.render_chain(r.thought_texts)) + a for r, a in checks[:200]]
+    raw += [
+        localize.LOCALIZE_PROMPT.format(
+            question=tm.format_question(r.problem),
+            chain=localize.render_chain(r.thought_texts),
+            n_steps=len(r.thought_texts),
+        )
+        + a
+        for r, a in loc[:300]
+    ]
+    raw += [
+        localize.VERIFY_PROMPT.format(
+            question=tm.format_question(r.problem), chain=localize.render_chain(r.thought_texts)
+        )
+        + a
+        for r, a in checks[:200]
+    ]
     tokenizer = build_tokenizer(raw)
     examples = [(tm.encode_prompt(tokenizer, p, cfg), response) for p, response in demos]
     examples += [(localize.localization_prompt(tokenizer, r), answer) for r, answer in loc]
     examples += [(localize.verification_prompt(tokenizer, r), answer) for r, answer in checks]
-    seqs = [(prompt, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
-            for prompt, answer in examples]
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-                         tie_word_embeddings=True)
+    seqs = [
+        (prompt, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        for prompt, answer in examples
+    ]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
@@ -375,11 +436,13 @@ def build(world=WorldConfig(), out_dir=None, n_demos=4000, n_loc=3000, n_verify=
         rng.shuffle(seqs)
         losses = []
         for b in range(0, len(seqs) - bs + 1, bs):
-            batch = seqs[b:b + bs]
-            ids, attention = engines.pad_batch([p + r for p, r in batch], tokenizer.pad_token_id, side="right")  # (B, T)
+            batch = seqs[b : b + bs]
+            ids, attention = engines.pad_batch(
+                [p + r for p, r in batch], tokenizer.pad_token_id, side="right"
+            )  # (B, T)
             labels = torch.full(ids.shape, -100)  # (B, T) loss on the answers only
             for i, (p, r) in enumerate(batch):
-                labels[i, len(p):len(p) + len(r)] = torch.tensor(r)
+                labels[i, len(p) : len(p) + len(r)] = torch.tensor(r)
             loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
             opt.zero_grad()
             loss.backward()
@@ -405,7 +468,9 @@ def load(world=WorldConfig(), dtype=None, device=None):
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # processes side by side build a world once; the others wait
         if not os.path.exists(os.path.join(path, "config.json")):
-            print(f"building the tiny-world model {world.name()} once (about 3 minutes on 2 cores); cached in {path}")
+            print(
+                f"building the tiny-world model {world.name()} once (about 3 minutes on 2 cores); cached in {path}"
+            )
             build(world, out_dir=path + ".part")  # renamed when complete: an interrupted build is never read
             shutil.rmtree(path, ignore_errors=True)
             os.replace(path + ".part", path)
@@ -431,17 +496,23 @@ def warm_start_report(engine, world=WorldConfig(), n=128, seed=1):
     truth = [first_error(r.problem, r.thought_texts) for r in failed]
     found = [loc.index for loc in localize.localize(engine, failed)]
     reached = [reached_clean(r.problem, r.thought_texts) for r in rollouts]
-    return {"world": world.name(), "pass_rate": float(np.mean([r.reward for r in rollouts])), "failures": len(failed),
-            "coverage": float(np.mean([c for c in reached if c is not None] or [np.nan])),
-            "coverage_all": float(np.mean([bool(c) for c in reached])),
-            "first_error_depth": float(np.mean([t / world.horizon for t in truth if t] or [np.nan])),
-            "truth_known": all(t is not None for t in truth),
-            "localization_accuracy": float(np.mean([h == t for h, t in zip(found, truth)])),
-            "random_step_accuracy": float(np.mean([1 / len(r.thought_ids) for r in failed]))}
+    return {
+        "world": world.name(),
+        "pass_rate": float(np.mean([r.reward for r in rollouts])),
+        "failures": len(failed),
+        "coverage": float(np.mean([c for c in reached if c is not None] or [np.nan])),
+        "coverage_all": float(np.mean([bool(c) for c in reached])),
+        "first_error_depth": float(np.mean([t / world.horizon for t in truth if t] or [np.nan])),
+        "truth_known": all(t is not None for t in truth),
+        "localization_accuracy": float(np.mean([h == t for h, t in zip(found, truth)])),
+        "random_step_accuracy": float(np.mean([1 / len(r.thought_ids) for r in failed])),
+    }
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Build (once) and measure the classroom world's warm-started model")
+    parser = argparse.ArgumentParser(
+        description="Build (once) and measure the classroom world's warm-started model"
+    )
     parser.add_argument("--n", type=int, default=128, help="held-out chains to measure on")
     tm.add_flags(parser, WorldConfig, choices={"hard_at": HARD_AT})
     args = parser.parse_args(argv)
@@ -455,7 +526,9 @@ def main(argv=None):
     print(f"world {world.name()} loaded in {time.perf_counter() - start:.0f} s from {cache_dir(world)}")
     p = problems("test", 1, world=world)[0]
     print(f"a held-out problem: {p['question']}  (answer {p['answer']}, hard steps {p['hard_steps']})")
-    [r] = tm.sample_rollouts(engine, [tm.initial_state(engine.tokenizer, p, world.caps())], 1, world.caps(), seed=0)
+    [r] = tm.sample_rollouts(
+        engine, [tm.initial_state(engine.tokenizer, p, world.caps())], 1, world.caps(), seed=0
+    )
     tm.print_rollout(r)
     report = warm_start_report(engine, world, args.n)
     print(json.dumps(report, indent=2))

@@ -29,13 +29,19 @@ def build_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     corpus = [tm.ROLLOUT_PROMPT, ANSWERED_RESPONSE, UNANSWERED_RESPONSE] * 20
-    corpus += [f"Step {i}: {i} + {i} = {2 * i}.</thought>\nNext step.</thought>\n\\boxed{{{i}}}" for i in range(50)]
+    corpus += [
+        f"Step {i}: {i} + {i} = {2 * i}.</thought>\nNext step.</thought>\n\\boxed{{{i}}}" for i in range(50)
+    ]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-                                  max_token_length=4)  # short tokens, like a real vocabulary's
+    trainer = trainers.BpeTrainer(
+        vocab_size=700,
+        special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+        max_token_length=4,
+    )  # short tokens, like a real vocabulary's
     bpe.train_from_iterator(corpus, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
     tok.chat_template = engines.CHATML_TEMPLATE
@@ -46,9 +52,18 @@ def build_model(tokenizer, seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
     model = LlamaForCausalLM(config).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
@@ -68,7 +83,7 @@ def train_to_say(model, tokenizer, pairs, steps=150, lr=3e-3):
         for prompt, target in data:
             ids = torch.tensor([prompt + target])  # (1, T)
             labels = ids.clone()
-            labels[0, :len(prompt)] = -100
+            labels[0, : len(prompt)] = -100
             loss = model(input_ids=ids, labels=labels).loss
             opt.zero_grad()
             loss.backward()
@@ -89,7 +104,9 @@ def tiny_model(tiny_tokenizer):
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_tokenizer):
     model = build_model(tiny_tokenizer, seed=1)
-    return train_to_say(model, tiny_tokenizer, [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)])
+    return train_to_say(
+        model, tiny_tokenizer, [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)]
+    )
 
 
 def processes_with(marker):
@@ -134,7 +151,9 @@ class ScriptedEngine:
                 continue
             if "incorrect reasoning chain" in text:
                 self.localize_calls += 1
-                out.append([self._completion(self.localizations.pop(0) if self.localizations else "\\boxed{2}")])
+                out.append(
+                    [self._completion(self.localizations.pop(0) if self.localizations else "\\boxed{2}")]
+                )
                 continue
             done = text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
             if done == 0:
@@ -145,7 +164,6 @@ class ScriptedEngine:
                 right = self.outcomes.pop(0) if self.outcomes else False
                 out.append([self._completion(f"So \\boxed{{{5 if right else 6}}}.</thought>")])
         return out
-
 
 
 class SeededScriptedEngine(ScriptedEngine):

@@ -18,6 +18,9 @@ def test_the_workload_is_our_smollm2_demo():
     import grpo
 
     cfg = grpo.parse_config(["--demo", "smollm2-135m"], "grpo")
-    assert (cfg.prompts_per_step, cfg.group_size, cfg.thought.max_response_tokens) == (bench_trl.PROMPTS, bench_trl.G,
-                                                                                     bench_trl.MAX_NEW)
+    assert (cfg.prompts_per_step, cfg.group_size, cfg.thought.max_response_tokens) == (
+        bench_trl.PROMPTS,
+        bench_trl.G,
+        bench_trl.MAX_NEW,
+    )
     assert (cfg.thought.temperature, cfg.thought.top_p, cfg.lora_rank, cfg.lora_alpha) == (0.7, 0.95, 64, 64)

@@ -29,17 +29,20 @@ def test_numina_olympiads_keeps_graded_olympiad_rows_and_splits_train_from_eval(
     assert not {p["id"] for p in train} & {p["id"] for p in problems}
 
 
-@pytest.mark.parametrize("name,fixture,expected", [
-    ("hmmt-nov-2025", "hmmt.jsonl", [("math", "1024"), ("math", "2\\sqrt{3}")]),
-    ("math-level5", "math.jsonl", [("math", "7"), ("math", "\\frac{3}{4}")]),
-    ("strategyqa", "strategyqa.jsonl", [("yesno", False), ("yesno", True)]),
-    ("acereason-math", "acereason.jsonl", [("math", "2"), ("math", "\\frac{1}{2}")]),
-    ("sciknoweval-chemistry", "sciknoweval.jsonl", [("choice", "B"), ("yesno", "Yes")]),
-    ("sciknoweval-biology", "sciknoweval.jsonl", [("choice", "A")]),
-    ("sciknoweval-materials", "sciknoweval.jsonl", [("choice", "A")]),
-    ("sciknoweval-physics", "sciknoweval.jsonl", [("choice", "C")]),
-    ("commonsenseqa", "commonsenseqa.jsonl", [("choice", "B"), ("choice", "C")]),
-])
+@pytest.mark.parametrize(
+    "name,fixture,expected",
+    [
+        ("hmmt-nov-2025", "hmmt.jsonl", [("math", "1024"), ("math", "2\\sqrt{3}")]),
+        ("math-level5", "math.jsonl", [("math", "7"), ("math", "\\frac{3}{4}")]),
+        ("strategyqa", "strategyqa.jsonl", [("yesno", False), ("yesno", True)]),
+        ("acereason-math", "acereason.jsonl", [("math", "2"), ("math", "\\frac{1}{2}")]),
+        ("sciknoweval-chemistry", "sciknoweval.jsonl", [("choice", "B"), ("yesno", "Yes")]),
+        ("sciknoweval-biology", "sciknoweval.jsonl", [("choice", "A")]),
+        ("sciknoweval-materials", "sciknoweval.jsonl", [("choice", "A")]),
+        ("sciknoweval-physics", "sciknoweval.jsonl", [("choice", "C")]),
+        ("commonsenseqa", "commonsenseqa.jsonl", [("choice", "B"), ("choice", "C")]),
+    ],
+)
 def test_loaders_on_fixtures(name, fixture, expected):
     problems = load(name, fixture, seed=0)
     assert sorted((p["kind"], str(p["answer"])) for p in problems) == sorted((k, str(a)) for k, a in expected)
@@ -107,10 +110,16 @@ def test_livecodebench_decoding_and_deterministic_split():
 
 def test_a_jsonl_file_is_a_benchmark(tmp_path):
     path = tmp_path / "mine.jsonl"
-    path.write_text("".join(json.dumps({"id": f"m{i}", "kind": "math", "question": f"{i}+1?", "answer": str(i + 1)}) + "\n"
-                            for i in range(5)))
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"m{i}", "kind": "math", "question": f"{i}+1?", "answer": str(i + 1)}) + "\n"
+            for i in range(5)
+        )
+    )
     assert [p["id"] for p in benchmarks.load_benchmark(str(path), n=10)] == [f"m{i}" for i in range(5)]
-    assert benchmarks.load_benchmark(str(path), n=2, seed=1) == benchmarks.load_benchmark(str(path), n=2, seed=1)
+    assert benchmarks.load_benchmark(str(path), n=2, seed=1) == benchmarks.load_benchmark(
+        str(path), n=2, seed=1
+    )
 
 
 def test_model_names_resolve_to_the_world_or_the_engine(monkeypatch):

@@ -27,7 +27,9 @@ def test_oracle_resets_at_the_true_first_error_and_records_it(tiny_tokenizer):
     assert [c.h for c in chosen] == truth and all(isinstance(c, rrpo.ResetIndex) for c in chosen)
     sched, rule = pipeline.Scheduler(ScriptedEngine(tiny_tokenizer)), cr.reset_rule("rrpo")
     recorded = sched.run([rule(sched, s, cr.grpo.Config(), 0, (k, 0)) for k, s in enumerate(seeds)])
-    assert [c.h_ref for c in recorded] == truth and all(1 <= c.h <= len(s.thought_ids) for c, s in zip(recorded, seeds))
+    assert [c.h_ref for c in recorded] == truth and all(
+        1 <= c.h <= len(s.thought_ids) for c, s in zip(recorded, seeds)
+    )
 
 
 def test_quick_comparison_every_method_learns(tmp_path, capsys):
@@ -46,13 +48,22 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
     saved = json.loads((tmp_path / "results.json").read_text())
     keys = {"method", "seed", "horizon", "coverage", "start", "final", "steps", "rollouts_sampled", "tokens"}
     assert len(saved["runs"]) == len(cr.METHODS) and all(keys <= set(r) for r in saved["runs"])
-    assert {r["horizon"] for r in saved["runs"]} == {tw.WorldConfig().horizon} and saved["cells"]["default"]["coverage"] > 0
+    assert {r["horizon"] for r in saved["runs"]} == {tw.WorldConfig().horizon} and saved["cells"]["default"][
+        "coverage"
+    ] > 0
     assert (tmp_path / "compare_resets.png").exists() and (tmp_path / "compare_resets.md").exists()
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("summary (1 cell(s), 1 seed(s) x 30 steps)")
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .splitlines()[-1]
+        .startswith("summary (1 cell(s), 1 seed(s) x 30 steps)")
+    )
     again = cr.main(["--quick", "--out", str(tmp_path)])  # finished runs are read back, not trained again
     assert [(r["start"], r["final"]) for r in again] == [(r["start"], r["final"]) for r in rows]
     assert "finished earlier" in capsys.readouterr().out
-    partial = cr.main(["--quick", "--partial", "--steps", "31", "--out", str(tmp_path)])  # 31 steps: none finished
+    partial = cr.main(
+        ["--quick", "--partial", "--steps", "31", "--out", str(tmp_path)]
+    )  # 31 steps: none finished
     assert partial == [] and "0 cell(s)" in capsys.readouterr().out.strip().splitlines()[-1]
 
 
@@ -60,14 +71,23 @@ def test_sweep_cells_and_jobs():
     """The full sweep: every horizon x coverage cell, 5 seeds, the controls only in the
     named cells; one flag names one cell; shards split the runs without overlap."""
     parser_cells = cr.cells(cr.parse_args([]))
-    assert [name for name, _ in parser_cells] == ["h4-common", "h4-rare", "h8-common", "h8-rare", "h16-common", "h16-rare"]
-    assert all(w.horizon == int(name[1:name.index("-")]) for name, w in parser_cells)
+    assert [name for name, _ in parser_cells] == [
+        "h4-common",
+        "h4-rare",
+        "h8-common",
+        "h8-rare",
+        "h16-common",
+        "h16-rare",
+    ]
+    assert all(w.horizon == int(name[1 : name.index("-")]) for name, w in parser_cells)
     [(name, world)] = cr.cells(cr.parse_args(["--horizon", "8", "--coverage", "rare"]))
     assert name == "h8-rare" and (world.hard_at, world.hard_share) == ("late", 0.3)
     [(name, _)] = cr.cells(cr.parse_args(["--horizon", "8", "--easy-acc", "0.8"]))
     assert name.startswith("world-")
     todo = cr.jobs(parser_cells, cr.METHODS, range(5), {"h4-common", "h16-rare"})
     assert len(todo) == 6 * 5 * len(cr.CORE) + 2 * 5 * len(cr.CONTROLS)
-    assert {(c, m) for c, _, m, _ in todo if m in cr.CONTROLS} == {(c, m) for c in ("h4-common", "h16-rare") for m in cr.CONTROLS}
+    assert {(c, m) for c, _, m, _ in todo if m in cr.CONTROLS} == {
+        (c, m) for c in ("h4-common", "h16-rare") for m in cr.CONTROLS
+    }
     shards = [todo[k::3] for k in range(3)]
     assert sorted(map(str, sum(shards, []))) == sorted(map(str, todo))

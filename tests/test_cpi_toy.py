@@ -239,7 +239,9 @@ def test_oracle_update_matches_theorem_1_in_the_fork_family():
 
 
 def test_quick_run_writes_results_with_theory_slopes(tmp_path):
-    result = ct.main(["--quick", "--out", str(tmp_path)])  # speed is measured in the README, not asserted here
+    result = ct.main(
+        ["--quick", "--out", str(tmp_path)]
+    )  # speed is measured in the README, not asserted here
     saved = json.loads((tmp_path / "cpi_rates.json").read_text())
     assert (tmp_path / "cpi_rates.png").stat().st_size > 10_000
     assert set(ct.THEORY) <= set(saved["slopes"])
@@ -270,7 +272,9 @@ def test_trap_family_moves_the_state_distribution_with_the_policy(tmp_path):
     bad[np.arange(4), 0] = np.eye(3)[worse]  # play it at the fork
     d_bad = tmdp.state_distributions(mdp, bad)
     assert d_bad[1:, -1] == pytest.approx(1 - (1 - p) ** np.arange(1, 4))  # the trap fills up
-    assert tmdp.state_distributions(plain, bad[:, :-1]) == pytest.approx(tmdp.state_distributions(plain, pi[:, :-1]))
+    assert tmdp.state_distributions(plain, bad[:, :-1]) == pytest.approx(
+        tmdp.state_distributions(plain, pi[:, :-1])
+    )
     result = ct.main(["--quick", "--family", "trap", "--out", str(tmp_path)])
     for key, theory in ct.THEORY.items():
         assert abs(result["slopes"][key] - theory) <= 0.5, (key, result["slopes"][key])

@@ -12,11 +12,15 @@ import runs
 import thought_mdp as tm
 from conftest import ANSWERED, UNANSWERED
 
+
 def test_table3_bolds_the_best_mean_and_reports_sd():
-    results = {"grpo": [{"hmmt-nov-2025": 0.10, "math-level5": 0.60}, {"hmmt-nov-2025": 0.20, "math-level5": 0.62}],
-               "srpo": [{"hmmt-nov-2025": 0.30, "math-level5": 0.50}, {"hmmt-nov-2025": 0.40, "math-level5": 0.52}]}
-    md, csv = ev.table3(results, base={"hmmt-nov-2025": 0.05, "math-level5": 0.55},
-                        columns=["hmmt-nov-2025", "math-level5"])
+    results = {
+        "grpo": [{"hmmt-nov-2025": 0.10, "math-level5": 0.60}, {"hmmt-nov-2025": 0.20, "math-level5": 0.62}],
+        "srpo": [{"hmmt-nov-2025": 0.30, "math-level5": 0.50}, {"hmmt-nov-2025": 0.40, "math-level5": 0.52}],
+    }
+    md, csv = ev.table3(
+        results, base={"hmmt-nov-2025": 0.05, "math-level5": 0.55}, columns=["hmmt-nov-2025", "math-level5"]
+    )
     lines = md.splitlines()
     assert lines[0] == "| Method | hmmt | lvl5 |"
     assert "| Base† | 5.0 | 55.0 |" in lines
@@ -31,14 +35,24 @@ def synthetic_run(folder, method, seed, with_reference=False):
         json.dump({"method": method, "seed": seed}, fh)
     with open(folder / "metrics.jsonl", "w") as fh:
         for step in range(3):
-            m = {"step": step, "tokens/base": 800, "tokens/suffix": 0 if method == "grpo" else 300,
-                 "tokens/localize": 20 if method == "srpo" else 0, "time/gen_s": 10.0, "time/localize_s": 1.0,
-                 "time/step_s": 15.0, "rollouts/generated": 16, "signal/ratio": 1.2 + 0.1 * step,
-                 "reset/suffix_pass_rate": 0.1 * step}
+            m = {
+                "step": step,
+                "tokens/base": 800,
+                "tokens/suffix": 0 if method == "grpo" else 300,
+                "tokens/localize": 20 if method == "srpo" else 0,
+                "time/gen_s": 10.0,
+                "time/localize_s": 1.0,
+                "time/step_s": 15.0,
+                "rollouts/generated": 16,
+                "signal/ratio": 1.2 + 0.1 * step,
+                "reset/suffix_pass_rate": 0.1 * step,
+            }
             if method != "grpo":
                 m["reset/indices"], m["reset/seed_lengths"] = [1, 2 + step], [4, 5]
-                m["reset/records"] = [{"h": 2, "H_s": 4, "h_ref": 3 if with_reference else None, "suffix_pass": 0.5},
-                                      {"h": 4, "H_s": 5, "h_ref": 2 if with_reference else None, "suffix_pass": 0.0}]
+                m["reset/records"] = [
+                    {"h": 2, "H_s": 4, "h_ref": 3 if with_reference else None, "suffix_pass": 0.5},
+                    {"h": 4, "H_s": 5, "h_ref": 2 if with_reference else None, "suffix_pass": 0.0},
+                ]
             fh.write(json.dumps(m) + "\n")
     with open(folder / "eval.jsonl", "w") as fh:
         for step in (1, 2, 3):
@@ -47,15 +61,32 @@ def synthetic_run(folder, method, seed, with_reference=False):
 
 
 def test_compute_tables_and_figures_from_run_folders(tmp_path):
-    runs = [synthetic_run(tmp_path / f"{m}-{s}", m, s, with_reference=(m == "srpo"))
-            for m in ("grpo", "rrpo", "srpo") for s in (0, 1)]
-    written = ev.report(runs, str(tmp_path / "out"), {"grpo": [{"bundled": 0.2}], "srpo": [{"bundled": 0.3}]},
-                        {"bundled": 0.1})
-    for name in ("table3.md", "table3.csv", "table_compute.md", "table_compute.csv", "fig4a_reset_indices.png",
-                 "fig7_signal.png", "fig3_validation.png", "fig4bcd_localization.png"):
+    runs = [
+        synthetic_run(tmp_path / f"{m}-{s}", m, s, with_reference=(m == "srpo"))
+        for m in ("grpo", "rrpo", "srpo")
+        for s in (0, 1)
+    ]
+    written = ev.report(
+        runs,
+        str(tmp_path / "out"),
+        {"grpo": [{"bundled": 0.2}], "srpo": [{"bundled": 0.3}]},
+        {"bundled": 0.1},
+    )
+    for name in (
+        "table3.md",
+        "table3.csv",
+        "table_compute.md",
+        "table_compute.csv",
+        "fig4a_reset_indices.png",
+        "fig7_signal.png",
+        "fig3_validation.png",
+        "fig4bcd_localization.png",
+    ):
         assert name in written and (tmp_path / "out" / name).stat().st_size > 40
     compute = (tmp_path / "out" / "table_compute.md").read_text()
-    assert "| SRPO | 0.0125 | 0.0083 | 0.0008 | 3300 | 60 | 68.8 | 110.0 |" in compute  # 45 s, 30 s, 3 s; 1100/16; 3300/30 s
+    assert (
+        "| SRPO | 0.0125 | 0.0083 | 0.0008 | 3300 | 60 | 68.8 | 110.0 |" in compute
+    )  # 45 s, 30 s, 3 s; 1100/16; 3300/30 s
     assert "| SRPO | 1.00 | 1.00 | 1.38 | 1.40 | 1.38 |" in compute  # normalised to GRPO
 
 
@@ -93,8 +124,22 @@ def test_interrupted_evaluation_resumes_where_it_stopped(trained_tiny, tiny_toke
 
 
 def test_evaluate_script_on_the_bundled_model(tmp_path, capsys):
-    base, runs = ev.main(["--model", "smollm2-135m", "--benchmarks", "bundled", "--n", "2", "--out", str(tmp_path),
-                          "--max-thoughts", "2", "--max-thought-tokens", "24"])
+    base, runs = ev.main(
+        [
+            "--model",
+            "smollm2-135m",
+            "--benchmarks",
+            "bundled",
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--max-thoughts",
+            "2",
+            "--max-thought-tokens",
+            "24",
+        ]
+    )
     assert set(base) == {"bundled"} and 0.0 <= base["bundled"] <= 1.0 and runs == {}
     assert "| BASE |" in capsys.readouterr().out
     assert len(open(tmp_path / "base" / "bundled.jsonl").read().splitlines()) == 2
@@ -104,6 +149,7 @@ def test_load_policy_takes_a_full_finetune_without_touching_the_base(tiny_tokeni
     import torch
 
     from conftest import build_model
+
     base = build_model(tiny_tokenizer, seed=0)
     trained = build_model(tiny_tokenizer, seed=5)  # stands for the weights a --full-finetune run saved
     (tmp_path / "checkpoint").mkdir()
@@ -128,12 +174,22 @@ def test_no_run_is_scored_on_the_problems_it_trained_on(tmp_path, capsys):
     data = tmp_path / "problems.jsonl"
     with open(data, "w") as fh:
         for i in range(40):
-            fh.write(json.dumps({"id": f"q{i}", "kind": "math", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n")
+            fh.write(
+                json.dumps(
+                    {"id": f"q{i}", "kind": "math", "question": f"What is {i} + 1?", "answer": str(i + 1)}
+                )
+                + "\n"
+            )
     trained = {}
     for seed in (42, 420):
         run = str(tmp_path / f"run-s{seed}")
-        cfg = dataclasses.replace(grpo.Config(method="grpo", model="tiny"), data=str(data), train_problems=40,
-                                  prompts_per_step=8, seed=seed)
+        cfg = dataclasses.replace(
+            grpo.Config(method="grpo", model="tiny"),
+            data=str(data),
+            train_problems=40,
+            prompts_per_step=8,
+            seed=seed,
+        )
         runs.prepare(run, dataclasses.asdict(cfg))
         os.makedirs(os.path.join(run, "checkpoint"))
         with open(os.path.join(run, "checkpoint", "state.json"), "w") as fh:

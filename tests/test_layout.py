@@ -32,7 +32,7 @@ def find_cycle(graph):
         stack.append(m)
         for n in graph[m]:
             if state.get(n) == "open":
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state:
                 cycle = visit(n)
                 if cycle:
@@ -67,7 +67,15 @@ def test_the_floors_of_the_layout():
     assert graph["cpi_toy"] == {"tabular_mdp"} and graph["tabular_mdp"] == set()  # the theory stands alone
     assert graph["sandbox"] == set() and graph["rewards"] == {"sandbox"} and graph["engines"] == set()
     assert graph["thought_mdp"] <= {"engines", "rewards"}
-    assert not graph["tiny_world"] & {"grpo", "rrpo", "srpo", "thought_ics", "evaluate", "compare_resets", "benchmarks"}
+    assert not graph["tiny_world"] & {
+        "grpo",
+        "rrpo",
+        "srpo",
+        "thought_ics",
+        "evaluate",
+        "compare_resets",
+        "benchmarks",
+    }
     for trainer in ("grpo", "rrpo", "srpo"):
         assert not graph[trainer] & {"evaluate", "compare_resets", "thought_ics"}, trainer
 
@@ -80,7 +88,9 @@ def test_files_read_in_one_sitting_and_open_with_their_contract(module):
     assert doc and doc.startswith(module + ".py"), f"{module}.py opens with its docstring"
     for section in ("Paper map", "Symbols", "Run it"):
         assert section in doc, f"{module}.py's docstring has no '{section}' section"
-    assert any(s in doc for s in ("Deviation", "Choices", "Design")), f"{module}.py says where it departs or chooses"
+    assert any(s in doc for s in ("Deviation", "Choices", "Design")), (
+        f"{module}.py says where it departs or chooses"
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -9,32 +9,42 @@ import thought_mdp as tm
 from conftest import ANSWERED, ScriptedEngine
 
 
-@pytest.mark.parametrize("text,n_steps,expected", [
-    ("\\boxed{3}", 5, 3),
-    ("The first error is in step 2.\n\\boxed{2}", 5, 2),
-    ("\\boxed{ 4 }", 5, 4),
-    ("\\boxed{Step 3}", 5, 3),
-    ("\\boxed{3.}", 5, 3),
-    ("\\boxed{\\text{2}}", 5, 2),
-    ("**\\boxed{1}**", 5, 1),
-    ("\\boxed{2} no wait \\boxed{4}", 5, 4),  # the last valid box
-    ("\\boxed{4} and then \\boxed{9}", 5, 4),  # 9 is out of range: the last box in range
-    ("\\boxed{0}", 5, None),
-    ("\\boxed{6}", 5, None),
-    ("\\boxed{x = 12}", 20, None),  # an answer to the problem, not a step
-    ("\\boxed{2.5}", 5, None),
-    ("Step 3 is wrong.", 5, None),
-    ("\\boxed{3", 5, None),
-    ("", 5, None),
-    (None, 5, None),
-])
+@pytest.mark.parametrize(
+    "text,n_steps,expected",
+    [
+        ("\\boxed{3}", 5, 3),
+        ("The first error is in step 2.\n\\boxed{2}", 5, 2),
+        ("\\boxed{ 4 }", 5, 4),
+        ("\\boxed{Step 3}", 5, 3),
+        ("\\boxed{3.}", 5, 3),
+        ("\\boxed{\\text{2}}", 5, 2),
+        ("**\\boxed{1}**", 5, 1),
+        ("\\boxed{2} no wait \\boxed{4}", 5, 4),  # the last valid box
+        ("\\boxed{4} and then \\boxed{9}", 5, 4),  # 9 is out of range: the last box in range
+        ("\\boxed{0}", 5, None),
+        ("\\boxed{6}", 5, None),
+        ("\\boxed{x = 12}", 20, None),  # an answer to the problem, not a step
+        ("\\boxed{2.5}", 5, None),
+        ("Step 3 is wrong.", 5, None),
+        ("\\boxed{3", 5, None),
+        ("", 5, None),
+        (None, 5, None),
+    ],
+)
 def test_parse_step(text, n_steps, expected):
     assert localize.parse_step(text, n_steps) == expected
 
 
 def failed_rollout(texts):
-    return tm.Rollout(problem=ANSWERED, prompt_ids=[1], thought_ids=[[7]] * len(texts), thought_texts=texts,
-                      finish_reason="answer", reward=0.0, answer="6")
+    return tm.Rollout(
+        problem=ANSWERED,
+        prompt_ids=[1],
+        thought_ids=[[7]] * len(texts),
+        thought_texts=texts,
+        finish_reason="answer",
+        reward=0.0,
+        answer="6",
+    )
 
 
 def test_chain_is_rendered_as_numbered_steps_without_markers(tiny_tokenizer):
@@ -75,23 +85,38 @@ def test_localize_script_runs_on_the_bundled_model(capsys):
     assert "h* =" in out and loc is not None and loc.index >= 1
 
 
-@pytest.mark.parametrize("text,verdict", [
-    ("\\boxed{yes}", True), ("Checked. \\boxed{No}", False), ("\\boxed{\\text{yes}}.", True),
-    ("\\boxed{incorrect}", False), ("\\boxed{no} wait \\boxed{yes}", True), ("\\boxed{3}", None), ("yes", None),
-    ("\\boxed{yes} then \\boxed{7}", True), ("", None), (None, None)])
+@pytest.mark.parametrize(
+    "text,verdict",
+    [
+        ("\\boxed{yes}", True),
+        ("Checked. \\boxed{No}", False),
+        ("\\boxed{\\text{yes}}.", True),
+        ("\\boxed{incorrect}", False),
+        ("\\boxed{no} wait \\boxed{yes}", True),
+        ("\\boxed{3}", None),
+        ("yes", None),
+        ("\\boxed{yes} then \\boxed{7}", True),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_verdict(text, verdict):
     assert localize.parse_verdict(text) is verdict
 
 
 def test_verification_prompt_shows_the_chain_as_numbered_steps(tiny_tokenizer):
-    text = tiny_tokenizer.decode(localize.verification_prompt(tiny_tokenizer, failed_rollout(["a</thought>", "b</thought>"])))
+    text = tiny_tokenizer.decode(
+        localize.verification_prompt(tiny_tokenizer, failed_rollout(["a</thought>", "b</thought>"]))
+    )
     assert "What is 2 + 3?" in text and "Step 1: a\nStep 2: b" in text and "\\boxed{yes}" in text
     assert text.endswith("<|im_start|>assistant\n")
 
 
 def long_rollout(tokenizer, n_steps, question):
     problem = {"id": "long", "kind": "math", "question": question, "answer": "5"}
-    texts = [f"Step body number {h} with several words of reasoning in it.</thought>" for h in range(1, n_steps)]
+    texts = [
+        f"Step body number {h} with several words of reasoning in it.</thought>" for h in range(1, n_steps)
+    ]
     texts.append("So the answer is \\boxed{6}.</thought>")
     prompt = tm.encode_prompt(tokenizer, problem, tm.ThoughtConfig())
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -140,4 +165,8 @@ def test_srpo_localization_requests_fit_a_cap_derived_from_the_rollout_caps(tiny
     [chosen] = sched.run([srpo.self_localized_index(sched, seed, cfg, 0, (0, 0))])
     [[request]] = engine.prompts
     assert chosen.h == 3 and chosen.parsed
-    assert len(request) <= 1120 and question.strip() in tok.decode(request) and "Step 12: So the answer" in tok.decode(request)
+    assert (
+        len(request) <= 1120
+        and question.strip() in tok.decode(request)
+        and "Step 12: So the answer" in tok.decode(request)
+    )

@@ -16,8 +16,14 @@ import thought_mdp as tm
 
 
 def small_cfg(**kw):
-    base = dict(model="unused", group_size=8, seed_budget=16, prompts_per_step=4, minibatch_prompts=1,
-                thought=tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200))
+    base = dict(
+        model="unused",
+        group_size=8,
+        seed_budget=16,
+        prompts_per_step=4,
+        minibatch_prompts=1,
+        thought=tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200),
+    )
     base.update(kw)
     return grpo.Config(**base)
 
@@ -28,9 +34,13 @@ def problems(n):
 
 def snapshot(groups, stats):
     """Everything a step trains on and reports, timings left out."""
-    rows = [(g.prompt, g.kind, [(r.thought_ids, r.reward, r.reset_index, r.finish_reason) for r in g.rollouts])
-            for g in groups]
-    return rows, json.dumps({k: v for k, v in stats.items() if not k.startswith(("time/", "engine/"))}, sort_keys=True)
+    rows = [
+        (g.prompt, g.kind, [(r.thought_ids, r.reward, r.reset_index, r.finish_reason) for r in g.rollouts])
+        for g in groups
+    ]
+    return rows, json.dumps(
+        {k: v for k, v in stats.items() if not k.startswith(("time/", "engine/"))}, sort_keys=True
+    )
 
 
 @pytest.mark.parametrize("split", ["1x4", "2x4", "1x8"])
@@ -62,15 +72,33 @@ def test_a_seed_is_reset_while_its_base_group_still_samples(tiny_tokenizer):
     for schedule, mixed in [("pipelined", True), ("phases", False)]:
         engine = SeededScriptedEngine(tiny_tokenizer, 0.5)
         sched = pipeline.Scheduler(engine, schedule)
-        sched.run([rrpo.prompt_machine(sched, b, p, dataclasses.replace(cfg, schedule=schedule), 0,
-                                       rrpo.split_sizes("1x4", 8), rrpo.random_index) for b, p in enumerate(problems(4))])
+        sched.run(
+            [
+                rrpo.prompt_machine(
+                    sched,
+                    b,
+                    p,
+                    dataclasses.replace(cfg, schedule=schedule),
+                    0,
+                    rrpo.split_sizes("1x4", 8),
+                    rrpo.random_index,
+                )
+                for b, p in enumerate(problems(4))
+            ]
+        )
         rounds = [set(tags) for _, _, tags in sched.decoder.trace]
         assert any({"search", "suffix"} <= tags for tags in rounds) == mixed
 
 
 def test_grpo_buffer_is_the_same_on_both_schedules(tiny_tokenizer):
-    out = [snapshot(*grpo.build_buffer(SeededScriptedEngine(tiny_tokenizer), problems(3), small_cfg(schedule=s), step=1))
-           for s in ("pipelined", "phases")]
+    out = [
+        snapshot(
+            *grpo.build_buffer(
+                SeededScriptedEngine(tiny_tokenizer), problems(3), small_cfg(schedule=s), step=1
+            )
+        )
+        for s in ("pipelined", "phases")
+    ]
     assert out[0] == out[1]
 
 
@@ -82,16 +110,27 @@ def test_real_model_srpo_buffers_are_token_exact_across_schedules(trained_tiny, 
     out, fill = {}, {}
     for schedule in ("pipelined", "phases"):
         engine = engines.HFEngine(trained_tiny, tiny_tokenizer, batch_size=5)
-        cfg = grpo.Config(model="tiny", group_size=8, split="1x4", seed_budget=12, schedule=schedule,
-                          thought=tm.ThoughtConfig(temperature=1.0, max_thoughts=4, max_thought_tokens=16,
-                                                   max_response_tokens=48))
-        groups, stats = srpo.build_buffer(engine, [ANSWERED, UNANSWERED, dict(ANSWERED, id="again")], cfg, step=2)
+        cfg = grpo.Config(
+            model="tiny",
+            group_size=8,
+            split="1x4",
+            seed_budget=12,
+            schedule=schedule,
+            thought=tm.ThoughtConfig(
+                temperature=1.0, max_thoughts=4, max_thought_tokens=16, max_response_tokens=48
+            ),
+        )
+        groups, stats = srpo.build_buffer(
+            engine, [ANSWERED, UNANSWERED, dict(ANSWERED, id="again")], cfg, step=2
+        )
         out[schedule], fill[schedule] = snapshot(groups, stats), stats
     assert out["pipelined"] == out["phases"]
     stats = json.loads(out["phases"][1])
     assert stats["reset/indices"] and stats["tokens/localize"] > 0
     for f in fill.values():
-        assert f["time/phase/search_s"] > 0 and f["time/phase/localize_s"] > 0 and f["time/phase/suffix_s"] > 0
+        assert (
+            f["time/phase/search_s"] > 0 and f["time/phase/localize_s"] > 0 and f["time/phase/suffix_s"] > 0
+        )
         assert 0 < f["time/fill"] <= 1 and f["time/underfilled_s"] >= 0
     assert fill["pipelined"]["engine/decode_steps"] < fill["phases"]["engine/decode_steps"]
     # each distinct prompt (x_0, a localization request, x*) is prefilled once, whichever the schedule

@@ -77,7 +77,10 @@ def test_yesno(gold, completion, expected):
 
 
 def test_last_boxed_handles_nesting():
-    assert rewards.last_boxed("\\boxed{\\frac{1}{2}} and \\boxed{\\sqrt{\\frac{a}{b}}}") == "\\sqrt{\\frac{a}{b}}"
+    assert (
+        rewards.last_boxed("\\boxed{\\frac{1}{2}} and \\boxed{\\sqrt{\\frac{a}{b}}}")
+        == "\\sqrt{\\frac{a}{b}}"
+    )
     assert rewards.last_boxed("\\boxed {3}") == "3"
     assert rewards.last_boxed("\\boxed{open and \\boxed{4}") == "4"
     assert rewards.last_boxed("nothing") is None
@@ -85,8 +88,10 @@ def test_last_boxed_handles_nesting():
 
 def test_math_grading_works_from_threads_and_times_out():
     results = []
-    threads = [threading.Thread(target=lambda: results.append(rewards.math_equal("2\\sqrt{3}", "\\sqrt{12}")))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(rewards.math_equal("2\\sqrt{3}", "\\sqrt{12}")))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -111,23 +116,44 @@ def code(body):
     return f"Here is my solution.\n```python\n{body}\n```\n"
 
 
-ADD_TESTS = [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5},
-             {"type": "call", "fn_name": "add", "input": [-1, 1], "output": 0}]
+ADD_TESTS = [
+    {"type": "call", "fn_name": "add", "input": [2, 3], "output": 5},
+    {"type": "call", "fn_name": "add", "input": [-1, 1], "output": 0},
+]
 
 
 def test_code_call_stdin_and_assert_tests():
-    assert rewards.score({"kind": "code", "tests": ADD_TESTS}, code("def add(a, b):\n    return a + b")) == 1.0
+    assert (
+        rewards.score({"kind": "code", "tests": ADD_TESTS}, code("def add(a, b):\n    return a + b")) == 1.0
+    )
     assert rewards.score({"kind": "code", "tests": ADD_TESTS}, code("def add(a, b):\n    return 5")) == 0.5
     leet = code("class Solution:\n    def add(self, a, b):\n        return a + b")
     assert rewards.score({"kind": "code", "tests": ADD_TESTS}, leet) == 1.0
-    stdin = [{"type": "stdin", "input": "3 4\n", "output": "12\n"}, {"type": "stdin", "input": "2 2\n", "output": "4"}]
-    assert rewards.score({"kind": "code", "tests": stdin}, code("a, b = map(int, input().split())\nprint(a * b)")) == 1.0
+    stdin = [
+        {"type": "stdin", "input": "3 4\n", "output": "12\n"},
+        {"type": "stdin", "input": "2 2\n", "output": "4"},
+    ]
+    assert (
+        rewards.score(
+            {"kind": "code", "tests": stdin}, code("a, b = map(int, input().split())\nprint(a * b)")
+        )
+        == 1.0
+    )
     assert rewards.score({"kind": "code", "tests": stdin}, code("print(12)")) == 0.5
-    asserts = [{"type": "assert", "code": "assert rev('ab') == 'ba'"}, {"type": "assert", "code": "assert rev('') == 'x'"}]
+    asserts = [
+        {"type": "assert", "code": "assert rev('ab') == 'ba'"},
+        {"type": "assert", "code": "assert rev('') == 'x'"},
+    ]
     assert rewards.score({"kind": "code", "tests": asserts}, code("def rev(s):\n    return s[::-1]")) == 0.5
-    two_blocks = "```python\ndef add(a, b):\n    return 0\n```\nbetter:\n" + code("def add(a, b):\n    return a + b")
-    assert rewards.score({"kind": "code", "tests": ADD_TESTS}, two_blocks) == 1.0  # the last block is the program
-    assert rewards.score({"kind": "code", "tests": ADD_TESTS}, "def add(a, b): return a + b") == 0.0  # no block
+    two_blocks = "```python\ndef add(a, b):\n    return 0\n```\nbetter:\n" + code(
+        "def add(a, b):\n    return a + b"
+    )
+    assert (
+        rewards.score({"kind": "code", "tests": ADD_TESTS}, two_blocks) == 1.0
+    )  # the last block is the program
+    assert (
+        rewards.score({"kind": "code", "tests": ADD_TESTS}, "def add(a, b): return a + b") == 0.0
+    )  # no block
 
 
 HOSTILE = {
@@ -153,7 +179,9 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(name):
 
 def test_a_subprocess_is_allowed_but_does_not_outlive_the_grade():
     """Starting a process is no offence (the old harness forbade it); outliving the test is impossible."""
-    program = code("import subprocess\ndef add(a, b):\n    subprocess.Popen(['sleep', '100.4242'])\n    return a + b")
+    program = code(
+        "import subprocess\ndef add(a, b):\n    subprocess.Popen(['sleep', '100.4242'])\n    return a + b"
+    )
     assert rewards.score({"kind": "code", "tests": ADD_TESTS[:1]}, program) == 1.0
     time.sleep(0.2)
     assert processes_with("100.4242") == []

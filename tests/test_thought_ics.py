@@ -30,16 +30,24 @@ def test_kept_prefix_is_the_thoughts_before_h(tiny_tokenizer):
     engine = ScriptedEngine(tiny_tokenizer, [False, True])
     [first] = tm.sample_rollouts(engine, [tm.initial_state(tiny_tokenizer, problems(1)[0], CFG)], 1, CFG)
     marked_ids = tiny_tokenizer("Marked step.</thought>", add_special_tokens=False)["input_ids"]
-    marked = tm.Rollout(first.problem, first.prompt_ids, [marked_ids] + first.thought_ids[1:],
-                        ["Marked step.</thought>"] + first.thought_texts[1:], "answer", 0.0)
+    marked = tm.Rollout(
+        first.problem,
+        first.prompt_ids,
+        [marked_ids] + first.thought_ids[1:],
+        ["Marked step.</thought>"] + first.thought_texts[1:],
+        "answer",
+        0.0,
+    )
     records, _ = ics.correct(engine, problems(1), "localize", "oracle", rounds=1, cfg=CFG, first=[marked])
     assert records[0]["resets"][0]["h"] == 2 and records[0]["final"] == 1
     assert records[0]["final_text"] == "Marked step.</thought>Second step.</thought>So \\boxed{5}.</thought>"
 
 
 def test_baselines_get_the_same_number_of_calls(tiny_tokenizer):
-    expected_rounds = {"oracle": {"localize": 2, "random": 4, "restart": 4},  # 2 calls a round against 1
-                       "self": {"localize": 2, "random": 3, "restart": 3}}  # 3 against 2
+    expected_rounds = {
+        "oracle": {"localize": 2, "random": 4, "restart": 4},  # 2 calls a round against 1
+        "self": {"localize": 2, "random": 3, "restart": 3},
+    }  # 3 against 2
     for verify in ("oracle", "self"):
         for strategy in ics.STRATEGIES:
             engine = ScriptedEngine(tiny_tokenizer, [False] * 20, ["\\boxed{no}"] * 20)
@@ -47,12 +55,16 @@ def test_baselines_get_the_same_number_of_calls(tiny_tokenizer):
             assert record["rounds"] == expected_rounds[verify][strategy]
             assert record["calls"] == {"oracle": 4, "self": 6}[verify]
             engine = ScriptedEngine(tiny_tokenizer, [False] * 20, ["\\boxed{no}"] * 20)
-            [record], _ = ics.correct(engine, problems(1), strategy, verify, rounds=2, cfg=CFG, match="rounds")
+            [record], _ = ics.correct(
+                engine, problems(1), strategy, verify, rounds=2, cfg=CFG, match="rounds"
+            )
             assert record["rounds"] == 2  # --match rounds: K resamples for everyone
 
 
 def test_self_verification_stops_on_yes_and_on_no_verdict(tiny_tokenizer):
-    engine = ScriptedEngine(tiny_tokenizer, [False, False, False], ["\\boxed{no}", "I think so.", "\\boxed{yes}"])
+    engine = ScriptedEngine(
+        tiny_tokenizer, [False, False, False], ["\\boxed{no}", "I think so.", "\\boxed{yes}"]
+    )
     records, _ = ics.correct(engine, problems(2), "localize", "self", rounds=3, cfg=CFG)
     # problem 0: judged wrong, reset, then judged right (still wrong in truth); problem 1: no verdict, left alone
     assert records[0]["verdicts"] == [False, True] and records[0]["rounds"] == 1
@@ -63,23 +75,62 @@ def test_self_verification_stops_on_yes_and_on_no_verdict(tiny_tokenizer):
 
 
 def test_ground_truth_diagnostics_in_summary():
-    records = [{"first": 0, "final": 1, "calls": 2, "tokens": 10, "verdicts": [], "judged": [],
-                "resets": [{"h": 2, "h_true": 2, "fixed": 1}, {"h": 3, "h_true": 2, "fixed": 0}]}]
+    records = [
+        {
+            "first": 0,
+            "final": 1,
+            "calls": 2,
+            "tokens": 10,
+            "verdicts": [],
+            "judged": [],
+            "resets": [{"h": 2, "h_true": 2, "fixed": 1}, {"h": 3, "h_true": 2, "fixed": 0}],
+        }
+    ]
     s = ics.summarize(records)
     assert (s["loc_acc"], s["fix_clean"], s["fix_erroneous"], s["lift"]) == (0.5, 1.0, 0.0, 1.0)
 
 
 def test_smoke_on_the_bundled_model(tmp_path):
-    results = ics.main(["--model", "smollm2-135m", "--benchmarks", "bundled", "--n", "3", "--rounds", "1",
-                        "--max-thoughts", "2", "--max-thought-tokens", "16", "--out", str(tmp_path)])
+    results = ics.main(
+        [
+            "--model",
+            "smollm2-135m",
+            "--benchmarks",
+            "bundled",
+            "--n",
+            "3",
+            "--rounds",
+            "1",
+            "--max-thoughts",
+            "2",
+            "--max-thought-tokens",
+            "16",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     by = results["bundled"]
-    assert set(by) == set(ics.STRATEGIES) and len({m["first"] for m in by.values()}) == 1  # one shared first attempt
+    assert (
+        set(by) == set(ics.STRATEGIES) and len({m["first"] for m in by.values()}) == 1
+    )  # one shared first attempt
     assert (tmp_path / "bundled_oracle.md").exists() and (tmp_path / "bundled_oracle.json").exists()
 
 
 def test_classroom_world_oracle_lift_and_localization(tmp_path):
-    results = ics.main(["--model", "tiny-world", "--benchmarks", "tiny-world", "--n", "64", "--rounds", "2",
-                        "--out", str(tmp_path)])["tiny-world"]
+    results = ics.main(
+        [
+            "--model",
+            "tiny-world",
+            "--benchmarks",
+            "tiny-world",
+            "--n",
+            "64",
+            "--rounds",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )["tiny-world"]
     assert results["localize"]["loc_acc"] > results["random"]["loc_acc"]
     assert all(m["final"] >= m["first"] for m in results.values())  # the oracle never undoes a right answer
     assert results["localize"]["final"] > results["localize"]["first"]

@@ -30,7 +30,7 @@ def greedy_choices(model, ids, start):
     """The model's argmax at every position from `start` on, for ids (list)."""
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0]  # (T, V)
-    return logits[start - 1:-1].argmax(-1).tolist()
+    return logits[start - 1 : -1].argmax(-1).tolist()
 
 
 @pytest.mark.parametrize("thought_by_thought", [False, True])
@@ -170,12 +170,16 @@ def test_prompt_is_a_user_turn_ending_in_the_assistant_header(tiny_tokenizer):
 def test_top_p_sampling_keeps_to_the_nucleus():
     gen = torch.Generator().manual_seed(0)
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))  # nucleus at 0.9: first three tokens
-    draws = torch.stack([engines.sample_next(logits, 1.0, 0.9, torch.rand(1, generator=gen)) for _ in range(4000)]).flatten()
+    draws = torch.stack(
+        [engines.sample_next(logits, 1.0, 0.9, torch.rand(1, generator=gen)) for _ in range(4000)]
+    ).flatten()
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     assert freq[3] == 0
     assert torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
     flat = torch.zeros(2, 2000)  # top-512 mass < top_p: the full-sort path
-    draws = torch.stack([engines.sample_next(flat, 1.0, 0.95, torch.rand(2, generator=gen)) for _ in range(300)])
+    draws = torch.stack(
+        [engines.sample_next(flat, 1.0, 0.95, torch.rand(2, generator=gen)) for _ in range(300)]
+    )
     assert draws.max() > 512
     assert engines.sample_next(torch.tensor([[0.1, 2.0, 0.3]]), 0.0, 0.95, torch.rand(1)).item() == 1
     # per-row settings: a greedy row beside a sampled one, and the inverse CDF at its ends
@@ -188,7 +192,9 @@ def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tin
     """Rows draw from their own seeds: alone, in a batch, or joining a running batch
     late, a row's sampled ids are the same (the pipelined schedule relies on it)."""
     engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
-    prompts = [tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig()) for q in "abcde"]
+    prompts = [
+        tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig()) for q in "abcde"
+    ]
 
     def run(order, late=()):
         decoder = engine.decoder()
@@ -220,7 +226,7 @@ def test_a_prompt_is_prefilled_once_and_its_rows_sample_as_alone(tiny_model, tin
         decoder = engines.Decoder(engine, keep_tokens)
         watchers = [engines.StopWatcher(tiny_tokenizer, engine.eos_ids, (), 12) for _ in rows + list(late)]
         for part in (rows, late):
-            for (prompt, seed), w in zip(part, watchers[len(rows):] if part is late else watchers):
+            for (prompt, seed), w in zip(part, watchers[len(rows) :] if part is late else watchers):
                 decoder.add(prompt, w, 1.0, 0.95, seed)
             while decoder.busy:
                 decoder.step()

@@ -27,7 +27,9 @@ def test_first_error_labels_on_constructed_chains():
         right.append(tw.thought_text(k, x, op, a, v, k == len(p["chain"])))
         x = v
     assert tw.first_error(p, right) is None
-    assert tw.first_error(p, right[:1] + ["I am lost.</thought>"] + right[2:]) == 2  # a format slip is an error
+    assert (
+        tw.first_error(p, right[:1] + ["I am lost.</thought>"] + right[2:]) == 2
+    )  # a format slip is an error
     assert tw.first_error(p, right[:-1]) == len(right) - 1  # stopping early: the last thought is wrong
     assert tm.STOP in right[0] and "\\boxed{" in right[-1]
 
@@ -40,25 +42,42 @@ def test_world_config_is_honoured(horizon, hard_at):
     at, hard = 2 if hard_at == "early" else horizon, tw.hard_pairs(world)
     ps = tw.problems("train", 2000, world=world)
     for p in ps:
-        assert len(p["chain"]) == horizon and [k for k, (op, _, _) in enumerate(p["chain"], 1) if op == "*"] == [at]
+        assert len(p["chain"]) == horizon and [
+            k for k, (op, _, _) in enumerate(p["chain"], 1) if op == "*"
+        ] == [at]
         x = p["start"] if at == 1 else p["chain"][at - 2][2]
         assert p["hard_steps"] == ([at] if (x, p["chain"][at - 1][1]) in hard else [])
         assert f"{horizon} steps" in p["question"] and f"({at}): times" in p["question"]
     assert abs(len(hard) / 80 - 0.3) < 0.1  # 80 pairs (x, a), each hard with probability hard_share
     assert abs(np.mean([bool(p["hard_steps"]) for p in ps]) - len(hard) / 80) < 0.05
     assert world.caps().max_thoughts == horizon + 2
-    assert tw.parse(world.name()) == ("tiny-world", world) and tw.parse(world.name("tiny-world-train"))[0] == "tiny-world-train"
+    assert (
+        tw.parse(world.name()) == ("tiny-world", world)
+        and tw.parse(world.name("tiny-world-train"))[0] == "tiny-world-train"
+    )
 
 
 def test_cache_key_changes_with_every_knob():
     world = tw.WorldConfig()
-    other = {"horizon": 9, "hard_at": "late", "hard_share": 0.5, "hard_acc": 0.3, "easy_acc": 0.8, "loc_acc": 0.6,
-             "verify_acc": 0.8}
+    other = {
+        "horizon": 9,
+        "hard_at": "late",
+        "hard_share": 0.5,
+        "hard_acc": 0.3,
+        "easy_acc": 0.8,
+        "loc_acc": 0.6,
+        "verify_acc": 0.8,
+    }
     assert set(other) == {f.name for f in dataclasses.fields(tw.WorldConfig)}, "a knob without a case here"
     keys = {world.key()} | {dataclasses.replace(world, **{k: v}).key() for k, v in other.items()}
     assert len(keys) == len(other) + 1 and tw.cache_dir(world).endswith(world.key())
     assert world.name() == "tiny-world" and tw.parse("bundled") is None
-    for bad in ("tiny-world:horizon=2", "tiny-world:hard_at=middle", "tiny-world:colour=red", "tiny-world:easy_acc=1.5"):
+    for bad in (
+        "tiny-world:horizon=2",
+        "tiny-world:hard_at=middle",
+        "tiny-world:colour=red",
+        "tiny-world:easy_acc=1.5",
+    ):
         with pytest.raises(ValueError):
             tw.parse(bad)
 
@@ -71,7 +90,9 @@ def test_demonstrations_follow_the_accuracy_knobs():
         for i in range(100):
             p = tw.make_problem(rng, i, "t", world, hard)
             _, first = tw.demonstration(p, rng, hard, world)
-            expected = 1 if easy_acc == 0 else (p["hard_steps"][0] if p["hard_steps"] and hard_acc == 0 else None)
+            expected = (
+                1 if easy_acc == 0 else (p["hard_steps"][0] if p["hard_steps"] and hard_acc == 0 else None)
+            )
             assert first == expected
     world = tw.WorldConfig(horizon=8, loc_acc=0.4)
     examples = tw.localization_examples(random.Random(1), tw.hard_pairs(world), 600, world)

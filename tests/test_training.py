@@ -14,7 +14,15 @@ import rrpo
 import runs
 import srpo
 import thought_mdp as tm
-from conftest import ANSWERED, ANSWERED_RESPONSE, UNANSWERED, UNANSWERED_RESPONSE, ScriptedEngine, build_model, train_to_say
+from conftest import (
+    ANSWERED,
+    ANSWERED_RESPONSE,
+    UNANSWERED,
+    UNANSWERED_RESPONSE,
+    ScriptedEngine,
+    build_model,
+    train_to_say,
+)
 
 
 def test_pg_loss_gradient_is_the_closed_form_of_appendix_g():
@@ -73,13 +81,21 @@ def test_group_advantages_by_hand():
 
 
 def small_cfg(**kw):
-    base = dict(model="unused", group_size=8, seed_budget=16, prompts_per_step=2, minibatch_prompts=1,
-                thought=tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200))
+    base = dict(
+        model="unused",
+        group_size=8,
+        seed_budget=16,
+        prompts_per_step=2,
+        minibatch_prompts=1,
+        thought=tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200),
+    )
     base.update(kw)
     return grpo.Config(**base)
 
 
-@pytest.mark.parametrize("split,base_sizes,suffix_sizes", [("1x4", [4], [4]), ("2x4", [], [4, 4]), ("1x8", [], [8])])
+@pytest.mark.parametrize(
+    "split,base_sizes,suffix_sizes", [("1x4", [4], [4]), ("2x4", [], [4, 4]), ("1x8", [], [8])]
+)
 def test_reset_buffer_invariants(tiny_tokenizer, split, base_sizes, suffix_sizes):
     cfg = small_cfg(split=split)
     outcomes = [True, False, True, True, False, True, False, True, True, True] * 10
@@ -95,12 +111,14 @@ def test_reset_buffer_invariants(tiny_tokenizer, split, base_sizes, suffix_sizes
     assert len(stats["reset/indices"]) == 2 * n_seeds and stats["reset/grpo_fallbacks"] == 0
     for g in (g for g in groups if g.kind == "suffix"):
         h = g.rollouts[0].reset_index
-        prefix = g.rollouts[0].thought_ids[:h - 1]
+        prefix = g.rollouts[0].thought_ids[: h - 1]
         for r in g.rollouts:
-            assert r.reset_index == h and r.thought_ids[:h - 1] == prefix  # same first h*-1 thought ids
-            assert r.own_mask[:r.n_prefix_tokens] == [0] * r.n_prefix_tokens  # prefix masked
+            assert r.reset_index == h and r.thought_ids[: h - 1] == prefix  # same first h*-1 thought ids
+            assert r.own_mask[: r.n_prefix_tokens] == [0] * r.n_prefix_tokens  # prefix masked
             assert sum(r.own_mask) == r.n_own_tokens > 0
-    assert stats["tokens/suffix"] == sum(r.n_own_tokens for g in groups if g.kind == "suffix" for r in g.rollouts)
+    assert stats["tokens/suffix"] == sum(
+        r.n_own_tokens for g in groups if g.kind == "suffix" for r in g.rollouts
+    )
 
 
 def test_seed_is_excluded_and_base_group_filled_in_stream_order(tiny_tokenizer):
@@ -138,10 +156,14 @@ def test_sampled_rollouts_are_counted(tiny_tokenizer, base_group):
     sampled = len(outcomes) - len(engine.outcomes)
     suffixes = sum(len(g.rollouts) for g in groups if g.kind == "suffix")
     assert stats["rollouts/generated"] == sampled == stats["reset/search_rollouts"] + suffixes
-    if base_group == "iid":  # one draw of 4 per prompt, and the first prompt's four are all right: GRPO fallback
+    if (
+        base_group == "iid"
+    ):  # one draw of 4 per prompt, and the first prompt's four are all right: GRPO fallback
         assert (stats["reset/search_rollouts"], suffixes) == (8, 4)
     else:  # 5 + 5 first; the first prompt's five are right, so it searches on in rounds of 2 until a failure
-        assert suffixes == 8 and stats["reset/search_rollouts"] > 10 and stats["reset/search_rollouts"] % 2 == 0
+        assert (
+            suffixes == 8 and stats["reset/search_rollouts"] > 10 and stats["reset/search_rollouts"] % 2 == 0
+        )
     engine = ScriptedEngine(tiny_tokenizer, outcomes)
     _, stats = grpo.build_buffer(engine, [ANSWERED], cfg, step=0)
     assert stats["rollouts/generated"] == len(outcomes) - len(engine.outcomes) == 8
@@ -153,7 +175,9 @@ def test_fallback_to_grpo_when_no_rollout_fails(tiny_tokenizer):
     groups, stats = rrpo.reset_buffer(engine, [ANSWERED], cfg, step=0)
     assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 9
     assert [(g.kind, len(g.rollouts)) for g in groups] == [("base", 4)]
-    assert all(r.reward == 1 for r in groups[0].rollouts)  # so its advantages are all zero: no signal this step
+    assert all(
+        r.reward == 1 for r in groups[0].rollouts
+    )  # so its advantages are all zero: no signal this step
 
 
 def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
@@ -164,14 +188,20 @@ def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
     assert engine.localize_calls == 2 and stats["tokens/localize"] > 0
     assert stats["localize/fallback_rate"] == 0 and all(r["h_ref"] is None for r in stats["reset/records"])
     for g in (g for g in groups if g.kind == "suffix"):
-        assert all(r.thought_texts[0] == "First step.</thought>" and r.n_prefix_thoughts == 1 for r in g.rollouts)
+        assert all(
+            r.thought_texts[0] == "First step.</thought>" and r.n_prefix_thoughts == 1 for r in g.rollouts
+        )
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_tokenizer):
     """A tiny model that answers the two test problems, saved like a Hub folder."""
-    model = train_to_say(build_model(tiny_tokenizer, seed=2), tiny_tokenizer,
-                         [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)], steps=60)
+    model = train_to_say(
+        build_model(tiny_tokenizer, seed=2),
+        tiny_tokenizer,
+        [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)],
+        steps=60,
+    )
     folder = tmp_path_factory.mktemp("tiny_model")
     model.save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
@@ -181,10 +211,39 @@ def model_dir(tmp_path_factory, tiny_tokenizer):
 
 
 def run_args(model_dir, out, *extra):
-    return ["--model", str(model_dir), "--data", str(model_dir / "train.jsonl"), "--out", str(out),
-            "--prompts-per-step", "2", "--minibatch-prompts", "1", "--group-size", "8", "--temperature", "1.0",
-            "--max-thoughts", "4", "--max-thought-tokens", "24", "--max-response-tokens", "64",
-            "--lora-rank", "8", "--lora-alpha", "8", "--lr", "1e-3", "--epochs", "5", "--save-every", "1", *extra]
+    return [
+        "--model",
+        str(model_dir),
+        "--data",
+        str(model_dir / "train.jsonl"),
+        "--out",
+        str(out),
+        "--prompts-per-step",
+        "2",
+        "--minibatch-prompts",
+        "1",
+        "--group-size",
+        "8",
+        "--temperature",
+        "1.0",
+        "--max-thoughts",
+        "4",
+        "--max-thought-tokens",
+        "24",
+        "--max-response-tokens",
+        "64",
+        "--lora-rank",
+        "8",
+        "--lora-alpha",
+        "8",
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "5",
+        "--save-every",
+        "1",
+        *extra,
+    ]
 
 
 def comparable(path):
@@ -196,13 +255,17 @@ def test_resume_gives_the_metrics_of_an_uninterrupted_run(model_dir, tmp_path):
     grpo.main(run_args(model_dir, tmp_path / "full", "--max-steps", "3"))
     grpo.main(run_args(model_dir, tmp_path / "cut", "--max-steps", "2"))
     grpo.main(["--resume", str(tmp_path / "cut"), "--max-steps", "3"])
-    full, cut = comparable(tmp_path / "full" / "metrics.jsonl"), comparable(tmp_path / "cut" / "metrics.jsonl")
+    full, cut = (
+        comparable(tmp_path / "full" / "metrics.jsonl"),
+        comparable(tmp_path / "cut" / "metrics.jsonl"),
+    )
     assert len(full) == 3 and full == cut
     assert any(m["train/grad_norm"] > 0 for m in full), "the run actually trained"
     adapter = tmp_path / "cut" / "checkpoint" / "adapter"
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), adapter)  # loads as PEFT
 
 
@@ -213,8 +276,17 @@ def test_each_script_runs_two_steps(model_dir, tmp_path, module, extra):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 2
     for m in history:
-        for key in ("tokens/base", "tokens/suffix", "tokens/localize", "time/gen_s", "time/localize_s",
-                    "time/train_s", "time/step_s", "reward/base", "reward/suffix"):
+        for key in (
+            "tokens/base",
+            "tokens/suffix",
+            "tokens/localize",
+            "time/gen_s",
+            "time/localize_s",
+            "time/train_s",
+            "time/step_s",
+            "reward/base",
+            "reward/suffix",
+        ):
             assert key in m
     if module is not grpo:
         assert all(len(m["reset/indices"]) == len(m["reset/seed_lengths"]) for m in history)
@@ -224,13 +296,21 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
     """A real tiny model, the real loss and update: reward = first token in a fixed
     set of 60 ids (about 10% at the start). A few dozen GRPO steps raise it clearly."""
     model = build_model(tiny_tokenizer, seed=3)
-    cfg = grpo.Config(model="tiny", full_finetune=True, lr=5e-3, group_size=8, minibatch_prompts=4,
-                      thought=tm.ThoughtConfig(temperature=1.0))
+    cfg = grpo.Config(
+        model="tiny",
+        full_finetune=True,
+        lr=5e-3,
+        group_size=8,
+        minibatch_prompts=4,
+        thought=tm.ThoughtConfig(temperature=1.0),
+    )
     policy = grpo.make_policy(model, cfg)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
     engine = engines.HFEngine(policy, tiny_tokenizer)
-    prompts = [tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig())
-               for q in ("a", "b", "c", "d")]
+    prompts = [
+        tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig())
+        for q in ("a", "b", "c", "d")
+    ]
     good = set(range(10, 70))
 
     def good_rate():
@@ -243,9 +323,13 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
         outs = engine.generate(prompts, engines.SamplingSettings(1.0, 1.0, 1, (), 8, step))
         groups = []
         for b, (p, completions) in enumerate(zip(prompts, outs)):
-            rollouts = [tm.Rollout(ANSWERED, p, [c.token_ids], [c.text], "max_tokens", float(c.token_ids[0] in good))
-                        for c in completions]
-            groups.append(grpo.Group(b, "base", rollouts, grpo.group_advantages([r.reward for r in rollouts])))
+            rollouts = [
+                tm.Rollout(ANSWERED, p, [c.token_ids], [c.text], "max_tokens", float(c.token_ids[0] in good))
+                for c in completions
+            ]
+            groups.append(
+                grpo.Group(b, "base", rollouts, grpo.group_advantages([r.reward for r in rollouts]))
+            )
         grpo.train_on_buffer(policy, optimizer, groups, cfg, engine.pad_id)
     end = good_rate()
     assert 0.03 < start < 0.25 and end > start + 0.3, (start, end)
@@ -253,11 +337,24 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
 
 def test_demo_presets_and_their_run_folders():
     cfg = grpo.parse_config(["--demo"], "srpo")
-    assert (cfg.model, cfg.data, cfg.eval_data, cfg.out) == ("tiny-world", "tiny-world-train", "tiny-world", "runs/srpo-demo")
+    assert (cfg.model, cfg.data, cfg.eval_data, cfg.out) == (
+        "tiny-world",
+        "tiny-world-train",
+        "tiny-world",
+        "runs/srpo-demo",
+    )
     assert cfg.full_finetune and cfg.eval_every > 0 and cfg.group_size == 8 and cfg.split == "1x4"
     cfg = grpo.parse_config(["--demo", "smollm2-135m", "--max-steps", "2"], "grpo")
-    assert (cfg.model, cfg.data, cfg.max_steps, cfg.out) == ("smollm2-135m", "bundled", 2, "runs/grpo-demo-smollm2-135m")
-    assert grpo.parse_config([], "rrpo").out == "runs/rrpo" and grpo.parse_config([], "rrpo").model != "tiny-world"
+    assert (cfg.model, cfg.data, cfg.max_steps, cfg.out) == (
+        "smollm2-135m",
+        "bundled",
+        2,
+        "runs/grpo-demo-smollm2-135m",
+    )
+    assert (
+        grpo.parse_config([], "rrpo").out == "runs/rrpo"
+        and grpo.parse_config([], "rrpo").model != "tiny-world"
+    )
     with pytest.raises(SystemExit):
         grpo.parse_config(["--demo", "gpt-5"], "grpo")
 
@@ -284,13 +381,16 @@ def test_every_flag_has_help_from_its_field_comment(capsys):
             assert " ".join(comments[f.name].split())[:30] in text, f.name
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--split", "3x3"], "invalid choice"),
-    (["--group-size", "4", "--split", "1x8"], "more than --group-size 4"),
-    (["--seed-budget", "3"], "--seed-budget 3"),
-    (["--prompts-per-step", "6", "--minibatch-prompts", "4"], "multiple of --minibatch-prompts"),
-    (["--temperature", "hot"], "--temperature"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--split", "3x3"], "invalid choice"),
+        (["--group-size", "4", "--split", "1x8"], "more than --group-size 4"),
+        (["--seed-budget", "3"], "--seed-budget 3"),
+        (["--prompts-per-step", "6", "--minibatch-prompts", "4"], "multiple of --minibatch-prompts"),
+        (["--temperature", "hot"], "--temperature"),
+    ],
+)
 def test_bad_flags_are_refused_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit):
         grpo.parse_config(argv, "rrpo", check=rrpo.check_split)
@@ -310,26 +410,50 @@ def test_splits_add_up_to_the_group_size():
 
 def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
     out = str(tmp_path / "run")
-    cfg = grpo.parse_config(["--localizer", "some/judge", "--reference-localizer", "other/judge", "--out", out,
-                             "--max-thoughts", "7"], "srpo")
+    cfg = grpo.parse_config(
+        [
+            "--localizer",
+            "some/judge",
+            "--reference-localizer",
+            "other/judge",
+            "--out",
+            out,
+            "--max-thoughts",
+            "7",
+        ],
+        "srpo",
+    )
     runs.prepare(out, dataclasses.asdict(cfg))
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (saved["localizer"], saved["reference_localizer"], saved["thought"]["max_thoughts"]) == \
-        ("some/judge", "other/judge", 7)
+    assert (saved["localizer"], saved["reference_localizer"], saved["thought"]["max_thoughts"]) == (
+        "some/judge",
+        "other/judge",
+        7,
+    )
     again = grpo.parse_config(["--resume", out, "--max-steps", "3"], "srpo")
-    assert (again.localizer, again.reference_localizer, again.thought, again.max_steps) == \
-        ("some/judge", "other/judge", cfg.thought, 3)
+    assert (again.localizer, again.reference_localizer, again.thought, again.max_steps) == (
+        "some/judge",
+        "other/judge",
+        cfg.thought,
+        3,
+    )
     with pytest.raises(SystemExit):
         grpo.parse_config(["--resume", out, "--lr", "1"], "srpo")  # a resumed run keeps its config
 
 
 def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
     flat = {k: v for k, v in dataclasses.asdict(grpo.Config(method="rrpo")).items() if k != "thought"}
-    flat.update(max_thoughts=6, max_thought_tokens=24, temperature=1.0)  # the caps at the top level, as once saved
+    flat.update(
+        max_thoughts=6, max_thought_tokens=24, temperature=1.0
+    )  # the caps at the top level, as once saved
     (tmp_path / "config.json").write_text(json.dumps(flat))
     cfg = grpo.load_config(str(tmp_path))
-    assert (cfg.method, cfg.thought.max_thoughts, cfg.thought.max_thought_tokens, cfg.thought.temperature) == \
-        ("rrpo", 6, 24, 1.0)
+    assert (
+        cfg.method,
+        cfg.thought.max_thoughts,
+        cfg.thought.max_thought_tokens,
+        cfg.thought.temperature,
+    ) == ("rrpo", 6, 24, 1.0)
 
 
 def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, tiny_tokenizer, monkeypatch):

