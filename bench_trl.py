@@ -43,13 +43,15 @@ import json
 import os
 import time
 
+import config
 import grpo
+import models
 import thought_mdp as tm
 
 STEPS, PROMPTS, G, MAX_NEW = 4, 2, 8, 120
 
 
-def ours(steps, out, seed):
+def ours(steps, out, key):
     """Our GRPO with the smollm2-135m demo preset (which is this workload); tok/s from metrics.jsonl."""
     grpo.main(
         [
@@ -59,8 +61,8 @@ def ours(steps, out, seed):
             str(steps),
             "--out",
             out,
-            "--seed",
-            str(seed),
+            "--run-key",
+            str(key),
             "--eval-every",
             "0",
             "--save-every",
@@ -77,7 +79,7 @@ def ours(steps, out, seed):
     }
 
 
-def theirs(steps, out, seed):
+def theirs(steps, out, key):
     """TRL's GRPOTrainer on the same prompts in the same order; tok/s from a callback's clock
     around the training steps and the completions' lengths seen by the reward function."""
     try:
@@ -88,10 +90,9 @@ def theirs(steps, out, seed):
     from peft import LoraConfig
     from transformers import TrainerCallback
 
-    import engines
     import rewards
 
-    cfg = grpo.parse_config(["--demo", "smollm2-135m", "--seed", str(seed)], "grpo")
+    cfg = config.parse_config(["--demo", "smollm2-135m", "--run-key", str(key)], "grpo")
     problems = tm.load_problems()
     order = [
         p for step in range(steps) for p in grpo.step_problems(problems, cfg, step)
@@ -141,7 +142,7 @@ def theirs(steps, out, seed):
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        seed=seed,
+        seed=key,
     )  # bf16: TRL's default; on a CPU without bfloat16 units ~30x slower
     lora = LoraConfig(
         r=cfg.lora_rank,
@@ -151,7 +152,7 @@ def theirs(steps, out, seed):
         task_type="CAUSAL_LM",
     )
     trainer = GRPOTrainer(
-        model=engines.convert_gguf("smollm2-135m"),
+        model=models.convert_gguf("smollm2-135m"),
         reward_funcs=[reward],
         args=args,
         train_dataset=Dataset.from_list(rows),
@@ -168,12 +169,14 @@ def main(argv=None):
     parser.add_argument(
         "--steps", type=int, default=STEPS, help="training steps (2 prompts x 8 rollouts each)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     parser.add_argument("--out", default="runs/bench-trl", help="output folder")
     args = parser.parse_args(argv)
     result = {
-        "ours": ours(args.steps, os.path.join(args.out, "ours"), args.seed),
-        "trl": theirs(args.steps, os.path.join(args.out, "trl"), args.seed),
+        "ours": ours(args.steps, os.path.join(args.out, "ours"), args.run_key),
+        "trl": theirs(args.steps, os.path.join(args.out, "trl"), args.run_key),
     }
     lines = [
         "| trainer | generated tokens | wall clock of the steps | of which training | tokens / s |",

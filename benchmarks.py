@@ -4,21 +4,21 @@ Every benchmark of Table 3, LiveCodeBench (Sec. 5.3), the bundled problems and
 the classroom world's sets load through one function, `load_benchmark(name)`,
 into one problem schema: {id, question, kind, answer | choices | tests}. Model
 names resolve through `load_model(name)`: the project's own models (the
-classroom world's `tiny-world`) first, then engines.load_model (the bundled
+classroom world's `tiny-world`) first, then models.load_model (the bundled
 `smollm2-135m`, Hub ids, local folders). Both sit below the scripts that take
 `--data`, `--eval-data`, `--benchmarks` or `--model` (grpo.py, evaluate.py,
 thought_ics.py), so none of them imports another to read a name.
 
 Paper map
-  Sec. 5, Table 3     ten benchmarks, 500 items each drawn with a seed        BENCHMARKS, TABLE3, load_benchmark()
+  Sec. 5, Table 3     ten benchmarks, 500 items each drawn with a key    BENCHMARKS, TABLE3, load_benchmark()
   Sec. 5, training    400 NuminaMath-Olympiads problems, disjoint from the
-                      evaluation items                                        load_benchmark("numina-olympiads-train")
+                      evaluation items                                load_benchmark("numina-olympiads-train")
   Sec. 5.3            LiveCodeBench v6 medium; each problem's tests split into
-                      a training verifier and a held-out part                 livecodebench_tests(), split_tests()
+                      a training verifier and a held-out part             livecodebench_tests(), split_tests()
 
 Symbols
   problem      -> {id, question, kind, answer | choices | tests}, what rewards.score grades
-  n, seed      -> items drawn per benchmark and the seed of the draw (Table 3: 500, seeds 0, 42, 420)
+  n, key      -> items drawn per benchmark and the key of the draw (Table 3: 500, keys 0, 42, 420)
   tests        -> a code problem's held-out tests; train_tests its training verifier (Sec. 5.3)
 
 Where each dataset lives (Hub id, split, fields we rely on)
@@ -39,7 +39,7 @@ names the dataset and the field.
 Choices, and why
   * numina-olympiads: the `olympiads` rows with a \\boxed{} answer in the
     solution. The 400 training problems (`numina-olympiads-train`) and the
-    evaluation items are drawn disjointly with the same seed.
+    evaluation items are drawn disjointly with the same key.
   * SciKnowEval: per domain, the multiple-choice and true/false rows (other
     types have no automatic grader here).
   * LiveCodeBench: `release_v6` problems of medium difficulty; hidden tests
@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 import engines
 import gpus
+import models
 import rewards
 import thought_mdp as tm
 import tiny_world
@@ -264,19 +265,17 @@ def load_rows(name, data_files=None):
         raise RuntimeError(f"could not load benchmark {name!r} from {BENCHMARKS[name].hub}: {e}") from e
 
 
-def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
-    """Problems of benchmark `name` in one schema, n of them drawn with a fixed seed
+def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400):
+    """Problems of benchmark `name` in one schema, n of them drawn with a fixed key
     (all when there are fewer). `numina-olympiads-train` gives the 400 training problems."""
     if name == "bundled" or name.endswith(".jsonl"):  # the bundled problems, or any JSONL file of problems
         problems = tm.load_problems() if name == "bundled" else tm.load_problems(name)
-        return problems if len(problems) <= n else random.Random(seed).sample(problems, n)
+        return problems if len(problems) <= n else random.Random(key).sample(problems, n)
     world = tiny_world.parse(
         name
     )  # the classroom world: held-out / training problems, tiny-world[:knob=value,...]
     if world:
-        return tiny_world.problems(
-            "train" if world[0].endswith("-train") else "test", n, seed, world=world[1]
-        )
+        return tiny_world.problems("train" if world[0].endswith("-train") else "test", n, key, world=world[1])
     base = name.removesuffix("-train")
     if base not in BENCHMARKS:
         raise ValueError(
@@ -289,7 +288,7 @@ def load_benchmark(name, n=500, seed=0, data_files=None, train_problems=400):
         if p is not None:
             p.setdefault("id", f"{base}-{i}")
             problems.append(p)
-    rng = random.Random(seed)
+    rng = random.Random(key)
     order = rng.sample(range(len(problems)), len(problems))
     if base == "numina-olympiads":  # training and evaluation items are disjoint
         train, rest = order[:train_problems], order[train_problems:]
@@ -328,16 +327,16 @@ def default_caps(model):
 
 
 def load_model(name, dtype=None, device=None, device_map=None):
-    """(model, tokenizer) for one of the project's own models, else engines.load_model
+    """(model, tokenizer) for one of the project's own models, else models.load_model
     (the bundled smollm2-135m, a Hub id or a local folder)."""
     world = own_model(name)
     if world:
         return tiny_world.load(world, dtype=dtype, device=device)
-    return engines.load_model(name, dtype=dtype, device=device, device_map=device_map)
+    return models.load_model(name, dtype=dtype, device=device, device_map=device_map)
 
 
 def inference_engine(
-    name, requested="auto", out="runs/eval", tcfg=None, tp=0, lora_rank=64, seed=0, batch_size=64
+    name, requested="auto", out="runs/eval", tcfg=None, tp=0, lora_rank=64, key=0, batch_size=64
 ):
     """The engine evaluate.py and thought_ics.py sample from: model `name` on vLLM
     (`--engine vllm`; trained adapters are hot-loaded later) or on the HF engine.
@@ -357,7 +356,7 @@ def inference_engine(
             out,
             tp=gpus.default_tp(kind, tp),
             lora_rank=lora_rank,
-            seed=seed,
+            key=key,
             gpu_memory_utilization=0.9,
             max_model_len=gpus.max_model_len(tcfg or tm.ThoughtConfig()),
         )
@@ -373,12 +372,16 @@ def main(argv=None):
         nargs="+",
         help="bundled, tiny-world, tiny-world-train, numina-olympiads-train, " + ", ".join(BENCHMARKS),
     )
-    parser.add_argument("--n", type=int, default=500, help="items per benchmark (seeded sample)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--n", type=int, default=500, help="items per benchmark (a sample drawn with the run key)"
+    )
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     args = parser.parse_args(argv)
     loaded = {}
     for name in args.names:
-        loaded[name] = load_benchmark(name, args.n, args.seed)
+        loaded[name] = load_benchmark(name, args.n, args.run_key)
         print(f"{name}: {len(loaded[name])} problems; the first:")
         print("  " + json.dumps(loaded[name][0])[:400])
     return loaded

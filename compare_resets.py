@@ -30,17 +30,17 @@ Symbols
   p-hat       -> share of the warm start's rollouts, on problems with a hard step, that reach it clean
   p           -> Theorem 1's time-averaged coverage: the share of all rollouts reaching a hard step clean, / H
   fix rate    -> pass rate of a suffix group; "clean" when h* <= first error, else "erroneous"
-  advantage   -> a method's held-out pass rate minus GRPO's with the same seed, at equal steps or
-                 at equal generated tokens (interpolated), mean and 95% interval over seeds
+  advantage   -> a method's held-out pass rate minus GRPO's with the same run key, at equal steps or
+                 at equal generated tokens (interpolated), mean and 95% interval over run keys
   METHODS     -> grpo (G = 8), grpo-g4 and rrpo-iid (controls), rrpo, srpo, oracle
 
 Choices, and why
-  * Every run is `grpo.main --demo` (grpo.DEMOS) with the cell's world: G = 8
+  * Every run is `grpo.main --demo` (config.DEMOS) with the cell's world: G = 8
     per prompt, the 1x4 split, full fine-tuning at lr 1e-4, 8 prompts a step,
     greedy pass rate on 128 held-out chains every 10 steps. Full fine-tuning
     instead of LoRA: a 1M-parameter model has nothing to gain from an adapter.
   * 60 steps per run and the controls in two cells only: the budget of a
-    sweep of 3 hours on 2 cores with 5 seeds per cell (100 steps would take
+    sweep of 3 hours on 2 cores with 5 run keys per cell (100 steps would take
     about 4 hours).
   * A finished run (its summary.json written) is read back instead of trained
     again, so an interrupted sweep resumes where it stopped; `--shard K/N`
@@ -48,15 +48,17 @@ Choices, and why
 
 Run it
   python compare_resets.py --quick          # the default world, every method once, 30 steps (about 4 minutes)
-  python compare_resets.py --horizon 8 --coverage rare --seeds 5       # one cell
-  python compare_resets.py                  # the sweep: 6 cells x 4 methods x 5 seeds (+ controls), 60 steps
+  python compare_resets.py --horizon 8 --coverage rare --run-keys 5   # one cell
+  python compare_resets.py                  # the sweep: 6 cells x 4 methods x 5 run keys (+ controls)
   python compare_resets.py --partial        # results, table and figure from the runs finished so far
-  OMP_NUM_THREADS=1 python compare_resets.py --shard 0/2 & OMP_NUM_THREADS=1 python compare_resets.py --shard 1/2; \\
-      python compare_resets.py              # the same on two processes, then the results
-Results: DIR/results.json (`runs`: one object per cell, method and seed), DIR/compare_resets.md, .png.
+  OMP_NUM_THREADS=1 python compare_resets.py --shard 0/2 &
+  OMP_NUM_THREADS=1 python compare_resets.py --shard 1/2; wait
+  python compare_resets.py              # the same on two processes, then the results
+Results: DIR/results.json (`runs`: one object per cell, method and run key), DIR/compare_resets.md, .png.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -65,7 +67,6 @@ import numpy as np
 
 import engines
 import grpo
-import pipeline
 import rrpo
 import srpo
 import tiny_world
@@ -79,39 +80,31 @@ TRAINER = {"grpo-g4": ("grpo", ["--group-size", "4"]), "rrpo-iid": ("rrpo", ["--
 HORIZONS = (4, 8, 16)
 COVERAGE = {
     "common": dict(hard_at="early", hard_share=0.6),  # a multiplication at step 2, 60% of them hard
-    "rare": dict(hard_at="late", hard_share=0.3),
-}  # a multiplication at step H, 30% of them hard
-T95 = {
-    1: 12.71,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-}  # Student t, 97.5%
+    "rare": dict(hard_at="late", hard_share=0.3),  # a multiplication at step H, 30% of them hard
+}
+# Student t, 97.5%, by degrees of freedom
+T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def oracle_index(sched, seed, cfg, step, key):
+def oracle_index(seed, answers, cfg, step, key):
     """The credit-assignment oracle's reset index: the seed's true first error."""
     return rrpo.ResetIndex(tiny_world.first_error(seed.problem, seed.thought_texts) or len(seed.thought_ids))
 
 
-def reset_rule(method):
-    """The method's h* for one seed, with the seed's true first error recorded as
-    the reference step (the records behind Fig. 4b-d and the fix rates)."""
-    rule = {"rrpo": rrpo.random_index, "oracle": oracle_index, "srpo": srpo.self_localized_index}[
-        method.split("-")[0]
-    ]
+RULES = {"rrpo": rrpo.RANDOM, "oracle": rrpo.ResetRule(choose=oracle_index), "srpo": srpo.SELF_LOCALIZED}
 
-    def choose(sched, seed, cfg, step, key):
-        chosen = yield from pipeline.result_of(rule(sched, seed, cfg, step, key))
+
+def reset_rule(method):
+    """The method's reset rule, with the seed's true first error recorded as the
+    reference step (the records behind Fig. 4b-d and the fix rates)."""
+    rule = RULES[method.split("-")[0]]
+
+    def choose(seed, answers, cfg, step, key):
+        chosen = rule.choose(seed, answers, cfg, step, key)
         chosen.h_ref = tiny_world.first_error(seed.problem, seed.thought_texts)
         return chosen
 
-    return choose
+    return dataclasses.replace(rule, choose=choose)
 
 
 def cells(args):
@@ -140,11 +133,11 @@ def cells(args):
     return [(name, world)]
 
 
-def run_method(method, seed, out, steps, world):
+def run_method(method, key, out, steps, world):
     """One training run through grpo.main with the demo preset on `world`; a run
     that already finished with `steps` steps is read back instead."""
     if finished(out, steps):
-        print(f"{method} seed {seed}: finished earlier, read from {out}")
+        print(f"{method} run key {key}: finished earlier, read from {out}")
     else:
 
         def buffer(engine, problems, cfg, step):
@@ -152,12 +145,12 @@ def run_method(method, seed, out, steps, world):
 
         script, extra = TRAINER.get(
             method, (method, [])
-        )  # the caps follow the world's horizon (grpo.parse_config)
+        )  # the caps follow the world's horizon (config.parse_config)
         grpo.main(
             [
                 "--demo",
-                "--seed",
-                str(seed),
+                "--run-key",
+                str(key),
                 "--out",
                 out,
                 "--max-steps",
@@ -198,7 +191,7 @@ def world_report(cell_dir, world):
     return json.load(open(path))
 
 
-def summarize(method, seed, cell, world, report, history, evals):
+def summarize(method, run_key, cell, world, report, history, evals):
     """One run as a row of results.json: pass rates against steps, sampled rollouts and
     tokens; where its resets landed; fix rates; all-equal group rates."""
     tokens = np.cumsum([0] + [m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"] for m in history])
@@ -220,7 +213,7 @@ def summarize(method, seed, cell, world, report, history, evals):
         "cell": cell,
         "world": world.name(),
         "method": method,
-        "seed": seed,
+        "run_key": run_key,
         "horizon": world.horizon,
         "hard_at": world.hard_at,
         "hard_share": world.hard_share,
@@ -252,13 +245,13 @@ def summarize(method, seed, cell, world, report, history, evals):
     }
 
 
-def jobs(sweep, methods, seeds, controls):
-    """Every (cell, world, method, seed) of the comparison, cell by cell; the controls
+def jobs(sweep, methods, keys, controls):
+    """Every (cell, world, method, key) of the comparison, cell by cell; the controls
     run only in the cells `controls` names (all when None)."""
     return [
         (name, world, m, s)
         for name, world in sweep
-        for s in seeds
+        for s in keys
         for m in methods
         if m not in CONTROLS or controls is None or name in controls
     ]
@@ -272,9 +265,15 @@ def parse_args(argv=None):
     parser.add_argument(
         "--out", default="runs/compare-resets", help="output folder (one folder per cell, one per run)"
     )
-    parser.add_argument("--quick", action="store_true", help="the default world only, one seed, 30 steps")
+    parser.add_argument("--quick", action="store_true", help="the default world only, one run key, 30 steps")
     parser.add_argument("--steps", type=int, default=0, help="training steps per run (default 60, quick 30)")
-    parser.add_argument("--seeds", type=int, default=0, help="seeds per method (default 5, quick 1)")
+    parser.add_argument(
+        "--run-keys",
+        "--seeds",
+        type=int,
+        default=0,
+        help="run keys per method (default 5, quick 1; --seeds: the old name, deprecated)",
+    )
     parser.add_argument(
         "--coverage",
         choices=sorted(COVERAGE),
@@ -296,9 +295,8 @@ def parse_args(argv=None):
         help="K/N: train only every N-th run from the K-th (0-based), "
         "for N processes side by side; a last run without --shard writes the results",
     )
-    grpo.tm.add_flags(
-        parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT}
-    )  # --horizon, ...
+    # the world's knobs: --horizon, --hard-at, ...
+    grpo.tm.add_flags(parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT})
     args = parser.parse_args(argv)
     try:
         args.cells = cells(args)
@@ -317,22 +315,22 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     steps = args.steps or (30 if args.quick else 60)
-    seeds = list(range(args.seeds or (1 if args.quick else 5)))
+    keys = list(range(args.run_keys or (1 if args.quick else 5)))
     sweep = args.cells
     controls = None if args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))
-    todo = jobs(sweep, METHODS, seeds, controls)[args.shard_k :: args.shard_n]
+    todo = jobs(sweep, METHODS, keys, controls)[args.shard_k :: args.shard_n]
     started = time.perf_counter()
     results = []
-    for i, (name, world, method, seed) in enumerate(todo):
-        out = os.path.join(args.out, name, f"{method}-s{seed}")
+    for i, (name, world, method, key) in enumerate(todo):
+        out = os.path.join(args.out, name, f"{method}-k{key}")
         if args.partial and not finished(out, steps):
             continue
         print(
-            f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, seed {seed}, "
+            f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, run key {key}, "
             f"{(time.perf_counter() - started) / 60:.1f} min so far"
         )
-        history, evals = run_method(method, seed, out, steps, world)
-        results.append((name, world, method, seed, history, evals))
+        history, evals = run_method(method, key, out, steps, world)
+        results.append((name, world, method, key, history, evals))
     print(f"{len(results)} runs ready ({len(todo)} asked) in {(time.perf_counter() - started) / 60:.1f} min")
     if args.shard:
         return []
@@ -349,7 +347,7 @@ def main(argv=None):
         if any(r["method"] == m for r in rows)
     }
     print(
-        f"summary ({len(sweep)} cell(s), {len(seeds)} seed(s) x {steps} steps): held-out pass-rate gain "
+        f"summary ({len(sweep)} cell(s), {len(keys)} run key(s) x {steps} steps): held-out pass-rate gain "
         + ", ".join(f"{m.upper()} {g:+.3f}" for m, g in gain.items())
         + f"; results, table and figure in {args.out}"
     )
@@ -361,7 +359,7 @@ def main(argv=None):
 
 
 def interval(values):
-    """Mean and the half-width of its 95% interval (Student t over seeds); None when empty."""
+    """Mean and the half-width of its 95% interval (Student t over run keys); None when empty."""
     v = np.array([x for x in values if x is not None and x == x], dtype=float)
     if len(v) == 0:
         return None, None
@@ -376,15 +374,15 @@ def at_tokens(run, budget):
 
 
 def advantages(rows):
-    """Per cell and method: the paired (same seed) advantage over GRPO in final pass
+    """Per cell and method: the paired (same run key) advantage over GRPO in final pass
     rate at equal steps, and at equal tokens (the budget every run of the cell reached)."""
     out = {}
     for cell in dict.fromkeys(r["cell"] for r in rows):
         rs = [r for r in rows if r["cell"] == cell]
-        base = {r["seed"]: r for r in rs if r["method"] == "grpo"}
+        base = {r["run_key"]: r for r in rs if r["method"] == "grpo"}
         budget = min(r["curve"]["tokens"][-1] for r in rs)
         for m in dict.fromkeys(r["method"] for r in rs):
-            pairs = [(r, base[r["seed"]]) for r in rs if r["method"] == m and r["seed"] in base]
+            pairs = [(r, base[r["run_key"]]) for r in rs if r["method"] == m and r["run_key"] in base]
             out[cell, m] = {
                 "steps": interval([r["final"] - g["final"] for r, g in pairs]),
                 "tokens": interval([at_tokens(r, budget) - at_tokens(g, budget) for r, g in pairs]),
@@ -418,7 +416,8 @@ def write_results(out, rows, reports):
 
             hit = [r for r in rs if r["steps_to"] is not None]
             to = (
-                f"{np.mean([r['steps_to'] for r in hit]):.0f} / {np.mean([r['rollouts_to'] for r in hit]):.0f} / "
+                f"{np.mean([r['steps_to'] for r in hit]):.0f} / "
+                f"{np.mean([r['rollouts_to'] for r in hit]):.0f} / "
                 f"{np.mean([r['tokens_to'] for r in hit]) / 1e3:.0f}k ({len(hit)}/{len(rs)})"
                 if hit
                 else f"- (0/{len(rs)})"
@@ -426,7 +425,8 @@ def write_results(out, rows, reports):
             eq = "-" if m == "grpo" else fmt(adv[cell, m]["steps"], sign=True)
             et = "-" if m == "grpo" else fmt(adv[cell, m]["tokens"], sign=True)
             lines.append(
-                f"| {cell} | {rs[0]['coverage']:.2f} / {rs[0]['p_theorem']:.3f} | {m.upper()} | {col('start')} | {col('final')} | "
+                f"| {cell} | {rs[0]['coverage']:.2f} / {rs[0]['p_theorem']:.3f} | {m.upper()} | "
+                f"{col('start')} | {col('final')} | "
                 f"{eq} | {et} | {to} | {col('clean_reset')} | {col('loc_acc')} | {col('clean_fix')} | "
                 f"{col('wrong_fix')} | {fmt(interval([r['base_all_equal'] for r in rs]), 2)} / "
                 f"{fmt(interval([r['suffix_all_equal'] for r in rs]), 2)} |"
@@ -484,7 +484,7 @@ def plot(out, rows, adv):
         )
         ax.minorticks_off()
         ax.set_xlabel("coverage p (Theorem 1, log scale); circles: common/early, squares: rare/late")
-        ax.set_ylabel("held-out pass rate minus GRPO's (same seed)")
+        ax.set_ylabel("held-out pass rate minus GRPO's (same run key)")
         ax.set_title(["at equal training steps", "at equal generated tokens"][k])
         handles, labels = ax.get_legend_handles_labels()
         keep = dict(zip(labels, handles))
@@ -501,7 +501,7 @@ def plot(out, rows, adv):
                     label=f"{cell} {m.upper()}",
                 )
     axes[2].set_xlabel("training step")
-    axes[2].set_ylabel("held-out pass rate (greedy), mean over seeds")
+    axes[2].set_ylabel("held-out pass rate (greedy), mean over run keys")
     axes[2].legend(fontsize=7, ncol=2)
     fig.suptitle(
         "classroom world: where do resets pay? (Theorem 1: the oracle's edge grows as coverage p falls)"

@@ -58,7 +58,7 @@ Deviations from the paper, and why
 Run it
   python cpi_toy.py --quick           # about 2 s: fewer p values and trials
   python cpi_toy.py                   # the default run, about 6 s on 2 cores
-  python cpi_toy.py --horizon 5 --actions 4 --tau 0.2 --seed 3 --out runs/cpi_h5
+  python cpi_toy.py --horizon 5 --actions 4 --tau 0.2 --run-key 3 --out runs/cpi_h5
   python cpi_toy.py --family trap     # transitions that depend on the action (tabular_mdp.fork_mdp)
 It prints the table, and writes DIR/cpi_rates.json and DIR/cpi_rates.png.
 """
@@ -73,8 +73,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tabular_mdp import (
-    J,
     R_MAX,
+    J,
     coverage,
     evaluate,
     fork_mdp,
@@ -99,9 +99,8 @@ class Config:
     actions: int = 3  # |Y|, actions per state
     tau: float = 0.3  # tau, improvability threshold; also the fork's advantage (<= 0.5)
     routine: int = 3  # number of routine (never improvable) states
-    family: str = (
-        "fork"  # fork (transitions ignore the action) or trap (a worse action at the fork absorbs, reward 0)
-    )
+    # fork (transitions ignore the action) or trap (a worse action at the fork absorbs, reward 0)
+    family: str = "fork"
     # the sweep over coverage p
     p_min: float = 0.01  # smallest coverage p
     p_max: float = 0.4  # largest coverage p
@@ -115,7 +114,7 @@ class Config:
     n_last: float = 2.0**38  # largest n on the grid (never reached in practice)
     bootstrap: int = 1000  # bootstrap resamples of the trials for slope CIs
     # bookkeeping
-    seed: int = 0  # seeds the MDP family and every draw
+    run_key: int = 0  # the random key of the MDP family and of every draw (--seed: its old name)
     out: str = "runs/cpi_toy"  # output folder
     quick: bool = False  # smaller sweep for smoke tests
 
@@ -133,6 +132,7 @@ def parse_config(argv=None):
                 default=field.default,
                 choices=FAMILIES if field.name == "family" else None,
             )
+    parser.add_argument("--seed", dest="run_key", type=int, help="old name of --run-key, deprecated")
     cfg = Config(**vars(parser.parse_args(argv)))
     if cfg.quick:  # the smoke-test preset: a decade of p, fewer trials
         cfg.n_p, cfg.p_min, cfg.p_max = 6, 0.02, 0.32
@@ -377,7 +377,7 @@ def fit_slope(p, y):
 def measure_rates(cfg, progress=True):
     """The two experiments of Theorem 1 over a geometric sweep of p."""
     ps = np.geomspace(cfg.p_min, cfg.p_max, cfg.n_p)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.run_key)
     rows, sweeps = [], {"rr": [], "caro": []}
     iterator = ps
     if progress:
@@ -386,7 +386,7 @@ def measure_rates(cfg, progress=True):
         iterator = tqdm(ps, desc="coverage p", leave=False)
     for p_dial in iterator:
         mdp, pi = fork_mdp(
-            p_dial, cfg.horizon, cfg.actions, cfg.tau, cfg.routine, cfg.seed, trap=cfg.family == "trap"
+            p_dial, cfg.horizon, cfg.actions, cfg.tau, cfg.routine, cfg.run_key, trap=cfg.family == "trap"
         )
         _, _, A = evaluate(mdp, pi)
         d = state_distributions(mdp, pi)
@@ -418,7 +418,7 @@ def measure_rates(cfg, progress=True):
 def bootstrap_slopes(rows, sweeps, cfg):
     """Slopes of n* and of the improvement against p, with percentile bootstrap CIs:
     resample the trials at each p independently and recompute n* and mean gains."""
-    rng = np.random.default_rng(cfg.seed + 1)
+    rng = np.random.default_rng(cfg.run_key + 1)
     p = np.array([row["p"] for row in rows])
     slopes, cis = {}, {}
     for method in ("rr", "caro"):

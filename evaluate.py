@@ -1,13 +1,13 @@
-"""evaluate.py: temperature-0 evaluation of trained runs, and the paper's tables and figures (Sec. 5, App. E-H).
+"""evaluate.py: temperature-0 evaluation of trained runs; the paper's tables and figures (Sec. 5, App. E-H).
 
 The benchmarks themselves (where each lives, how a row becomes a problem) are
 benchmarks.py; this file runs a model and its trained adapters over them and
 turns run folders into the paper's tables and figures.
 
 Paper map
-  Sec. 5, Table 3     ten benchmarks, 500 items each (seeded), temperature 0, the
-                      Thought-MDP prompt; mean +- SD over seeds, best in bold,
-                      the base model as a seed-invariant row          evaluate(), table3()
+  Sec. 5, Table 3     ten benchmarks, 500 items each (drawn with a run key), temperature 0, the
+                      Thought-MDP prompt; mean +- SD over run keys, best in bold,
+                      the base model as a key-invariant row          evaluate(), table3()
   Fig. 3 (left)       validation pass rate against training step       figure_validation()
   Fig. 4a             reset-index distribution, SRPO against RRPO      figure_reset_indices()
   Fig. 4b-d           self-localization against a second localizer:
@@ -33,10 +33,12 @@ Choices, and why
 Run it
   python evaluate.py --model smollm2-135m --benchmarks bundled --n 20
   python evaluate.py --model smollm2-135m --adapter runs/srpo-demo-smollm2-135m --benchmarks bundled
-  python evaluate.py --model tiny-world --adapter runs/grpo-demo runs/srpo-demo --benchmarks tiny-world --n 256
+  python evaluate.py --model tiny-world --adapter runs/grpo-demo runs/srpo-demo \
+      --benchmarks tiny-world --n 256
   python evaluate.py --report runs/grpo-demo runs/rrpo-demo runs/srpo-demo --out runs/report
-  python evaluate.py --model allenai/OLMo-3-7B-Instruct --adapter runs/srpo-s0 runs/srpo-s42 --benchmarks all \
-      --engine vllm                                       # every visible GPU: adapters hot-loaded into vLLM (gpus.py)
+  python evaluate.py --model allenai/OLMo-3-7B-Instruct --adapter runs/srpo-s0 runs/srpo-s42 \
+      --benchmarks all \
+      --engine vllm                               # every visible GPU: adapters hot-loaded into vLLM (gpus.py)
 """
 
 import argparse
@@ -47,40 +49,40 @@ import os
 import numpy as np
 
 import benchmarks
+import config
 import engines
 import gpus
 import grpo
 import runs
 import thought_mdp as tm
 
-
 # -----------------------------------------------------------------------------
 # What is evaluated: benchmark items no evaluated run has trained on
 
 
 def question_key(problem):
-    """A problem's identity across benchmarks, splits and seeds: its question text."""
+    """A problem's identity across benchmarks, splits and keys: its question text."""
     return " ".join(str(problem["question"]).split())
 
 
 def trained_on(run_dir):
     """The problems a run has trained on: the steps its checkpoint holds, drawn from
-    its config's training set with its own seed (the same draw as grpo.main)."""
-    cfg = grpo.load_config(run_dir)
+    its config's training set with its own key (the same draw as grpo.main)."""
+    cfg = config.load_config(run_dir)
     problems = benchmarks.load_benchmark(
-        cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems
+        cfg.data, cfg.train_problems, cfg.run_key, train_problems=cfg.train_problems
     )
     return [p for step in range(runs.steps_done(run_dir)) for p in grpo.step_problems(problems, cfg, step)]
 
 
-def load_suites(names, n, seed, run_dirs=()):
-    """n items of each benchmark (a seeded sample), leaving out every problem one of
+def load_suites(names, n, key, run_dirs=()):
+    """n items of each benchmark (a sample drawn with the run key), leaving out every problem one of
     `run_dirs` trained on, so that base and runs are scored on the same unseen items
-    whatever seed each run drew its training problems with."""
+    whatever key each run drew its training problems with."""
     seen = {question_key(p) for run in run_dirs for p in trained_on(run)}
     suites = {}
     for name in names:
-        pool = benchmarks.load_benchmark(name, n + len(seen), seed)
+        pool = benchmarks.load_benchmark(name, n + len(seen), key)
         kept = [p for p in pool if question_key(p) not in seen]
         print(
             f"{name}: {len(kept[:n])} items"
@@ -123,7 +125,7 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", finger
         for k in range(0, len(todo), batch):
             chunk = todo[k : k + batch]
             states = [tm.initial_state(engine.tokenizer, p, cfg) for p in chunk]
-            for p, r in zip(chunk, tm.sample_rollouts(engine, states, 1, cfg, seed=0)):
+            for p, r in zip(chunk, tm.sample_rollouts(engine, states, 1, cfg, key=0)):
                 rec = {
                     "id": p["id"],
                     "reward": r.reward,
@@ -153,8 +155,8 @@ def fmt_mean_sd(values, scale=100.0):
 
 def table3(results, base=None, columns=None):
     """Table 3 as (markdown, csv): rows are methods, columns benchmarks, cells
-    mean ± SD over seeds in percent, the best mean per column in bold; `base`
-    ({bench: rate}) is the seed-invariant base-model row. results = {method: [{bench: rate}, ...]}."""
+    mean ± SD over run keys in percent, the best mean per column in bold; `base`
+    ({bench: rate}) is the key-invariant base-model row. results = {method: [{bench: rate}, ...]}."""
     columns = columns or sorted({b for per_seed in results.values() for run in per_seed for b in run})
     means = {
         m: {b: np.mean([run[b] for run in per_seed if b in run]) for b in columns}
@@ -175,7 +177,7 @@ def table3(results, base=None, columns=None):
         md.append(f"| {m.upper()} | " + " | ".join(cells) + " |")
         csv.append(f"{m.upper()}," + ",".join(c.strip("*").replace(" ± ", "+-") for c in cells))
     if base:
-        md.append("\n† the base model is seed-invariant (one evaluation, no SD).")
+        md.append("\n† the base model is key-invariant (one evaluation, no SD).")
     return "\n".join(md), "\n".join(csv)
 
 
@@ -321,7 +323,7 @@ def figure_signal(run_dirs, path):
 
 
 def figure_validation(run_dirs, path):
-    """Fig. 3 (left): validation pass rate against training step, mean ± SE over seeds per method."""
+    """Fig. 3 (left): validation pass rate against training step, mean ± SE over run keys per method."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     curves = {}
@@ -422,8 +424,12 @@ def main(argv=None):
         help="all (Table 3's ten), or a comma-separated list of: bundled, tiny-world, "
         + ", ".join(benchmarks.BENCHMARKS),
     )
-    parser.add_argument("--n", type=int, default=500, help="items per benchmark (seeded sample)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the benchmark samples")
+    parser.add_argument(
+        "--n", type=int, default=500, help="items per benchmark (a sample drawn with the run key)"
+    )
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     parser.add_argument("--out", default="runs/eval", help="output folder")
     parser.add_argument(
         "--report",
@@ -452,10 +458,10 @@ def main(argv=None):
         parser.error(problem)
     caps = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
-    suites = load_suites(names, args.n, args.seed, args.adapter)
+    suites = load_suites(names, args.n, args.run_key, args.adapter)
     # vLLM: base weights in vLLM, each run's adapter hot-loaded below; HF: adapters wrap the base model
     engine, base_model, tokenizer = benchmarks.inference_engine(
-        args.model, args.engine, args.out, cfg, args.tp, args.max_lora_rank, args.seed, batch_size=32
+        args.model, args.engine, args.out, cfg, args.tp, args.max_lora_rank, args.run_key, batch_size=32
     )
     engine_kind = "hf" if base_model is not None else "vllm"
     world = benchmarks.own_model(args.model)  # a changed world keeps its name: its cache key tells it apart
@@ -471,7 +477,7 @@ def main(argv=None):
         )
         for name, problems in suites.items()
     }
-    scores = {}  # method -> [{benchmark: pass rate} per run folder (seed)]
+    scores = {}  # method -> [{benchmark: pass rate} per run folder (key)]
     for k, run in enumerate(args.adapter):
         with open(os.path.join(run, "config.json")) as fh:
             method = json.load(fh)["method"]

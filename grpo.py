@@ -11,10 +11,7 @@ Paper map
                                 over each rollout's active tokens                   pg_loss()
   App. C, Table 4               optional PPO-style clip against rollout-time
                                 log-probabilities (off by default)                  pg_loss(clip_eps=...)
-  App. C, Table 5               LoRA r = alpha = 64 on all linear layers; AdamW
-                                5e-5, (0.9, 0.999), wd 0.01; clip 1.0; 32 prompts a
-                                step, mini-batches of 8, one epoch; G = 8; T = 0.7,
-                                top-p 0.95; 2 epochs                                Config (the CLI defaults)
+  App. C, Table 5               the settings: config.py (the CLI defaults)
   App. G                        per-token gradient signal g_it = |A_i| / T_i (1 - pi)  gradient_signal()
   App. H                        tokens and times per step                           the metrics of main()
   Sec. 5, Fig. 3                greedy validation pass rate every `--eval-every`
@@ -43,9 +40,9 @@ Deviations and choices
     weights plus this step's adapter (`engine.sync` saves and hot-loads it), and
     the trainer's layers are spread over the GPUs by accelerate's device map;
     `build_buffer` only needs an engine with the interface of engines.py.
-  * The Thought MDP's caps and sampling settings are one ThoughtConfig
-    (`cfg.thought`, flags --max-thoughts ... --top-p), the same object the
-    rollouts, the validation and the loss's temperature read.
+  * The run's settings are one config.Config (`cfg`); the Thought MDP's caps
+    and sampling settings are its ThoughtConfig (`cfg.thought`), the same object
+    the rollouts, the validation and the loss's temperature read.
 
 Run it
   python grpo.py --demo                          # CPU: the classroom world (tiny_world.py), a few minutes
@@ -55,7 +52,6 @@ Run it
   python grpo.py --help                          # every flag, with its meaning and default
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -69,198 +65,12 @@ import numpy as np
 import torch
 
 import benchmarks
+import config
 import engines
 import gpus
 import pipeline
 import runs
 import thought_mdp as tm
-
-
-@dataclass
-class Config:
-    # model and policy
-    model: str = (
-        "allenai/OLMo-3-7B-Instruct"  # tiny-world, smollm2-135m (bundled), a Hub id or a local folder
-    )
-    lora_rank: int = 64  # LoRA r (App. C)
-    lora_alpha: int = 64  # LoRA alpha
-    full_finetune: bool = False  # train every weight instead of a LoRA adapter (tiny models)
-    # optimisation (App. C, Table 5)
-    lr: float = 5e-5  # AdamW learning rate, constant, no warm-up
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.999  # AdamW beta2
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    grad_clip: float = 1.0  # l2 gradient clipping
-    clip_eps: float = 0.0  # PPO-style ratio clip; 0 = off (App. C, Table 4)
-    # schedule
-    data: str = (
-        "numina-olympiads-train"  # training problems: a name of benchmarks.py, "bundled", or a JSONL file
-    )
-    train_problems: int = 400  # problems drawn (seeded) from the data
-    epochs: int = 2  # passes over the training problems
-    prompts_per_step: int = 32  # B, prompts per training step
-    minibatch_prompts: int = 8  # prompts per optimizer step (one epoch over the step's buffer)
-    max_steps: int = 0  # stop after this many steps (0 = all epochs)
-    # rollouts (Sec. 4.1-4.2, App. C); the Thought MDP's caps and sampling are thought_mdp.ThoughtConfig's flags
-    group_size: int = 8  # G, rollouts per prompt in total
-    thought: tm.ThoughtConfig = dataclasses.field(
-        default_factory=tm.ThoughtConfig
-    )  # caps, temperature, top-p
-    gen_batch_size: int = 32  # rows decoded at once by the HF engine
-    schedule: str = (
-        "pipelined"  # pipelined: each prompt's next request joins the running batch; phases (pipeline.py)
-    )
-    # resets (rrpo.py, srpo.py; GRPO ignores them)
-    split: str = (
-        "1x4"  # SxK: S seeds with K suffixes each, the other G - S*K rollouts the base group (Sec. 5.1)
-    )
-    base_group: str = (
-        "excluded"  # excluded: the seeds are left out of the base group (Alg. 2); iid: see rrpo.py
-    )
-    seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
-    search_ahead: int = (
-        0  # stream rows drawn ahead with the seed search's first round, dropped when unneeded (rrpo.py)
-    )
-    localizer: str = ""  # SRPO: localize with this model instead of the policy ("" = self-localization)
-    reference_localizer: str = (
-        ""  # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
-    )
-    # GPUs (gpus.py)
-    engine: str = "auto"  # hf | vllm | auto (vllm when it imports and a GPU is present)
-    tp: int = 0  # vLLM tensor parallel size = GPUs used (the trainer is spread over the same GPUs); 0 = every visible GPU
-    vllm_memory: float = 0.45  # fraction of each GPU's memory vLLM may take (weights + KV cache)
-    vllm_sleep: bool = False  # vLLM sleep mode level 1 while the trainer runs
-    vllm_seeded: bool = (
-        False  # a derived seed per vLLM request (repeatable, but vLLM's slower PyTorch sampler on GPUs)
-    )
-    train_microbatch: int = (
-        0  # rollouts per forward/backward pass; 0 = what fits the GPU's memory (4 on the CPU)
-    )
-    # run
-    seed: int = 0  # seeds the data order, every sampling call and the initialisation
-    out: str = ""  # run folder (default runs/<method>, runs/<method>-demo[-<preset>])
-    save_every: int = 10  # checkpoint every N steps (and at the end)
-    eval_every: int = 0  # validation pass rate every N steps into eval.jsonl (0 = off)
-    eval_data: str = "bundled"  # validation problems: a name of benchmarks.py or a JSONL file
-    eval_n: int = 32  # validation problems used (seeded sample)
-    resume: str = ""  # run folder to continue from its checkpoint, with its saved config
-    demo: str = ""  # a small CPU preset (DEMOS): tiny-world (the default of a bare --demo) or smollm2-135m
-    method: str = "grpo"  # set by the script: grpo, rrpo or srpo
-
-
-SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means: rrpo.split_sizes)
-BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.prompt_machine)
-SCHEDULES = ("pipelined", "phases")  # how the prompts' requests share the engine (pipeline.py)
-
-# The CPU demos. `--demo` (the README's first command) trains the classroom world's 1M-parameter
-# model (tiny_world.py) in full, 8 prompts a step, the caps of its H-step chains, greedy pass rate on
-# 128 held-out chains: it learns in a few minutes. `--demo smollm2-135m`: the bundled SmolLM2 on the
-# bundled problems, a smoke run of the real-model path (machinery, not learning). The rest as above.
-DEMOS = {
-    "tiny-world": dict(
-        model="tiny-world",
-        data="tiny-world-train",
-        train_problems=4000,
-        eval_data="tiny-world",
-        eval_n=128,
-        eval_every=10,
-        max_steps=100,
-        full_finetune=True,
-        lr=1e-4,
-        prompts_per_step=8,
-        minibatch_prompts=4,
-        gen_batch_size=64,
-        train_microbatch=16,
-        save_every=50,
-    ),
-    "smollm2-135m": dict(
-        model="smollm2-135m",
-        data="bundled",
-        prompts_per_step=2,
-        minibatch_prompts=1,
-        max_steps=4,
-        thought=tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=40, max_response_tokens=120),
-        gen_batch_size=16,
-        lr=1e-4,
-        save_every=2,
-        eval_every=2,
-        eval_n=6,
-    ),
-}
-
-
-def parse_config(argv=None, method="grpo", check=None):
-    """The run's Config from the command line: paper defaults, then a --demo preset,
-    then the flags given. `check(cfg)` (rrpo.py's split check) returns an error or None.
-    A bad value is refused with one line naming the flag."""
-    parser = argparse.ArgumentParser(description=f"{method.upper()} training in the Thought MDP")
-    tm.add_flags(
-        parser,
-        Config,
-        skip=("method", "demo"),
-        choices={"engine": gpus.ENGINES, "split": SPLITS, "base_group": BASE_GROUPS, "schedule": SCHEDULES},
-    )
-    parser.add_argument(
-        "--demo",
-        nargs="?",
-        const="tiny-world",
-        default=None,
-        choices=sorted(DEMOS),
-        help=tm.field_help(Config)["demo"],
-    )
-    tm.add_flags(
-        parser, tm.ThoughtConfig
-    )  # --max-thoughts, --max-thought-tokens, ..., --temperature, --top-p
-    args = parser.parse_args(argv)
-    if args.resume:  # a resumed run keeps its own config; only its length may change
-        others = [
-            k
-            for k, v in {**tm.given(args, Config), **tm.given(args, tm.ThoughtConfig)}.items()
-            if k not in ("resume", "max_steps")
-        ]
-        if others:
-            parser.error(
-                f"--resume continues a run with its saved config; it takes only --max-steps, not {others}"
-            )
-        cfg = load_config(args.resume)
-        return dataclasses.replace(cfg, resume=args.resume, max_steps=args.max_steps or cfg.max_steps)
-    cfg = Config(method=method)
-    if args.demo:
-        cfg = dataclasses.replace(cfg, **DEMOS[args.demo])
-    cfg = dataclasses.replace(cfg, **tm.given(args, Config))
-    world = benchmarks.own_model(cfg.model)  # a classroom world's caps follow its horizon
-    cfg.thought = dataclasses.replace(
-        world.caps() if world else cfg.thought, **tm.given(args, tm.ThoughtConfig)
-    )
-    suffix = {"": "", "tiny-world": "-demo"}.get(cfg.demo, "-demo-" + cfg.demo)
-    cfg.out = cfg.out or os.path.join("runs", method + suffix)
-    if cfg.prompts_per_step % cfg.minibatch_prompts:
-        parser.error(
-            f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of --minibatch-prompts "
-            f"{cfg.minibatch_prompts}: a step splits into whole mini-batches"
-        )
-    for name, least in [
-        (n, 1) for n in ("group_size", "prompts_per_step", "minibatch_prompts", "gen_batch_size")
-    ] + [("train_microbatch", 0), ("tp", 0), ("search_ahead", 0)]:  # tp, microbatch 0: chosen at start
-        if getattr(cfg, name) < least:
-            parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
-    problem = benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data) or (check(cfg) if check else None)
-    if problem:
-        parser.error(problem)
-    return cfg
-
-
-def load_config(run_dir):
-    """The Config a run folder was started with (config.json)."""
-    saved = runs.read_config(run_dir)
-    if (
-        "thought" not in saved
-    ):  # written before the caps became one ThoughtConfig: its fields sat in the top level
-        saved["thought"] = {
-            f.name: saved.pop(f.name) for f in dataclasses.fields(tm.ThoughtConfig) if f.name in saved
-        }
-    return Config(**{**saved, "thought": tm.ThoughtConfig(**saved["thought"])})
-
 
 # -----------------------------------------------------------------------------
 # Sec. 4.3: advantages and the loss
@@ -309,27 +119,32 @@ class Group:
     advantages: torch.Tensor = None  # (len(rollouts),), set by the training loop (Alg. 2, lines 8-10)
 
 
-BASE, RANDOM_RESET, LOCALIZE, REFERENCE_LOCALIZE, SEED_SEARCH, SUFFIX, VALIDATION_SAMPLE = range(7)  # phases
+# The kinds of random key a step draws: (run key, step, kind, prompt, ...) never repeats
+KEY_BASE, KEY_RANDOM_RESET, KEY_LOCALIZE, KEY_REFERENCE_LOCALIZE, KEY_SEARCH, KEY_SUFFIX, KEY_VALIDATION = (
+    range(7)
+)
 
 
-def step_seed(cfg, step, phase, *more):
-    """The seed of one sampled call of a step's phase, derived from (run seed, step, phase,
-    round...), never added up, so runs repeat on the CPU and no two calls share a seed."""
-    return engines.derive_seed(cfg.seed, step, phase, *more)
-
-
-def base_machine(sched, b, problem, cfg, step):
-    """GRPO for prompt b (a machine of pipeline.py): G iid rollouts from x_0."""
-    x0 = tm.initial_state(sched.engine.tokenizer, problem, cfg.thought)
-    request = sched.sample([x0], cfg.group_size, cfg.thought, step_seed(cfg, step, BASE, b), "base")
-    yield from pipeline.wait(request)
-    return Group(b, "base", request.results)
+def step_key(cfg, step, kind, *more):
+    """The random key of one sampled call of a step, derived from (run key, step, kind,
+    prompt, ...), never added up, so runs repeat on the CPU and no two calls share a key."""
+    return engines.derive_key(cfg.run_key, step, kind, *more)
 
 
 def build_buffer(engine, problems, cfg, step):
-    """GRPO: one base group of G iid rollouts from each prompt x_0."""
-    sched, start = pipeline.Scheduler(engine, cfg.schedule), time.perf_counter()
-    groups = sched.run([base_machine(sched, b, p, cfg, step) for b, p in enumerate(problems)])
+    """GRPO: one base group of G iid rollouts from each prompt x_0, on cfg.schedule
+    (the same rollouts on every schedule: row k of prompt b draws from its own key)."""
+    start = time.perf_counter()
+    states = [tm.initial_state(engine.tokenizer, p, cfg.thought) for p in problems]
+    keys = [step_key(cfg, step, KEY_BASE, b) for b in range(len(problems))]
+    if cfg.schedule == "sequential":  # one prompt after another
+        samples = [
+            tm.sample_rollouts(engine, [x0], cfg.group_size, cfg.thought, k) for x0, k in zip(states, keys)
+        ]
+        fill = {}
+    else:  # every prompt's rows in one running batch
+        samples, fill = pipeline.sample_all(engine, states, cfg.group_size, cfg.thought, keys, cfg.schedule)
+    groups = [Group(b, "base", rollouts) for b, rollouts in enumerate(samples)]
     rollouts = [r for g in groups for r in g.rollouts]
     return groups, {
         "tokens/base": sum(len(r.response_ids) for r in rollouts),
@@ -338,7 +153,7 @@ def build_buffer(engine, problems, cfg, step):
         "time/gen_s": time.perf_counter() - start,
         "time/localize_s": 0.0,
         "rollouts/generated": len(rollouts),
-        **sched.fill_metrics(),
+        **fill,
     }
 
 
@@ -510,13 +325,13 @@ def load_policy(cfg, engine_kind):
 
 def validation_problems(cfg, train):
     """Held-out problems for the validation curve (Fig. 3): `eval_n` drawn with the
-    seed from `eval_data`, leaving out the training problems."""
+    run key from `eval_data`, leaving out the training problems."""
     if not cfg.eval_every:
         return []
-    pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), seed=cfg.seed)
+    pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), key=cfg.run_key)
     train_ids = {p["id"] for p in train}
     pool = [p for p in pool if p["id"] not in train_ids] or pool
-    return random.Random(engines.derive_seed(cfg.seed, VALIDATION_SAMPLE)).sample(
+    return random.Random(engines.derive_key(cfg.run_key, KEY_VALIDATION)).sample(
         pool, min(cfg.eval_n, len(pool))
     )
 
@@ -526,7 +341,7 @@ def validate(engine, problems, tcfg, run_dir, step):
     caps `tcfg`, appended to RUN_DIR/eval.jsonl."""
     greedy = dataclasses.replace(tcfg, temperature=0.0, top_p=1.0)
     states = [tm.initial_state(engine.tokenizer, p, greedy) for p in problems]
-    rate = float(np.mean([r.reward for r in tm.sample_rollouts(engine, states, 1, greedy, seed=0)]))
+    rate = float(np.mean([r.reward for r in tm.sample_rollouts(engine, states, 1, greedy, key=0)]))
     runs.append_jsonl(
         os.path.join(run_dir, "eval.jsonl"), {"step": step, "pass_rate": rate, "n": len(problems)}
     )
@@ -534,10 +349,10 @@ def validate(engine, problems, tcfg, run_dir, step):
 
 
 def step_problems(problems, cfg, step):
-    """The prompts of a step: epoch e visits a seeded permutation of the problems."""
+    """The prompts of a step: epoch e visits a permutation, drawn with the run key, of the problems."""
     per_epoch = math.ceil(len(problems) / cfg.prompts_per_step)
     epoch, k = divmod(step, per_epoch)
-    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(problems))
+    order = np.random.default_rng([cfg.run_key, epoch]).permutation(len(problems))
     return [problems[i] for i in order[k * cfg.prompts_per_step : (k + 1) * cfg.prompts_per_step]]
 
 
@@ -551,10 +366,10 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     `check`, their test of the split against G)."""
     from tqdm import tqdm
 
-    cfg = parse_config(argv, method, check)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    cfg = config.parse_config(argv, method, check)
+    torch.manual_seed(cfg.run_key)
+    random.seed(cfg.run_key)
+    np.random.seed(cfg.run_key)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     if not cfg.resume:
         runs.prepare(cfg.out, dataclasses.asdict(cfg), overwrite=bool(cfg.demo))
@@ -582,14 +397,15 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     )
     engine = gpus.make_engine(cfg, engine_kind, policy, tokenizer)
     problems = benchmarks.load_benchmark(
-        cfg.data, cfg.train_problems, cfg.seed, train_problems=cfg.train_problems
+        cfg.data, cfg.train_problems, cfg.run_key, train_problems=cfg.train_problems
     )
     validation = validation_problems(cfg, problems)
     total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     start = runs.resume(policy, optimizer, cfg.out) if cfg.resume else 0
     print(
-        f"{cfg.method}: {len(problems)} problems, {total} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts"
+        f"{cfg.method}: {len(problems)} problems, {total} steps of "
+        f"{cfg.prompts_per_step} prompts x {cfg.group_size} rollouts"
     )
 
     def validate_after(steps_done):  # Fig. 3: the policy as it is after `steps_done` updates

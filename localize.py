@@ -9,12 +9,12 @@ rejection-sampling draw from G_{h,tau} of Algorithm 3.
 Paper map
   Sec. 4.2, Alg. 2 line 5   h* <- self-localized index of the seed's first error    localize()
   App. D                    the localization prompt (our wording, same
-                            instructions; steps rendered without </thought>)        LOCALIZE_PROMPT, render_chain()
+                            instructions; steps rendered without </thought>)   LOCALIZE_PROMPT, render_chain()
   App. H                    localization tokens are counted (the paper asks
                             future runs to log them)                                Localization.n_tokens
-  Sec. 5.3, Fig. 4          a stronger model as localizer, for comparison           localize(..., engine=other)
+  Sec. 5.3, Fig. 4          a stronger model as localizer, for comparison          localize(..., engine=other)
   Thought-ICS (companion)   the verifier's question "is this answer right?" (our
-                            wording), answered \\boxed{yes} or \\boxed{no}          VERIFY_PROMPT, parse_verdict()
+                            wording), answered \\boxed{yes} or \\boxed{no}      VERIFY_PROMPT, parse_verdict()
 
 Symbols
   y~_1..y~_{H_s}   -> rollout.thought_texts (the failed seed)
@@ -38,7 +38,7 @@ Choices, and why
     shows the chain the same way; thought_ics.py runs the loop that uses it.
 
 Run it
-  python localize.py                    # bundled SmolLM2-135M: a failed rollout and where the model puts its error
+  python localize.py               # bundled SmolLM2-135M: a failed rollout and where the model puts its error
   python localize.py --model PATH_OR_HUB_ID
 """
 
@@ -48,6 +48,7 @@ import re
 from dataclasses import dataclass
 
 import engines
+import models
 import rewards
 import thought_mdp as tm
 
@@ -65,7 +66,7 @@ Do NOT solve the problem again. Your ONLY task is to give the number of that ori
 Requirements:
 - Choose exactly ONE step number, from 1 to {n_steps}.
 - Stop at the first step you cannot justify.
-- Your response MUST end with \\boxed{{N}} on a line of its own, where N is the number (counting from 1) of the first wrong step in the chain above, NOT the answer to the problem. Write nothing after \\boxed{{N}}."""
+- Your response MUST end with \\boxed{{N}} on a line of its own, where N is the number (counting from 1) of the first wrong step in the chain above, NOT the answer to the problem. Write nothing after \\boxed{{N}}."""  # noqa: E501 (the prompt's lines are its words)
 
 
 # The companion work's autonomous verifier (Thought-ICS, thought_ics.py), in our words
@@ -80,7 +81,7 @@ Decide whether the final answer of this chain is correct. Check each step agains
 
 Requirements:
 - Do NOT write a new solution.
-- Your response MUST end with \\boxed{{yes}} if the final answer is correct, or \\boxed{{no}} if it is not. Write nothing after it."""
+- Your response MUST end with \\boxed{{yes}} if the final answer is correct, or \\boxed{{no}} if it is not. Write nothing after it."""  # noqa: E501
 
 
 @dataclass
@@ -187,32 +188,31 @@ def parse_step(text, n_steps):
     return None
 
 
-def settings(cfg, seed):
+def settings(cfg, key):
     """The localizer's sampling settings (greedy by default), one answer per request."""
-    return engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, seed)
+    return engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, key)
 
 
-def read(answer, rollout, seed):
+def read(answer, rollout, key):
     """The Localization in `answer` (a Completion) for `rollout`; when no valid step
-    number can be read, h* is drawn uniformly from the answer's own seed."""
+    number can be read, h* is drawn uniformly from the answer's own random key."""
     n_steps = len(rollout.thought_ids)
     assert n_steps >= 1, "a rollout to localize has at least one thought"
     h = parse_step(answer.text, n_steps)
     parsed = h is not None
     if not parsed:  # fallback: RRPO's uniform reset index
-        h = random.Random(seed).randint(1, n_steps)
+        h = random.Random(key).randint(1, n_steps)
     return Localization(h, parsed, answer.text, len(answer.token_ids))
 
 
-def localize(engine, rollouts, cfg=LocalizeConfig(), seed=0):
+def localize(engine, rollouts, cfg=LocalizeConfig(), key=0):
     """Alg. 2, line 5: h* for each failed rollout, from one batched engine call.
     `engine` is the policy's engine (self-localization) or another model's. Request
-    i draws from derive_seed(seed, i), its fallback too."""
+    i draws from derive_key(key, i), its fallback too."""
     prompts = [localization_prompt(engine.tokenizer, r, cfg) for r in rollouts]
-    answers = engine.generate(prompts, settings(cfg, seed))
+    answers = engine.generate(prompts, settings(cfg, key))
     return [
-        read(answer, r, engines.derive_seed(seed, i))
-        for i, (r, [answer]) in enumerate(zip(rollouts, answers))
+        read(answer, r, engines.derive_key(key, i)) for i, (r, [answer]) in enumerate(zip(rollouts, answers))
     ]
 
 
@@ -225,22 +225,24 @@ def main(argv=None):
         "--localizer", default=None, help="another model to localize with (default: the policy itself)"
     )
     parser.add_argument("--tries", type=int, default=8, help="rollouts to sample while looking for a failure")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     args = parser.parse_args(argv)
     cfg = tm.DEMO_CAPS
-    model, tokenizer = engines.load_model(args.model)
+    model, tokenizer = models.load_model(args.model)
     engine = engines.HFEngine(model, tokenizer)
-    judge = engine if args.localizer is None else engines.HFEngine(*engines.load_model(args.localizer))
+    judge = engine if args.localizer is None else engines.HFEngine(*models.load_model(args.localizer))
     problems = [p for p in tm.load_problems() if p["kind"] == "math"]
     states = [tm.initial_state(tokenizer, p, cfg) for p in problems[: args.tries]]
-    failed = [r for r in tm.sample_rollouts(engine, states, 1, cfg, args.seed) if r.reward < 1]
+    failed = [r for r in tm.sample_rollouts(engine, states, 1, cfg, args.run_key) if r.reward < 1]
     if not failed:
         print(f"all {args.tries} rollouts were correct; nothing to localize")
         return None
     seed_rollout = max(failed, key=lambda r: len(r.thought_ids))  # the most steps to choose from
     print(f"Q: {seed_rollout.problem['question']}  (gold {seed_rollout.problem['answer']!r})")
     tm.print_rollout(seed_rollout)
-    [loc] = localize(judge, [seed_rollout], seed=args.seed)
+    [loc] = localize(judge, [seed_rollout], key=args.run_key)
     print(f"\nlocalizer answer ({loc.n_tokens} tokens): {loc.text.strip()[:300]!r}")
     how = "parsed from the answer" if loc.parsed else "fallback: no valid step number, drawn uniformly"
     print(f"h* = {loc.index} ({how}); the reset state keeps thoughts 1..{loc.index - 1}")

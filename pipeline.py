@@ -1,5 +1,8 @@
 """pipeline.py: Algorithm 2 prompt by prompt, with the engine kept full (App. H's serial dependency).
 
+An optimisation, not part of the method: rrpo.reset_prompt() is Algorithm 2 as
+written, and this schedule gives its buffers token for token (tests).
+
 Algorithm 2 is sequential within one prompt: the seed search (lines 1-3), then
 h* (lines 4-5, SRPO asks the policy), then the suffix group from x* (lines
 6-7). Between prompts nothing is shared. Run phase by phase over a batch, every
@@ -19,31 +22,33 @@ Paper map
                       `time/phase/*` and `time/underfilled/*` (fill_metrics())
 
 How a machine talks to the scheduler
-  request = sched.sample(states, n, cfg, seed, phase)     rollouts; non-blocking
+  request = sched.sample(states, n, cfg, key, phase)          rollouts; non-blocking
   request = sched.generate(engine, prompts, settings, phase)   completions (localization)
-  task = sched.spawn(machine)                             another machine, run beside this one
-  sched.cancel(request, rows)                             drop rows not needed after all (speculation)
-  yield                                                   wait until something of mine changed
-  request.results / request.finished / task.done, task.result
+  task = sched.spawn(machine)                                  another machine, run beside this one
+  sched.cancel(request, rows)                                  drop rows not needed after all (speculation)
+  yield                                                        wait until something of mine changed
+  request.results / request.finished() / task.done, task.result
 A machine decides only from finished results, in stream order, never from
-timing, so the two schedules below give the same buffer.
+timing, so every schedule gives the same buffer.
 
 Schedules (`--schedule`)
   pipelined   every request goes to the engine's decoder at once; on the HF
               engine rows join the running batch token by token (engines.Decoder)
-  phases      the reference: requests wait until every machine is blocked, then
-              all of them run to the end as one batch (the phase-by-phase step)
+  phases      requests wait until every machine is blocked, then all of them
+              run to the end as one batch (the phase-by-phase step)
+  sequential  no scheduler: rrpo.reset_prompt(), one prompt after another
 
 Symbols
   machine        -> a generator function's generator; what it returns is task.result
   request.rows   -> (prefix ids, watcher) per sample: ThoughtTracker (rollouts) or StopWatcher (completions)
-  phase          -> "base", "search", "localize", "suffix": the row's tag in the decoder's trace
+  phase          -> the part of Algorithm 2 a request serves: "base" (GRPO), "search" (lines 1-3),
+                    "localize" (line 5), "suffix" (line 7); the row's tag in the decoder's trace
   fill           -> live rows / capacity of a decoder step (HF engine: --gen-batch-size)
 
 Choices, and why
-  * Row seeds are keyed per prompt, per seed and per round (rrpo.py), and the
-    HF engine draws every row from its own seed (engines.py), so a prompt's
-    rollouts do not depend on the schedule: tests check the buffers are equal.
+  * Row keys are derived per prompt, per seed and per stream row (grpo.step_key),
+    and the HF engine draws every row from its own key (engines.py), so a
+    prompt's rollouts do not depend on the schedule: tests check the buffers.
   * Requests to another model (--localizer) run at once and synchronously on
     that model's engine; only the policy's engine is pipelined.
   * On an engine without a decoder of its own (vLLM) the pipelined schedule
@@ -53,15 +58,14 @@ Choices, and why
 Run it
   python srpo.py --demo                         # pipelined (the default)
   python srpo.py --demo --schedule phases       # phase by phase, the same buffers, for timing
+  python srpo.py --demo --schedule sequential   # the reference, the same buffers
 """
 
-import inspect
 import time
 from collections import defaultdict
 
 import engines
 import thought_mdp as tm
-
 
 CANCELLED = "cancelled"  # the result of a row dropped before its end (Scheduler.cancel)
 
@@ -115,20 +119,24 @@ class Scheduler:
     def _submit(self, request, settings):
         for i, (prefix, watcher) in enumerate(request.rows):
             self.owner[id(watcher)] = (request, i)
-            row = (prefix, watcher, *settings[i], request.phase)  # temperature, top_p, seed
+            row = (prefix, watcher, *settings[i], request.phase)  # temperature, top_p, key
             if self.pipelined:
                 self.decoder.add(*row)
             else:
                 self.queue.append(row)
         return request
 
-    def sample(self, states, n, cfg, seed, phase, first=0):
-        """n rollouts from each state; row i draws from derive_seed(seed, first + i)."""
+    def sample(self, states, n, cfg, key, phase, first=0):
+        """n rollouts from each state; row i draws from derive_key(key, first + i),
+        as in thought_mdp.sample_rollouts."""
         rows = tm.sampling_rows(self.engine, states, n, cfg)
         settings = [
-            (cfg.temperature, cfg.top_p, engines.derive_seed(seed, first + i)) for i in range(len(rows))
+            (cfg.temperature, cfg.top_p, engines.derive_key(key, first + i)) for i in range(len(rows))
         ]
-        finish = lambda i, tracker: tm.to_rollout(rows[i][0], tracker, self.engine.tokenizer)  # noqa: E731
+
+        def finish(i, tracker):
+            return tm.to_rollout(rows[i][0], tracker, self.engine.tokenizer)
+
         return self._submit(Request([(s.ids, t) for s, t in rows], finish, phase), settings)
 
     def generate(self, engine, prompts, params, phase):
@@ -145,14 +153,14 @@ class Scheduler:
             (p, engines.StopWatcher(engine.tokenizer, engine.eos_ids, params.stop, params.max_tokens))
             for p in prompts
         ]
-        finish = lambda i, w: engines.Completion(
-            w.ids,
-            engine.tokenizer.decode(w.ids, skip_special_tokens=True),  # noqa: E731
-            w.finish_reason,
-        )
-        seeds = engines.row_seeds(params, len(rows))
+
+        def finish(i, watcher):
+            text = engine.tokenizer.decode(watcher.ids, skip_special_tokens=True)
+            return engines.Completion(watcher.ids, text, watcher.finish_reason)
+
+        keys = engines.row_keys(params, len(rows))
         return self._submit(
-            Request(rows, finish, phase), [(params.temperature, params.top_p, s) for s in seeds]
+            Request(rows, finish, phase), [(params.temperature, params.top_p, k) for k in keys]
         )
 
     def cancel(self, request, rows):
@@ -242,14 +250,29 @@ class Scheduler:
         return m
 
 
-def result_of(value):
-    """`x = yield from result_of(f(...))`: f's value, whether f is a plain function or a machine."""
-    if inspect.isgenerator(value):
-        return (yield from value)
-    return value
+def finished_prefix(requests):
+    """The results finished in order across `requests` (rounds of one stream), up to
+    the first row still sampling or dropped: the part of the stream a machine may
+    decide from."""
+    out = []
+    for request in requests:
+        part = request.finished()
+        out += part
+        if len(part) < len(request.rows):
+            break
+    return out
 
 
 def wait(*pending):
     """`yield from wait(request_or_task, ...)`: wait until all of them are done."""
     while not all(p.done for p in pending):
         yield
+
+
+def sample_all(engine, states, n, cfg, keys, schedule):
+    """n rollouts from each state, state b's rows keyed from keys[b], in one running
+    batch: GRPO's step. Returns (rollouts per state, fill metrics)."""
+    sched = Scheduler(engine, schedule)
+    requests = [sched.sample([x0], n, cfg, key, "base") for x0, key in zip(states, keys)]
+    sched.run([wait(*requests)])
+    return [r.results for r in requests], sched.fill_metrics()

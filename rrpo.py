@@ -1,23 +1,31 @@
 """rrpo.py: Random-Reset Policy Optimization (Sec. 4.2, Algorithm 2 with a random h*).
 
 What RRPO adds to grpo.py is only the rollout buffer: a base group from x_0 and
-a shared-prefix group resampled from a reset state x* of a failed rollout.
-Advantages, the loss (with the prefix of x* masked) and the training loop are
-grpo.py's. RRPO realises CPI-RR at the thought level: the reset index is
-uniform over the failed seed's thoughts.
+a shared-prefix group resampled from a reset state x* of a failed rollout (the
+seed). Advantages, the loss (with the prefix of x* masked) and the training
+loop are grpo.py's. RRPO realises CPI-RR at the thought level: the reset index
+is uniform over the seed's thoughts.
 
-Paper map (Algorithm 2)
-  lines 1-3   seed search: iid rollouts from x_0 until the first incorrect one
-              (the seed, excluded from the base group); the base group is the
-              other rollouts of that stream, filled to its size            prompt_machine()
-  line 4      h* ~ Unif{1, ..., H_s}, one ResetIndex record per seed        random_index()
-  line 6      x* = (x_0, y~_{1:h*-1})                                        seed_machine(), thought_mdp.reset_state()
-  line 7      G iid rollouts from x* -> group 2                             seed_machine(), reset_buffer()
-  lines 8-11  per-group advantages, the loss with the prefix masked          grpo.py (Group, pg_loss)
-  Sec. 5.1    budget splits: 1x4 (4 base + 4 suffixes from one seed), 2x4 (two
-              seeds, 4 suffixes each, no base group), 1x8 (8 suffixes)     split_sizes()
-  Sec. 4.2    "if sampling exhausts without an incorrect rollout ... falls back to
-              standard GRPO on the base group"                              the fallback in reset_buffer()
+Algorithm 2, lines 1-7, for one prompt x_0 (reset_prompt(), the reference):
+  1  sample iid rollouts from x_0 until one is incorrect: the seed
+  2  the other rollouts of that stream form the base group G1 (seed excluded)
+  3  ... filled to its size
+  4  h* ~ Unif{1, ..., H_s}                          (RRPO; SRPO: line 5)
+  5  h* <- the policy's own localization of the seed's first error (srpo.py)
+  6  x* = (x_0, y~_1, ..., y~_{h*-1})
+  7  G2: K iid continuations from x*
+Lines 8-11 (advantages per group, the masked loss) are grpo.py's.
+
+Paper map
+  Alg. 2, lines 1-7  the buffer of one prompt, line by line              reset_prompt()
+  Alg. 2, line 4     h* ~ Unif{1, ..., H_s}                               random_index(), RANDOM
+  Alg. 2, line 6     x* = (x_0, y~_{1:h*-1})                             thought_mdp.reset_state()
+  Sec. 5.1           budget splits: 1x4 (4 base + 4 suffixes from one
+                     seed), 2x4 (two seeds, 4 suffixes each, no base
+                     group), 1x8 (8 suffixes)                             split_sizes()
+  Sec. 4.2           "if sampling exhausts without an incorrect rollout
+                     ... falls back to standard GRPO on the base group"   buffer_groups()
+  App. H             the same buffer with the engine kept full            prompt_machine(), seed_machine()
 
 Symbols (G rollouts per prompt; S seeds and K suffixes per seed in a split "SxK")
   x_0               -> thought_mdp.State of the prompt; its rollouts form the stream of lines 1-3
@@ -27,19 +35,12 @@ Symbols (G rollouts per prompt; S seeds and K suffixes per seed in a split "SxK"
   G, S, K, base     -> cfg.group_size; split_sizes(cfg.split, G) = (G - S*K, S, K)
 
 Choices, and why
-  * Each prompt is a machine (pipeline.py): its stream is sampled in rounds,
-    the first of base size + number of seeds rollouts (which settles almost
-    every prompt), later ones only while it is short of seeds, up to
-    `--seed-budget` rollouts. Taking the first incorrect rollouts of the stream
-    as seeds and the first others as the base group is exactly the sequential
-    procedure of lines 1-3. The seeds' machines (h*, x*, the suffix group)
-    start as soon as the stream's finished prefix holds the seeds, while the
-    rest of the base group is still sampling; `--schedule phases` runs the
-    same machines phase by phase (same buffer, slower). Every stream row,
-    seed and suffix group has its own sampling seed keyed by (step, phase,
-    prompt, stream index or seed), so `--search-ahead A` (draw A more stream
-    rows with the first round, drop the unneeded ones) changes the cost of a
-    step, never its buffer.
+  * The stream is sampled in rounds: the first draws the base group and the
+    seeds at once (which settles almost every prompt), later ones max(2, S)
+    rows while seeds are missing, up to `--seed-budget` rollouts (next_draw()).
+    Row k of a prompt's stream draws from its own random key, so taking the
+    first S incorrect rollouts as seeds and the first others as the base group
+    is exactly the one-at-a-time procedure of lines 1-3.
   * Fallback (too few incorrect rollouts within the budget): the step trains on
     a plain GRPO group for that prompt, the first `base` rollouts of the stream
     (G when the split has no base group); counted as `reset/grpo_fallbacks`.
@@ -56,23 +57,32 @@ Choices, and why
     base group leaves its seeds out, so at a per-rollout pass rate q its G
     rollouts are all correct with probability (1 + G(1 - q)) q^G instead of
     q^G, and carry no signal more often; iid measures what that costs.
-  * A reset rule `rule(sched, seed, cfg, step, key)` returns the ResetIndex of
-    one seed (h*, whether a localizer's answer parsed, its tokens, a reference
-    step); a rule that asks a model (srpo.py) is itself a machine that waits
-    for its answer, rules that need none (random, the classroom world's
-    oracle) are plain functions.
+  * A reset rule chooses h* in two halves (ResetRule), so that any schedule can
+    run it: `ask` lists what a model must answer first (SRPO's localization
+    prompt; nothing for a random or an oracle reset), `choose` reads the
+    answers and returns the ResetIndex.
+
+Schedules (`--schedule`)
+  sequential  reset_prompt() for one prompt after another: the algorithm as
+              written, and the oracle the tests hold the others to
+  pipelined   (the default) each prompt and each seed is a machine of
+              pipeline.py; a prompt's suffix group starts the moment its seed
+              is known, beside other prompts' rollouts (App. H). The same
+              buffer, token for token (tests); `--search-ahead A` draws A more
+              stream rows with the first round and drops those not needed
+  phases      the same machines, every phase run to its end as one batch
 
 Run it
   python rrpo.py --demo                      # CPU: the classroom world (tiny_world.py), a few minutes
   python rrpo.py --demo smollm2-135m         # CPU: bundled SmolLM2 (smoke run)
   python rrpo.py --demo --split 2x4
-  python rrpo.py --demo --search-ahead 3     # speculative seed search: the same buffer, a shorter step
+  python rrpo.py --demo --schedule sequential   # Algorithm 2 one prompt after another: same buffers
   python rrpo.py --model allenai/OLMo-3-7B-Instruct
 """
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -86,11 +96,39 @@ class ResetIndex:
     """How h* was chosen for one seed (Alg. 2, lines 4-5)."""
 
     h: int  # h*, 1-based in 1..H_s
-    parsed: bool = (
-        None  # a localizer's answer held a valid step (False: uniform fallback); None: no localizer
-    )
+    # a localizer's answer held a valid step (False: uniform fallback); None: no localizer
+    parsed: bool = None
     n_tokens: int = 0  # tokens the localizer generated (App. H)
     h_ref: int = None  # a reference step for comparison only (a second localizer, or the true first error)
+
+
+def no_requests(engine, seed, cfg, step, key):
+    """A reset rule that asks no model anything."""
+    return []
+
+
+@dataclass
+class ResetRule:
+    """How h* is chosen for one seed (Alg. 2, lines 4-5), in two halves.
+    ask(engine, seed, cfg, step, key) -> [(engine, prompt ids, SamplingSettings)]: the
+        requests a model must answer first, one completion each;
+    choose(seed, answers, cfg, step, key) -> ResetIndex, from their Completions.
+    key = (prompt, seed number) keys the rule's random draws."""
+
+    choose: object
+    ask: object = no_requests
+
+
+@dataclass
+class PromptBuffer:
+    """What Alg. 2, lines 1-7 sampled for one prompt."""
+
+    stream: list  # the rollouts drawn from x_0, in stream order (lines 1-3)
+    base: list  # the base group G1; None when the search found too few seeds (the GRPO fallback)
+    seeds: list  # the failed rollouts reset, one per suffix group; None as for base
+    resets: list = field(default_factory=list)  # (ResetIndex, suffix rollouts) per seed (lines 4-7)
+    dropped_tokens: int = 0  # tokens of speculative stream rows dropped (--search-ahead)
+    localize_s: float = 0.0  # seconds spent answering the rule's requests (sequential schedule)
 
 
 def split_sizes(split, G):
@@ -110,7 +148,10 @@ def check_split(cfg):
             f"--group-size {cfg.group_size}"
         )
     if cfg.base_group == "iid" and n_base < n_seeds:
-        return f"--base-group iid draws the seeds from the base group; --split {cfg.split} has {n_base} base rollouts"
+        return (
+            f"--base-group iid draws the seeds from the base group; "
+            f"--split {cfg.split} has {n_base} base rollouts"
+        )
     if cfg.seed_budget < n_base + n_seeds:
         return (
             f"--seed-budget {cfg.seed_budget} must cover the base group and the seeds of one prompt "
@@ -119,125 +160,104 @@ def check_split(cfg):
     return None
 
 
-def prompt_machine(sched, b, problem, cfg, step, sizes, rule=None):
-    """Alg. 2 for prompt b as a machine of pipeline.py. Lines 1-3 here: the stream
-    from x_0, in rounds, until it holds the seeds (the first failures in stream
-    order). Lines 4-7 run in one seed_machine per seed, started the moment the
-    stream's finished prefix holds all the seeds, while the rest of the stream (the
-    base group) is still sampling. rule=None: the seed search alone. Returns
-    (base, seeds, stream, seed tasks, tokens of dropped speculative rows); base and
-    seeds None when the budget ran out. With --search-ahead A the first round also
-    draws A more rows of the stream, so that a prompt whose first rows are all right
-    need not wait for another round; once the seeds and the base group are known
-    the rows left are dropped. The stream, hence the buffer, is the same."""
-    n_base, n_seeds, n_suffix = sizes
-    assert cfg.seed_budget >= n_base + n_seeds, "the seed budget covers at least one base group and its seeds"
-    iid = cfg.base_group == "iid"  # the seeds come from the base group itself: one draw of `base`
-    x0 = tm.initial_state(sched.engine.tokenizer, problem, cfg.thought)
-    rounds, tasks, wasted = [], [], 0
-    stream_seed = grpo.step_seed(
-        cfg, step, grpo.SEED_SEARCH, b
-    )  # row k of the stream: derive_seed(stream_seed, k)
-
-    def draw(n):  # the next n rows of this prompt's stream
-        rounds.append(
-            sched.sample([x0], n, cfg.thought, stream_seed, "search", first=sum(len(r.rows) for r in rounds))
-        )
-
-    ahead = (
-        0 if iid else min(cfg.search_ahead, cfg.seed_budget - n_base - n_seeds)
-    )  # speculative rows, see below
-    draw(n_base if iid else n_base + n_seeds + ahead)
-    while True:
-        known = []  # the stream's finished prefix, in stream order
-        for request in rounds:
-            part = request.finished()
-            known += part
-            if len(part) < len(request.rows):  # a row still sampling (or dropped): the prefix ends here
-                break
-        failed = [i for i, r in enumerate(known) if r.reward < 1][
-            :n_seeds
-        ]  # line 1: the first incorrect ones
-        if (
-            rule and not tasks and len(failed) == n_seeds
-        ):  # lines 4-7 start now, beside the rest of the stream
-            tasks = [
-                sched.spawn(seed_machine(sched, b, j, known[i], cfg, step, rule, n_suffix))
-                for j, i in enumerate(failed)
-            ]
-        needed = (
-            max(failed[-1] + 1, n_base + n_seeds) if len(failed) == n_seeds else None
-        )  # seeds + base group
-        if (
-            ahead and needed and needed <= len(known) and needed < len(rounds[0].rows)
-        ):  # decided within round 1
-            wasted += sched.cancel(rounds[0], range(needed, len(rounds[0].rows)))  # drop the rows past it
-            known = known[:needed]
-        if all(r.done for r in rounds):
-            if len(failed) == n_seeds or iid or len(known) >= cfg.seed_budget:
-                break
-            draw(min(max(2, n_seeds), cfg.seed_budget - len(known)))  # short of seeds: search on
-        yield
-    stream = known
-    if len(failed) < n_seeds:  # budget exhausted: no reset for this prompt
-        return None, None, stream, [], wasted
-    others = stream if iid else [r for i, r in enumerate(stream) if i not in failed]  # line 2: seeds excluded
-    yield from pipeline.wait(*tasks)
-    return others[:n_base], [stream[i] for i in failed], stream, tasks, wasted  # line 3: filled to size
+def failures(stream, n_seeds):
+    """Positions of the first n_seeds incorrect rollouts of a stream (line 1)."""
+    return [i for i, r in enumerate(stream) if r.reward < 1][:n_seeds]
 
 
-def seed_machine(sched, b, j, seed, cfg, step, rule, n_suffix):
-    """Alg. 2, lines 4-7 for seed j of prompt b: h* (the rule may ask an engine),
-    x*, and the suffix group. Returns (ResetIndex, suffixes)."""
-    chosen = yield from pipeline.result_of(rule(sched, seed, cfg, step, (b, j)))  # lines 4-5
-    x_star = tm.reset_state(seed, chosen.h)  # line 6
-    suffixes = sched.sample(
-        [x_star], n_suffix, cfg.thought, grpo.step_seed(cfg, step, grpo.SUFFIX, b, j), "suffix"
-    )
-    yield from pipeline.wait(suffixes)  # line 7
-    return chosen, suffixes.results
+def next_draw(stream, cfg):
+    """How many more rows of a prompt's stream to draw, given the rows drawn so far;
+    0 when the search is over (the seeds are found, or the budget is spent)."""
+    n_base, n_seeds, _ = split_sizes(cfg.split, cfg.group_size)
+    if cfg.base_group == "iid":  # one draw of the base group; the seeds come from it
+        return 0 if stream else n_base
+    if not stream:
+        return n_base + n_seeds
+    if len(failures(stream, n_seeds)) == n_seeds or len(stream) >= cfg.seed_budget:
+        return 0
+    return min(max(2, n_seeds), cfg.seed_budget - len(stream))
 
 
-def seed_search(engine, problems, n_base, n_seeds, cfg, step):
-    """Alg. 2, lines 1-3 alone for every prompt: per prompt (base, seeds, stream)."""
-    sched = pipeline.Scheduler(engine, cfg.schedule)
-    found = sched.run(
-        [prompt_machine(sched, b, p, cfg, step, (n_base, n_seeds, 0)) for b, p in enumerate(problems)]
-    )
-    return [(base, seeds, stream) for base, seeds, stream, _, _ in found]
+def split_stream(stream, cfg):
+    """Lines 1-3 read off a finished stream: (base group, seeds), or (None, None) when
+    it holds too few incorrect rollouts."""
+    n_base, n_seeds, _ = split_sizes(cfg.split, cfg.group_size)
+    failed = failures(stream, n_seeds)
+    if len(failed) < n_seeds:
+        return None, None
+    others = stream if cfg.base_group == "iid" else [r for i, r in enumerate(stream) if i not in failed]
+    return others[:n_base], [stream[i] for i in failed]
 
 
-def random_index(sched, seed, cfg, step, key):
-    """Alg. 2, line 4: h* ~ Unif{1, ..., H_s}, from the seed's own random stream (key = prompt, seed)."""
-    return ResetIndex(
-        random.Random(grpo.step_seed(cfg, step, grpo.RANDOM_RESET, *key)).randint(1, len(seed.thought_ids))
-    )
+def random_index(seed, answers, cfg, step, key):
+    """Alg. 2, line 4: h* ~ Unif{1, ..., H_s}, from the seed's own random key."""
+    draw = random.Random(grpo.step_key(cfg, step, grpo.KEY_RANDOM_RESET, *key))
+    return ResetIndex(draw.randint(1, len(seed.thought_ids)))
 
 
-def reset_buffer(engine, problems, cfg, step, rule=random_index):
-    """The two-group buffer of Alg. 2 for a batch of prompts; `rule(sched, seed, cfg,
-    step, key)` picks h* for one seed (random here, self-localized in srpo.py), and
-    may be a machine that asks the engine (pipeline.py)."""
-    sizes = n_base, n_seeds, n_suffix = split_sizes(cfg.split, cfg.group_size)
-    sched = pipeline.Scheduler(engine, cfg.schedule)
+RANDOM = ResetRule(choose=random_index)
+
+
+# -----------------------------------------------------------------------------
+# Algorithm 2, lines 1-7, one line after another: the reference
+
+
+def reset_prompt(engine, b, problem, cfg, step, rule):
+    """The buffer of prompt b (a PromptBuffer), as Algorithm 2 writes it."""
+    n_suffix = split_sizes(cfg.split, cfg.group_size)[2]
+    x0 = tm.initial_state(engine.tokenizer, problem, cfg.thought)
+    stream_key = grpo.step_key(cfg, step, grpo.KEY_SEARCH, b)  # row k: derive_key(stream_key, k)
+    stream = []
+    while n := next_draw(stream, cfg):  # line 1: iid rollouts from x_0 until the seeds fail
+        stream += tm.sample_rollouts(engine, [x0], n, cfg.thought, stream_key, first=len(stream))
+    base, seeds = split_stream(stream, cfg)  # lines 2-3: the seeds, and the base group without them
+    found = PromptBuffer(stream, base, seeds)
+    for j, seed in enumerate(seeds or []):  # none: the GRPO fallback (buffer_groups)
+        start = time.perf_counter()
+        asked = rule.ask(engine, seed, cfg, step, (b, j))  # line 5 asks the policy (srpo.py)
+        answers = [judge.generate([prompt], settings)[0][0] for judge, prompt, settings in asked]
+        found.localize_s += time.perf_counter() - start
+        chosen = rule.choose(seed, answers, cfg, step, (b, j))  # lines 4-5: h*
+        x_star = tm.reset_state(seed, chosen.h)  # line 6
+        suffix_key = grpo.step_key(cfg, step, grpo.KEY_SUFFIX, b, j)
+        suffixes = tm.sample_rollouts(engine, [x_star], n_suffix, cfg.thought, suffix_key)  # line 7
+        found.resets.append((chosen, suffixes))
+    return found
+
+
+def reset_buffer(engine, problems, cfg, step, rule=RANDOM):
+    """The two-group buffer of Alg. 2 for a batch of prompts, on cfg.schedule;
+    `rule` chooses h* (random here, self-localized in srpo.py)."""
     start = time.perf_counter()
-    found = sched.run([prompt_machine(sched, b, p, cfg, step, sizes, rule) for b, p in enumerate(problems)])
-    t_all = time.perf_counter() - start
-    groups, seeds, owners, chosen, suffix_groups, fallbacks = [], [], [], [], [], 0
-    for b, (base, prompt_seeds, stream, tasks, _) in enumerate(found):
-        if prompt_seeds is None:  # Sec. 4.2: fall back to GRPO on the base group
-            fallbacks += 1
-            groups.append(grpo.Group(b, "base", stream[: n_base or cfg.group_size]))
+    if cfg.schedule == "sequential":
+        found = [reset_prompt(engine, b, p, cfg, step, rule) for b, p in enumerate(problems)]
+        fill = {"time/phase/localize_s": sum(f.localize_s for f in found)}
+    else:
+        sched = pipeline.Scheduler(engine, cfg.schedule)
+        found = sched.run([prompt_machine(sched, b, p, cfg, step, rule) for b, p in enumerate(problems)])
+        fill = sched.fill_metrics()
+    return buffer_groups(found, cfg, fill, time.perf_counter() - start)
+
+
+def buffer_groups(found, cfg, fill, seconds):
+    """The step's groups from every prompt's PromptBuffer, and the step's metrics."""
+    n_base = split_sizes(cfg.split, cfg.group_size)[0]
+    groups, suffix_groups, seeds, chosen, owners = [], [], [], [], []
+    for b, prompt in enumerate(found):
+        if prompt.seeds is None:  # Sec. 4.2: fall back to GRPO on the base group
+            groups.append(grpo.Group(b, "base", prompt.stream[: n_base or cfg.group_size]))
             continue
         if n_base:
-            groups.append(grpo.Group(b, "base", base))
-        for s, task in zip(prompt_seeds, tasks):
-            c, suffix = task.result
-            seeds.append(s), owners.append(b), chosen.append(c)
-            suffix_groups.append(grpo.Group(b, "suffix", suffix))  # line 7: one shared-prefix group per seed
+            groups.append(grpo.Group(b, "base", prompt.base))
+        for seed, (index, suffixes) in zip(prompt.seeds, prompt.resets):
+            seeds.append(seed)
+            chosen.append(index)
+            owners.append(b)
+            suffix_groups.append(grpo.Group(b, "suffix", suffixes))  # line 7: one group per seed
     groups += suffix_groups
     suffixes = [r for g in suffix_groups for r in g.rollouts]
-    indices, lengths = [c.h for c in chosen], [len(s.thought_ids) for s in seeds]
+    indices = [c.h for c in chosen]
+    lengths = [len(s.thought_ids) for s in seeds]
     records = [
         {
             "prompt": b,
@@ -248,15 +268,16 @@ def reset_buffer(engine, problems, cfg, step, rule=random_index):
         }
         for b, c, n, g in zip(owners, chosen, lengths, suffix_groups)
     ]
-    fill = sched.fill_metrics()
     t_localize = fill.get("time/phase/localize_s", 0.0)
-    streams, wasted = [stream for _, _, stream, _, _ in found], sum(w for *_, w in found)
+    dropped = sum(f.dropped_tokens for f in found)
+    sampled = sum(len(f.stream) for f in found)
     stats = {
-        "tokens/base": sum(len(r.response_ids) for stream in streams for r in stream) + wasted,
-        "tokens/search_dropped": wasted,  # --search-ahead rows dropped part-way or finished past the decision
+        "tokens/base": sum(len(r.response_ids) for f in found for r in f.stream) + dropped,
+        # --search-ahead rows dropped part-way, or finished past the decision
+        "tokens/search_dropped": dropped,
         "tokens/suffix": sum(r.n_own_tokens for r in suffixes),
         "tokens/localize": sum(c.n_tokens for c in chosen),
-        "time/gen_s": t_all - t_localize,
+        "time/gen_s": seconds - t_localize,
         "time/localize_s": t_localize,
         **fill,
         "reset/suffix_pass_rate": float(np.mean([r.reward for r in suffixes])) if suffixes else float("nan"),
@@ -265,19 +286,78 @@ def reset_buffer(engine, problems, cfg, step, rule=random_index):
         "reset/relative_index": float(np.mean([h / n for h, n in zip(indices, lengths)]))
         if seeds
         else float("nan"),
-        "reset/grpo_fallbacks": fallbacks,
-        "reset/search_rollouts": sum(len(stream) for stream in streams),
+        "reset/grpo_fallbacks": sum(f.seeds is None for f in found),
+        "reset/search_rollouts": sampled,
         "reset/records": records,  # per seed: h*, H_s, a reference step if any, suffix pass rate
-        "rollouts/generated": sum(len(stream) for stream in streams) + len(suffixes),
+        "rollouts/generated": sampled + len(suffixes),
     }
     if any(c.parsed is not None for c in chosen):  # a localizer chose h*: its parse failures (srpo.py)
-        failures = sum(c.parsed is False for c in chosen)
-        stats.update({"localize/parse_failures": failures, "localize/fallback_rate": failures / len(chosen)})
+        failed = sum(c.parsed is False for c in chosen)
+        stats.update({"localize/parse_failures": failed, "localize/fallback_rate": failed / len(chosen)})
     return groups, stats
 
 
+# -----------------------------------------------------------------------------
+# The same buffer with the engine kept full (App. H): machines of pipeline.py
+
+
+def prompt_machine(sched, b, problem, cfg, step, rule):
+    """reset_prompt() for prompt b as a machine. The stream is drawn in the same rounds
+    (next_draw), and every row from the same key, so the buffer is the reference's. What
+    differs is when: each seed's machine (lines 4-7) starts the moment the stream's
+    finished prefix holds all the seeds, while the rest of the stream still samples.
+    With --search-ahead A the first round draws A more rows, so that a prompt whose
+    first rows are all right need not wait for another round; once the seeds and the
+    base group are known the rows past them are dropped."""
+    n_base, n_seeds, _ = split_sizes(cfg.split, cfg.group_size)
+    x0 = tm.initial_state(sched.engine.tokenizer, problem, cfg.thought)
+    stream_key = grpo.step_key(cfg, step, grpo.KEY_SEARCH, b)
+    rounds, tasks, dropped = [], [], 0
+
+    def draw(n):  # the next n rows of this prompt's stream
+        first = sum(len(r.rows) for r in rounds)
+        rounds.append(sched.sample([x0], n, cfg.thought, stream_key, "search", first=first))
+
+    ahead = 0 if cfg.base_group == "iid" else min(cfg.search_ahead, cfg.seed_budget - n_base - n_seeds)
+    draw(next_draw([], cfg) + ahead)
+    while True:
+        stream = pipeline.finished_prefix(rounds)
+        failed = failures(stream, n_seeds)
+        if len(failed) == n_seeds and not tasks:  # lines 4-7 start now, beside the rest of the stream
+            for j, i in enumerate(failed):
+                tasks.append(sched.spawn(seed_machine(sched, b, j, stream[i], cfg, step, rule)))
+        needed = max(failed[-1] + 1, n_base + n_seeds) if len(failed) == n_seeds else None
+        if ahead and needed and needed <= len(stream) and needed < len(rounds[0].rows):
+            dropped += sched.cancel(rounds[0], range(needed, len(rounds[0].rows)))  # decided in round 1
+            stream = stream[:needed]
+        if all(r.done for r in rounds):
+            n = next_draw(stream, cfg)
+            if not n:
+                break
+            draw(n)
+        yield
+    base, seeds = split_stream(stream, cfg)
+    yield from pipeline.wait(*tasks)
+    return PromptBuffer(stream, base, seeds, [t.result for t in tasks], dropped)
+
+
+def seed_machine(sched, b, j, seed, cfg, step, rule):
+    """Lines 4-7 for seed j of prompt b as a machine: the rule's requests join the
+    running batch; then x* and the suffix group. Returns (ResetIndex, suffixes)."""
+    n_suffix = split_sizes(cfg.split, cfg.group_size)[2]
+    asked = rule.ask(sched.engine, seed, cfg, step, (b, j))
+    requests = [sched.generate(judge, [prompt], settings, "localize") for judge, prompt, settings in asked]
+    yield from pipeline.wait(*requests)
+    chosen = rule.choose(seed, [r.results[0] for r in requests], cfg, step, (b, j))  # lines 4-5
+    x_star = tm.reset_state(seed, chosen.h)  # line 6
+    suffix_key = grpo.step_key(cfg, step, grpo.KEY_SUFFIX, b, j)
+    suffixes = sched.sample([x_star], n_suffix, cfg.thought, suffix_key, "suffix")
+    yield from pipeline.wait(suffixes)  # line 7
+    return chosen, suffixes.results
+
+
 def build_buffer(engine, problems, cfg, step):
-    return reset_buffer(engine, problems, cfg, step, random_index)
+    return reset_buffer(engine, problems, cfg, step, RANDOM)
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ Paper map
   App. C     checkpoints: the LoRA adapter in PEFT format (what vLLM and
              PeftModel load), or the trained weights of a full fine-tune     save_checkpoint(), load_policy()
   App. H     per-step metrics (tokens, times, rewards), one JSON line a step
-             and one printed line                                          append_jsonl(), log_line(), read_run()
+             and one printed line                                       append_jsonl(), log_line(), read_run()
   Sec. 5     the trained policies evaluated after training                   load_policy()
 
 The run folder
@@ -182,7 +182,8 @@ def finish(run_dir, method, history, n_validation=0):
     if len(evals) > 1:
         print(
             f"{method}: validation pass rate {evals[0]['pass_rate']:.3f} at step {evals[0]['step']} -> "
-            f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']} ({n_validation} held-out problems, greedy)"
+            f"{evals[-1]['pass_rate']:.3f} at step {evals[-1]['step']} "
+            f"({n_validation} held-out problems, greedy)"
         )
     return summary
 

@@ -457,7 +457,10 @@ def main():
         f"isolation: {mode()}"
         + ("" if mode() == "namespaces" else " (no PID/mount namespaces available here)")
     )
-    program = "import os\nprint('pid', os.getpid(), 'uid', os.getuid(), 'cwd', os.getcwd(), 'tmp', os.listdir('/tmp'))"
+    program = (
+        "import os\n"
+        "print('pid', os.getpid(), 'uid', os.getuid(), 'cwd', os.getcwd(), 'tmp', os.listdir('/tmp'))"
+    )
     with Sandbox(program, "stdin") as box:
         out, code = box.run_stdin("")
     print(f"a program sees: {out.strip()} (exit code {code})")

@@ -7,13 +7,14 @@ thought level, with self-localization standing in for the credit-assignment
 oracle (the rejection-sampling draw from G_{h,tau} of Algorithm 3).
 
 Paper map (Algorithm 2)
-  line 5    h* <- self-localized index of the seed's first erroneous thought   self_localized_index()
+  line 5    h* <- self-localized index of the seed's first erroneous thought
+                                     localization_requests(), self_localized_index()
   App. H    localization output tokens are counted (`tokens/localize`), which the
             paper's token totals left out
   Sec. 5.3  `--localizer MODEL` localizes with another model instead of the policy;
             `--reference-localizer MODEL` also asks another model, for comparison only
             (the records behind Fig. 4b-d; the paper used Claude Opus 4.5). Both are
-            fields of grpo.Config: saved in config.json, restored on --resume
+            fields of config.Config: saved in config.json, restored on --resume
   the rest  rrpo.py (seed search, splits, suffix group) and grpo.py (loss, loop)
 
 Symbols
@@ -23,10 +24,10 @@ Symbols
 
 Choices, and why
   * The policy localizes with the engine it samples with, greedily, one
-    request per seed made the moment the seed is known: on the pipelined
-    schedule it joins the batch beside other prompts' rollouts (pipeline.py;
-    localize.py: prompt, parsing, and the uniform fallback when no step number
-    can be read).
+    request per seed, made the moment the seed is known (localize.py: prompt,
+    parsing, and the uniform fallback when no step number can be read). The
+    rule is a ResetRule of rrpo.py: `localization_requests` asks, and
+    `self_localized_index` reads the answer, so every schedule runs it.
   * A second model (--localizer, --reference-localizer) runs on the HF engine
     and is loaded once per run.
 
@@ -35,10 +36,11 @@ Metrics added: `localize/parse_failures` (answers with no valid step number),
 reset), `tokens/localize`, `time/localize_s`.
 
 Run it
-  python srpo.py --demo                                  # CPU: the classroom world (tiny_world.py), a few minutes
-  python srpo.py --demo smollm2-135m                     # CPU: bundled SmolLM2 (smoke run)
-  python srpo.py --model allenai/OLMo-3-7B-Instruct   # the paper's setting (GPU)
-  python srpo.py --demo --localizer PATH_OR_HUB_ID       # a second model localizes
+  python srpo.py --demo                                # CPU: the classroom world (tiny_world.py), minutes
+  python srpo.py --demo smollm2-135m                   # CPU: bundled SmolLM2 (smoke run)
+  python srpo.py --demo --schedule sequential          # Algorithm 2 one prompt after another: same buffers
+  python srpo.py --model allenai/OLMo-3-7B-Instruct    # the paper's setting (GPU)
+  python srpo.py --demo --localizer PATH_OR_HUB_ID     # a second model localizes
 """
 
 import functools
@@ -47,7 +49,6 @@ import benchmarks
 import engines
 import grpo
 import localize
-import pipeline
 import rrpo
 
 
@@ -57,40 +58,42 @@ def other_engine(name):
     return engines.HFEngine(*benchmarks.load_model(name))
 
 
-def localized(sched, judge, seed, cfg, key):
-    """One localization request for `seed` on `judge`, waited for; its Localization."""
+def localization_requests(engine, seed, cfg, step, key):
+    """Alg. 2, line 5, the question (key = prompt, seed number): the seed as numbered
+    steps, to the policy's own engine (or --localizer's), greedy; and the same to
+    --reference-localizer, for comparison only (Fig. 4b-d)."""
     caps = localize.LocalizeConfig.for_caps(cfg.thought)
-    request = sched.generate(
-        judge,
-        [localize.localization_prompt(judge.tokenizer, seed, caps)],
-        localize.settings(caps, key),
-        "localize",
-    )
-    yield from pipeline.wait(request)
-    return localize.read(request.results[0], seed, engines.derive_seed(key, 0))
+    judges = [(other_engine(cfg.localizer) if cfg.localizer else engine, grpo.KEY_LOCALIZE)]
+    if cfg.reference_localizer:
+        judges.append((other_engine(cfg.reference_localizer), grpo.KEY_REFERENCE_LOCALIZE))
+    return [
+        (
+            judge,
+            localize.localization_prompt(judge.tokenizer, seed, caps),
+            localize.settings(caps, grpo.step_key(cfg, step, kind, *key)),
+        )
+        for judge, kind in judges
+    ]
 
 
-def self_localized_index(sched, seed, cfg, step, key):
-    """Alg. 2, line 5 for one seed (key = prompt, seed), a machine: the policy's own
-    engine (or --localizer's) names the first wrong step; --reference-localizer's step
-    is recorded beside it for comparison only (Fig. 4b-d)."""
-    judge = other_engine(cfg.localizer) if cfg.localizer else sched.engine
-    found = yield from localized(sched, judge, seed, cfg, grpo.step_seed(cfg, step, grpo.LOCALIZE, *key))
+def self_localized_index(seed, answers, cfg, step, key):
+    """Alg. 2, line 5, the answer: h* is the step the localizer names; when no step
+    number can be read, a uniform draw from the answer's own key (localize.read)."""
+    own_key = grpo.step_key(cfg, step, grpo.KEY_LOCALIZE, *key)
+    found = localize.read(answers[0], seed, engines.derive_key(own_key, 0))
     h_ref = None
     if cfg.reference_localizer:
-        ref = yield from localized(
-            sched,
-            other_engine(cfg.reference_localizer),
-            seed,
-            cfg,
-            grpo.step_seed(cfg, step, grpo.REFERENCE_LOCALIZE, *key),
-        )
+        ref_key = grpo.step_key(cfg, step, grpo.KEY_REFERENCE_LOCALIZE, *key)
+        ref = localize.read(answers[1], seed, engines.derive_key(ref_key, 0))
         h_ref = ref.index if ref.parsed else None
     return rrpo.ResetIndex(found.index, found.parsed, found.n_tokens, h_ref)
 
 
+SELF_LOCALIZED = rrpo.ResetRule(choose=self_localized_index, ask=localization_requests)
+
+
 def build_buffer(engine, problems, cfg, step):
-    return rrpo.reset_buffer(engine, problems, cfg, step, self_localized_index)
+    return rrpo.reset_buffer(engine, problems, cfg, step, SELF_LOCALIZED)
 
 
 def main(argv=None):

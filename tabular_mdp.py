@@ -120,10 +120,10 @@ def coverage(d, G):
 # App. A.3, generalised: a family of MDPs whose coverage p is a dial
 
 
-def fork_mdp(p, horizon, actions, tau, routine, seed, trap=False):
+def fork_mdp(p, horizon, actions, tau, routine, key, trap=False):
     """Every step the agent stands either at the fork (state 0, probability p) or
     at one of `routine` ordinary states. The base policy plays action 0 everywhere.
-    At the fork one action y*_h (drawn by the seed) is better by tau, the others
+    At the fork one action y*_h (drawn by the key) is better by tau, the others
     worse than action 0; at a routine state every action pays the same (the
     paper's epsilon = 0: nothing to gain there, as for a reasoning step that made
     no error). Transitions do not depend on the action, so d_pi^h
@@ -131,8 +131,8 @@ def fork_mdp(p, horizon, actions, tau, routine, seed, trap=False):
     {fork}, p_pi = p, and A^{G^c}(pi^+) = 0, the regime of Table 1.
     H = 1 with one routine state is the construction of App. A.3 (Figure 5) with
     epsilon = 0. Estimating Q at a routine state is pure noise for the greedy
-    step (all actions tie), which is what makes CPI-RR pay 1/p^2. The seed fixes everything but p, so a sweep over p changes only
-    the coverage.
+    step (all actions tie), which is what makes CPI-RR pay 1/p^2. The key fixes
+    everything but p, so a sweep over p changes only the coverage.
 
     trap=True makes the transitions depend on the action: a worse action at the
     fork (neither 0 nor y*_h) leads to an absorbing trap state (the last one)
@@ -142,7 +142,7 @@ def fork_mdp(p, horizon, actions, tau, routine, seed, trap=False):
     alpha^2 term). Measured (README): the worse action's advantage sits so far
     below the better one's that the greedy step never confuses them, and
     Theorem 1's four slopes hold as in the plain family."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(key)
     S, H, Y = routine + 1, horizon, actions
     # where the next state lands: fork w.p. p, else routine k w.p. (1-p) D[h, x, k]
     D = rng.dirichlet(np.ones(routine), size=(H, S))  # (H, S, K)
@@ -195,15 +195,18 @@ def main(argv=None):
     parser.add_argument("--horizon", type=int, default=3, help="H, steps per episode")
     parser.add_argument("--actions", type=int, default=3, help="|Y|, actions per state")
     parser.add_argument("--tau", type=float, default=0.3, help="the better fork action's advantage")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     args = parser.parse_args(argv)
-    mdp, pi = fork_mdp(args.p, args.horizon, args.actions, args.tau, routine=3, seed=args.seed)
+    mdp, pi = fork_mdp(args.p, args.horizon, args.actions, args.tau, routine=3, key=args.run_key)
     V, Q, A = evaluate(mdp, pi)
     G = improvable_set(A, args.tau)
     p = coverage(state_distributions(mdp, pi), G)
     print(f"fork MDP: H = {mdp.H}, S = {mdp.S}, A = {mdp.A}; J(pi) = {J(mdp, pi):.4f}")
     print(
-        f"improvable states per step (h, x): {[tuple(map(int, hx)) for hx in np.argwhere(G)]}; coverage p = {p:.4f}"
+        f"improvable states per step (h, x): {[tuple(map(int, hx)) for hx in np.argwhere(G)]}; "
+        f"coverage p = {p:.4f}"
     )
     print(f"max advantage per step: {np.round(A.max(-1).max(-1), 4).tolist()}")
     return p

@@ -15,7 +15,7 @@ Paper map
   Sec. 4.1           thought-structured answers, reset states x* = (x_0, y_{1:h-1})   thought_mdp.reset_state
   Sec. 4.2, App. D   the localizer: first erroneous thought h*                       localize.localize
   Thought-ICS        verify -> localize -> backtrack -> resample, K rounds            correct()
-  (ours)             the autonomous verifier's prompt, in our own words              localize.VERIFY_PROMPT, parse_verdict()
+  (ours)             the autonomous verifier's prompt, in our words   localize.VERIFY_PROMPT, parse_verdict()
 
 Symbols
   K            -> rounds (Thought-ICS rounds after the first attempt)
@@ -46,8 +46,9 @@ Choices, and why
 Run it
   python thought_ics.py --model tiny-world --benchmarks tiny-world --n 256 --verify oracle --rounds 3
   python thought_ics.py --model tiny-world --benchmarks tiny-world --n 256 --verify self --rounds 3
-  python thought_ics.py --model smollm2-135m --benchmarks bundled --verify oracle --rounds 2   # the bundled model
-  python thought_ics.py --model smollm2-135m --benchmarks bundled --engine vllm   # on vLLM (GPU, or its CPU build)
+  # the bundled model, with the oracle judge; then on vLLM (a GPU, or vLLM's CPU build)
+  python thought_ics.py --model smollm2-135m --benchmarks bundled --verify oracle --rounds 2
+  python thought_ics.py --model smollm2-135m --benchmarks bundled --engine vllm
 """
 
 import argparse
@@ -73,19 +74,19 @@ def call_costs(verify):
     return (3, 2) if verify == "self" else (2, 1)
 
 
-def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None, truth=None, match="calls"):
+def correct(engine, problems, strategy, verify, rounds, cfg, key=0, first=None, truth=None, match="calls"):
     """Run one strategy on every problem; returns one record per problem.
     `first`: the shared first attempts (sampled here when None). `truth(problem,
     thought_texts)`: the true first error, where known (the classroom world).
     match="calls": every strategy may spend what K Thought-ICS rounds cost;
     match="rounds": every strategy gets K rounds (K resamples)."""
-    rng = random.Random(seed)
+    rng = random.Random(key)
     ics_cost, base_cost = call_costs(verify)
     cost = ics_cost if strategy == "localize" else base_cost
     budget = rounds * (ics_cost if match == "calls" else cost)
     if first is None:
         first = tm.sample_rollouts(
-            engine, [tm.initial_state(engine.tokenizer, p, cfg) for p in problems], 1, cfg, seed
+            engine, [tm.initial_state(engine.tokenizer, p, cfg) for p in problems], 1, cfg, key
         )
     records = [
         {
@@ -108,7 +109,7 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
     for k in range(budget // cost):
         # 1. verify: the oracle's grade, or the model's own verdict
         if verify == "self":
-            params = engines.SamplingSettings(0.0, 1.0, 32, (), 1, seed)
+            params = engines.SamplingSettings(0.0, 1.0, 32, (), 1, key)
             answers = engine.generate(
                 [
                     localize.verification_prompt(engine.tokenizer, current[i], caps.max_prompt_tokens)
@@ -131,7 +132,7 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
         h = {i: None for i in live}
         if strategy == "localize" and blamed:
             found = localize.localize(
-                engine, [current[i] for i in blamed], caps, engines.derive_seed(seed, k, 0)
+                engine, [current[i] for i in blamed], caps, engines.derive_key(key, k, 0)
             )
             for i, loc in zip(blamed, found):
                 h[i] = loc.index
@@ -146,7 +147,7 @@ def correct(engine, problems, strategy, verify, rounds, cfg, seed=0, first=None,
             tm.reset_state(current[i], h[i]) if h[i] else tm.initial_state(engine.tokenizer, problems[i], cfg)
             for i in live
         ]
-        resampled = tm.sample_rollouts(engine, states, 1, cfg, seed=engines.derive_seed(seed, k, 1))
+        resampled = tm.sample_rollouts(engine, states, 1, cfg, key=engines.derive_key(key, k, 1))
         for i, s, r in zip(live, states, resampled):
             t = (
                 truth(current[i].problem, current[i].thought_texts)
@@ -203,8 +204,9 @@ def table(results):
         for s, m in by.items():
             lift = "-" if m["lift"] is None else f"{100 * m['lift']:+.1f}"
             lines.append(
-                f"| {bench} | {names[s]} | {f(m['first'])} | {f(m['final'])} | {lift} | {f(m['calls'], False)} | "
-                f"{f(m['tokens'], False)} | {f(m['loc_acc'])} | {f(m['fix_clean'])} | {f(m['fix_erroneous'])} | "
+                f"| {bench} | {names[s]} | {f(m['first'])} | {f(m['final'])} | {lift} | "
+                f"{f(m['calls'], False)} | {f(m['tokens'], False)} | {f(m['loc_acc'])} | "
+                f"{f(m['fix_clean'])} | {f(m['fix_erroneous'])} | "
                 f"{f(m['verdict_acc'])} |"
             )
     return "\n".join(lines)
@@ -222,7 +224,9 @@ def main(argv=None):
     parser.add_argument(
         "--benchmarks", default="tiny-world", help="comma-separated names of benchmarks.py's benchmarks"
     )
-    parser.add_argument("--n", type=int, default=256, help="problems per benchmark (seeded sample)")
+    parser.add_argument(
+        "--n", type=int, default=256, help="problems per benchmark (a sample drawn with the run key)"
+    )
     parser.add_argument(
         "--verify",
         choices=["oracle", "self"],
@@ -236,7 +240,9 @@ def main(argv=None):
         default="calls",
         help="baselines get the model calls of K Thought-ICS rounds (default), or K rounds too",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the problem sample and of sampling")
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     parser.add_argument("--out", default="runs/thought-ics", help="output folder")
     parser.add_argument(
         "--engine",
@@ -254,21 +260,31 @@ def main(argv=None):
     if problem := benchmarks.name_problem(args.model, *args.benchmarks.split(",")):
         parser.error(problem)
     cfg = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
-    engine = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp, seed=args.seed)[0]
+    engine = benchmarks.inference_engine(args.model, args.engine, args.out, cfg, args.tp, key=args.run_key)[0]
     results, raw = {}, {}
     for bench in args.benchmarks.split(","):
-        problems = benchmarks.load_benchmark(bench, args.n, args.seed)
+        problems = benchmarks.load_benchmark(bench, args.n, args.run_key)
         truth = tiny_world.first_error if tiny_world.parse(bench) else None  # the first error is known there
         first = None
         for strategy in STRATEGIES:
             records, first = correct(
-                engine, problems, strategy, args.verify, args.rounds, cfg, args.seed, first, truth, args.match
+                engine,
+                problems,
+                strategy,
+                args.verify,
+                args.rounds,
+                cfg,
+                args.run_key,
+                first,
+                truth,
+                args.match,
             )
             results.setdefault(bench, {})[strategy] = summarize(records)
             raw.setdefault(bench, {})[strategy] = records
             m = results[bench][strategy]
             print(
-                f"{bench} {strategy}: first {m['first']:.3f} -> final {m['final']:.3f} ({m['calls']:.1f} calls/problem)"
+                f"{bench} {strategy}: first {m['first']:.3f} -> final {m['final']:.3f} "
+                f"({m['calls']:.1f} calls/problem)"
             )
     md = table(results)
     os.makedirs(args.out, exist_ok=True)

@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 import torch
 
 import engines
+import models
 import rewards
 
 STOP = "</thought>"
@@ -90,9 +91,18 @@ DEMO_CAPS = ThoughtConfig(max_thoughts=6, max_thought_tokens=64)
 
 
 def field_help(cls):
-    """Each field's trailing comment in the source of the dataclass `cls`: its --help text."""
-    found = (re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line) for line in inspect.getsource(cls).splitlines())
-    return {m.group(1): m.group(2).strip() for m in found if m}
+    """Each field's comment in the source of the dataclass `cls`, its --help text: the
+    comment at the end of the field's line, else the comment line right above it."""
+    helps, above = {}, None
+    for line in inspect.getsource(cls).splitlines():
+        field = re.match(r"\s+(\w+)\s*:[^#]*?(?:#\s*(.+))?$", line)
+        if line.strip().startswith("#"):
+            above = line.strip()[1:].strip()
+            continue
+        if field and (field.group(2) or above):
+            helps[field.group(1)] = (field.group(2) or above).strip()
+        above = None
+    return helps
 
 
 def add_flags(parser, cls, defaults=None, skip=(), choices=None):
@@ -103,7 +113,7 @@ def add_flags(parser, cls, defaults=None, skip=(), choices=None):
     comments = field_help(cls)
     defaults = defaults or cls()
     for f in dataclasses.fields(cls):
-        if f.name in skip or not (f.type in (bool, int, float, str)):
+        if f.name in skip or f.type not in (bool, int, float, str):
             continue
         text = f"{comments.get(f.name, f.name)} (default: {getattr(defaults, f.name)!r})".replace("%", "%%")
         flag = "--" + f.name.replace("_", "-")
@@ -135,7 +145,7 @@ Make every step one complete, self-contained thought: a single observation, calc
 
 When a step reaches the final answer, write it as \\boxed{{answer}} and end that step with </thought>.
 
-Q: {question}"""
+Q: {question}"""  # noqa: E501 (the prompt's lines are its words)
 
 
 def format_question(problem):
@@ -161,7 +171,8 @@ def encode_prompt(tokenizer, problem, cfg):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) > cfg.max_prompt_tokens:
         raise ValueError(
-            f"prompt of problem {problem.get('id')} has {len(ids)} tokens > max_prompt_tokens={cfg.max_prompt_tokens}"
+            f"prompt of problem {problem.get('id')} has {len(ids)} tokens "
+            f"> max_prompt_tokens={cfg.max_prompt_tokens}"
         )
     return ids
 
@@ -378,18 +389,20 @@ def decoder_for(engine, thought_by_thought=False):
     return engine.decoder()
 
 
-def sample_rollouts(engine, states, n, cfg, seed=0, thought_by_thought=False):
+def sample_rollouts(engine, states, n, cfg, key=0, first=0, thought_by_thought=False):
     """n iid rollouts from each state (fresh or reset), in state-major order; row i
-    draws from derive_seed(seed, i). Both decoders give the same ids and boundaries."""
+    draws from derive_key(key, first + i), so rows drawn in several calls (first =
+    the rows drawn before) are the rows one call would draw. Both decoders give the
+    same ids and boundaries."""
     rows = sampling_rows(engine, states, n, cfg)
-    seeds = [engines.derive_seed(seed, i) for i in range(len(rows))]
+    keys = [engines.derive_key(key, first + i) for i in range(len(rows))]
     engines.run_to_end(
         decoder_for(engine, thought_by_thought),
         [s.ids for s, _ in rows],
         [t for _, t in rows],
         cfg.temperature,
         cfg.top_p,
-        seeds,
+        keys,
     )
     return [to_rollout(s, t, engine.tokenizer) for s, t in rows]
 
@@ -409,13 +422,13 @@ def print_rollout(r, prefix=""):
         print(f"{prefix}  [{h}{tag}] {text.strip()[:300]!r}")
 
 
-def benchmark(engine, states, n, cfg, seed=0):
+def benchmark(engine, states, n, cfg, key=0):
     """Tokens per second of thought-structured sampling (n rollouts per state)
     against plain batched `generate` of the same prompts and the same number of
     tokens (every row the mean rollout length, EOS ignored), batch_size rows at a time."""
     rewards.warm_up()  # grading is part of a rollout; the grader's start-up is not
     start = time.perf_counter()
-    rollouts = sample_rollouts(engine, states, n, cfg, seed)
+    rollouts = sample_rollouts(engine, states, n, cfg, key)
     t_thought = time.perf_counter() - start
     tokens = sum(len(r.response_ids) for r in rollouts)
     rows = [s.ids for s in states for _ in range(n)]
@@ -456,7 +469,9 @@ def main(argv=None):
     parser.add_argument("--model", default="smollm2-135m", help="bundled short name, Hub id or local folder")
     parser.add_argument("--problems", type=int, default=2, help="how many bundled problems")
     parser.add_argument("--n", type=int, default=2, help="rollouts per problem")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
+    )
     parser.add_argument(
         "--benchmark", action="store_true", help="measure thought vs plain generate throughput"
     )
@@ -466,17 +481,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(DEMO_CAPS, **given(args, ThoughtConfig))
     torch.set_num_threads(os.cpu_count() or 1)
-    model, tokenizer = engines.load_model(args.model)
+    model, tokenizer = models.load_model(args.model)
     engine = engines.HFEngine(model, tokenizer)
     problems = [p for p in load_problems() if p["kind"] == "math"][: args.problems]
     if args.benchmark:  # a miniature training step: 16 problems of every kind x 4 rollouts, 8 rows at a time
         engine.batch_size = 8
         states = [initial_state(tokenizer, p, cfg) for p in load_problems()[::3]]
-        result = benchmark(engine, states, 4, cfg, args.seed)
+        result = benchmark(engine, states, 4, cfg, args.run_key)
         print(json.dumps(result, indent=2))
         return result
     states = [initial_state(tokenizer, p, cfg) for p in problems]
-    rollouts = sample_rollouts(engine, states, args.n, cfg, args.seed)
+    rollouts = sample_rollouts(engine, states, args.n, cfg, args.run_key)
     for r in rollouts:
         print(f"\nQ: {r.problem['question']}  (gold {r.problem.get('answer')!r})")
         print_rollout(r)
@@ -484,10 +499,11 @@ def main(argv=None):
     if len(first.thought_ids) >= 2:
         h = len(first.thought_ids)
         print(
-            f"\nreset the first rollout to h* = {h} (keep thoughts 1..{h - 1}) and resample {args.n} suffixes:"
+            f"\nreset the first rollout to h* = {h} (keep thoughts 1..{h - 1}) "
+            f"and resample {args.n} suffixes:"
         )
         for r in sample_rollouts(
-            engine, [reset_state(first, h)], args.n, cfg, engines.derive_seed(args.seed, 1)
+            engine, [reset_state(first, h)], args.n, cfg, engines.derive_key(args.run_key, 1)
         ):
             print_rollout(r, "  ")
     return rollouts

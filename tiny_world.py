@@ -17,7 +17,7 @@ alone; compare_resets.py runs the comparison on it, over the knobs.
 
 Paper map
   Sec. 3.1, Thm. 1   coverage p of the improvable state: the share of rollouts that
-                     reach the hard step with a clean prefix                   reached_clean(), warm_start_report()
+                     reach the hard step with a clean prefix              reached_clean(), warm_start_report()
   Sec. 3.2           improvable states = thoughts where a better action exists;
                      the oracle's reset index is the true first error          first_error()
   Sec. 4.1           the Thought MDP: one intermediate result per thought      make_problem(), thought_text()
@@ -75,10 +75,10 @@ Deviations, and why
     a comparison's outcome.
 
 Run it
-  python tiny_world.py                                   # build once (about 3 minutes), a sample chain, the report
-  python tiny_world.py --horizon 16 --hard-at late --hard-share 0.3   # another world: its own model and report
-  python compare_resets.py --quick                       # GRPO / RRPO / SRPO / ORACLE and controls on this world
-  python srpo.py --demo                                  # SRPO alone on this world, the README's first command
+  python tiny_world.py                              # build once (about 3 minutes), a sample chain, the report
+  python tiny_world.py --horizon 16 --hard-at late --hard-share 0.3  # another world: its own model and report
+  python compare_resets.py --quick                    # GRPO / RRPO / SRPO / ORACLE and controls on this world
+  python srpo.py --demo                                 # SRPO alone on this world, the README's first command
 """
 
 import argparse
@@ -96,6 +96,7 @@ import torch
 
 import engines
 import localize
+import models
 import thought_mdp as tm
 
 OPS = {"+": lambda x, a: (x + a) % 10, "-": lambda x, a: (x - a) % 10, "*": lambda x, a: (x * a) % 10}
@@ -110,14 +111,13 @@ class WorldConfig:
     # the classroom world's knobs; a model is built and cached per distinct config
     horizon: int = 8  # H: steps per chain (the caps follow: H + 2 thoughts)
     hard_at: str = "early"  # where the chain's one multiplication sits: early (step 2) or late (step H)
-    hard_share: float = (
-        0.6  # share of the multiplications (x, a) that are hard (the demonstrations mostly get them wrong)
-    )
+    # share of the multiplications (x, a) that are hard (the demonstrations mostly get them wrong)
+    hard_share: float = 0.6
     hard_acc: float = 0.2  # warm start: how often a demonstration gets a hard multiplication right
-    easy_acc: float = (
-        0.9  # warm start: how often a demonstration gets any other step right (else a sign slip)
-    )
-    loc_acc: float = 0.7  # warm start: how often a localization label is drawn right (else one step off, kept in the chain)
+    # warm start: how often a demonstration gets any other step right (else a sign slip)
+    easy_acc: float = 0.9
+    # warm start: how often a localization label is drawn right (else one step off, kept in the chain)
+    loc_acc: float = 0.7
     verify_acc: float = 0.85  # warm start: how often a verification verdict (thought_ics.py) is right
 
     def caps(self):
@@ -171,7 +171,7 @@ def check(world):
 
 
 def cache_dir(world):
-    return os.path.join(engines.CACHE_DIR, f"tiny-world-{VERSION}-{world.key()}")
+    return os.path.join(models.CACHE_DIR, f"tiny-world-{VERSION}-{world.key()}")
 
 
 # -----------------------------------------------------------------------------
@@ -210,13 +210,13 @@ def make_problem(rng, index, split, world=WorldConfig(), hard=None):
     }
 
 
-def problems(split, n, seed=0, n_train=4000, world=WorldConfig()):
+def problems(split, n, key=0, n_train=4000, world=WorldConfig()):
     """Training ("train") and held-out ("test") problems; a held-out chain never
     repeats one of the first n_train training chains."""
-    rng, hard = random.Random(f"{split}-{seed}"), hard_pairs(world)
+    rng, hard = random.Random(f"{split}-{key}"), hard_pairs(world)
     if split == "train":
         return [make_problem(rng, i, split, world, hard) for i in range(n)]
-    seen = {json.dumps([p["start"], p["chain"]]) for p in problems("train", n_train, seed, world=world)}
+    seen = {json.dumps([p["start"], p["chain"]]) for p in problems("train", n_train, key, world=world)}
     out = []
     while len(out) < n:
         p = make_problem(rng, len(out), split, world, hard)
@@ -335,10 +335,11 @@ def verification_examples(rng, hard, n, world=WorldConfig()):
 
 
 def build_tokenizer(texts):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers import models as bpe_models
     from transformers import PreTrainedTokenizerFast
 
-    bpe = Tokenizer(models.BPE())
+    bpe = Tokenizer(bpe_models.BPE())
     # no token crosses a thought boundary: `</thought>` always ends a pre-token,
     # while the fixed instruction text may merge into a few long tokens
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
@@ -356,7 +357,7 @@ def build_tokenizer(texts):
     )
     bpe.train_from_iterator(texts, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
-    tok.chat_template = engines.CHATML_TEMPLATE
+    tok.chat_template = models.CHATML_TEMPLATE
     return tok
 
 
@@ -464,12 +465,13 @@ def load(world=WorldConfig(), dtype=None, device=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = cache_dir(world)
-    os.makedirs(engines.CACHE_DIR, exist_ok=True)
+    os.makedirs(models.CACHE_DIR, exist_ok=True)
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # processes side by side build a world once; the others wait
         if not os.path.exists(os.path.join(path, "config.json")):
             print(
-                f"building the tiny-world model {world.name()} once (about 3 minutes on 2 cores); cached in {path}"
+                f"building the tiny-world model {world.name()} once (about 3 minutes on 2 cores); "
+                f"cached in {path}"
             )
             build(world, out_dir=path + ".part")  # renamed when complete: an interrupted build is never read
             shutil.rmtree(path, ignore_errors=True)
@@ -483,7 +485,7 @@ def load(world=WorldConfig(), dtype=None, device=None):
 # The warm start's targets and the world's coverage, measured
 
 
-def warm_start_report(engine, world=WorldConfig(), n=128, seed=1):
+def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
     """On n held-out chains, 2 rollouts each at the training temperature: the pass
     rate; the coverage p-hat (share of rollouts on a problem with a hard step that
     reach its first hard step with a clean prefix) and the share of all rollouts that
@@ -491,7 +493,7 @@ def warm_start_report(engine, world=WorldConfig(), n=128, seed=1):
     names the true first error of the policy's own failures, against a random step."""
     caps = world.caps()
     states = [tm.initial_state(engine.tokenizer, p, caps) for p in problems("test", n, world=world)]
-    rollouts = tm.sample_rollouts(engine, states, 2, caps, seed=seed)
+    rollouts = tm.sample_rollouts(engine, states, 2, caps, key=key)
     failed = [r for r in rollouts if r.reward < 1]
     truth = [first_error(r.problem, r.thought_texts) for r in failed]
     found = [loc.index for loc in localize.localize(engine, failed)]
@@ -527,7 +529,7 @@ def main(argv=None):
     p = problems("test", 1, world=world)[0]
     print(f"a held-out problem: {p['question']}  (answer {p['answer']}, hard steps {p['hard_steps']})")
     [r] = tm.sample_rollouts(
-        engine, [tm.initial_state(engine.tokenizer, p, world.caps())], 1, world.caps(), seed=0
+        engine, [tm.initial_state(engine.tokenizer, p, world.caps())], 1, world.caps(), key=0
     )
     tm.print_rollout(r)
     report = warm_start_report(engine, world, args.n)

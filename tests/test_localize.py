@@ -2,11 +2,12 @@
 and localization calls through a real (tiny) model and a scripted engine."""
 
 import pytest
+from conftest import ANSWERED, ScriptedEngine
 
+import config
 import engines
 import localize
 import thought_mdp as tm
-from conftest import ANSWERED, ScriptedEngine
 
 
 @pytest.mark.parametrize(
@@ -59,15 +60,15 @@ def test_chain_is_rendered_as_numbered_steps_without_markers(tiny_tokenizer):
 def test_localize_parses_or_falls_back_uniformly(tiny_tokenizer):
     rollouts = [failed_rollout(["s1", "s2", "s3"]) for _ in range(3)]
     engine = ScriptedEngine(tiny_tokenizer, localizations=["\\boxed{2}", "I cannot tell.", "\\boxed{Step 3}"])
-    found = localize.localize(engine, rollouts, seed=0)
+    found = localize.localize(engine, rollouts, key=0)
     assert [(r.index, r.parsed) for r in found] == [(2, True), (found[1].index, False), (3, True)]
     assert 1 <= found[1].index <= 3
     assert found[1].n_tokens == len(tiny_tokenizer("I cannot tell.", add_special_tokens=False)["input_ids"])
     assert all(p.temperature == 0.0 and p.n == 1 for p in engine.calls)  # a greedy judgement, one answer each
     draws = []
-    for seed in range(200):  # the fallback is uniform on 1..H_s
+    for key in range(200):  # the fallback is uniform on 1..H_s
         engine = ScriptedEngine(tiny_tokenizer, localizations=["no idea"])
-        draws.append(localize.localize(engine, rollouts[:1], seed=seed)[0].index)
+        draws.append(localize.localize(engine, rollouts[:1], key=key)[0].index)
     assert set(draws) == {1, 2, 3} and all(draws.count(h) > 40 for h in (1, 2, 3))
 
 
@@ -148,21 +149,21 @@ def test_srpo_localization_requests_fit_a_cap_derived_from_the_rollout_caps(tiny
     response cap): the engine's window, whatever the chain's length."""
     import dataclasses
 
-    import grpo
-    import pipeline
-    import srpo
     from conftest import ScriptedEngine
+
+    import srpo
 
     tok = tiny_tokenizer
     thought = tm.ThoughtConfig(max_prompt_tokens=700, max_response_tokens=420)
-    cfg = dataclasses.replace(grpo.Config(model="tiny", method="srpo"), thought=thought)
+    cfg = dataclasses.replace(config.Config(model="tiny", method="srpo"), thought=thought)
     assert localize.LocalizeConfig.for_caps(thought).max_prompt_tokens == 1120
     question = "What is 2 + 3? " + "Read every word of this statement. " * 5
     seed = long_rollout(tok, 12, question)  # a rollout within the caps: 375 prompt ids, 406 response ids
     assert len(seed.prompt_ids) <= 700 and len(seed.response_ids) <= 420
     engine = ScriptedEngine(tok, localizations=["\\boxed{3}"])
-    sched = pipeline.Scheduler(engine)
-    [chosen] = sched.run([srpo.self_localized_index(sched, seed, cfg, 0, (0, 0))])
+    asked = srpo.localization_requests(engine, seed, cfg, 0, (0, 0))
+    answers = [judge.generate([prompt], settings)[0][0] for judge, prompt, settings in asked]
+    chosen = srpo.self_localized_index(seed, answers, cfg, 0, (0, 0))
     [[request]] = engine.prompts
     assert chosen.h == 3 and chosen.parsed
     assert (

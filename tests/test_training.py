@@ -4,16 +4,10 @@ checkpoint/resume equality, smoke runs, and a learning test."""
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
-
-import engines
-import grpo
-import rrpo
-import runs
-import srpo
-import thought_mdp as tm
 from conftest import (
     ANSWERED,
     ANSWERED_RESPONSE,
@@ -23,6 +17,14 @@ from conftest import (
     build_model,
     train_to_say,
 )
+
+import config
+import engines
+import grpo
+import rrpo
+import runs
+import srpo
+import thought_mdp as tm
 
 
 def test_pg_loss_gradient_is_the_closed_form_of_appendix_g():
@@ -90,7 +92,7 @@ def small_cfg(**kw):
         thought=tm.ThoughtConfig(max_thoughts=5, max_thought_tokens=32, max_response_tokens=200),
     )
     base.update(kw)
-    return grpo.Config(**base)
+    return config.Config(**base)
 
 
 @pytest.mark.parametrize(
@@ -125,9 +127,10 @@ def test_seed_is_excluded_and_base_group_filled_in_stream_order(tiny_tokenizer):
     cfg = small_cfg()
     # stream for prompt 0: right, right, wrong (seed), right, right, ...
     engine = ScriptedEngine(tiny_tokenizer, [True, True, False, True, True] + [True] * 20)
-    [(base, seeds, stream)] = rrpo.seed_search(engine, [ANSWERED], 4, 1, cfg, step=0)
-    assert seeds == [stream[2]] and seeds[0].reward == 0
-    assert base == [stream[0], stream[1], stream[3], stream[4]] and all(r.reward == 1 for r in base)
+    found = rrpo.reset_prompt(engine, 0, ANSWERED, cfg, 0, rrpo.RANDOM)
+    stream, base, seeds = found.stream, found.base, found.seeds
+    assert seeds[0] is stream[2] and len(seeds) == 1 and seeds[0].reward == 0
+    assert [id(r) for r in base] == [id(stream[i]) for i in (0, 1, 3, 4)] and all(r.reward == 1 for r in base)
 
 
 def test_iid_base_group_keeps_its_seed_and_never_searches_further(tiny_tokenizer):
@@ -135,13 +138,14 @@ def test_iid_base_group_keeps_its_seed_and_never_searches_further(tiny_tokenizer
     with no failure among them the prompt falls back to GRPO without sampling more."""
     cfg = dataclasses.replace(small_cfg(), base_group="iid")
     engine = ScriptedEngine(tiny_tokenizer, [True, True, False, True, True] + [True] * 20)
-    [(base, seeds, stream)] = rrpo.seed_search(engine, [ANSWERED], 4, 1, cfg, step=0)
-    assert len(stream) == 4 and base == stream and seeds == [stream[2]]
+    found = rrpo.reset_prompt(engine, 0, ANSWERED, cfg, 0, rrpo.RANDOM)
+    stream, base, seeds = found.stream, found.base, found.seeds
+    assert len(stream) == 4 and base == stream and len(seeds) == 1 and seeds[0] is stream[2]
     engine = ScriptedEngine(tiny_tokenizer, [True] * 100)
     groups, stats = rrpo.reset_buffer(engine, [ANSWERED], cfg, step=0)
     assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 4
     assert rrpo.check_split(dataclasses.replace(cfg, split="2x4")).startswith("--base-group iid")
-    assert grpo.parse_config(["--base-group", "iid"], "rrpo").base_group == "iid"
+    assert config.parse_config(["--base-group", "iid"], "rrpo").base_group == "iid"
 
 
 @pytest.mark.parametrize("base_group", ["excluded", "iid"])
@@ -197,7 +201,7 @@ def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
 def model_dir(tmp_path_factory, tiny_tokenizer):
     """A tiny model that answers the two test problems, saved like a Hub folder."""
     model = train_to_say(
-        build_model(tiny_tokenizer, seed=2),
+        build_model(tiny_tokenizer, key=2),
         tiny_tokenizer,
         [(ANSWERED, ANSWERED_RESPONSE), (UNANSWERED, UNANSWERED_RESPONSE)],
         steps=60,
@@ -295,8 +299,8 @@ def test_each_script_runs_two_steps(model_dir, tmp_path, module, extra):
 def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
     """A real tiny model, the real loss and update: reward = first token in a fixed
     set of 60 ids (about 10% at the start). A few dozen GRPO steps raise it clearly."""
-    model = build_model(tiny_tokenizer, seed=3)
-    cfg = grpo.Config(
+    model = build_model(tiny_tokenizer, key=3)
+    cfg = config.Config(
         model="tiny",
         full_finetune=True,
         lr=5e-3,
@@ -336,7 +340,7 @@ def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
 
 
 def test_demo_presets_and_their_run_folders():
-    cfg = grpo.parse_config(["--demo"], "srpo")
+    cfg = config.parse_config(["--demo"], "srpo")
     assert (cfg.model, cfg.data, cfg.eval_data, cfg.out) == (
         "tiny-world",
         "tiny-world-train",
@@ -344,7 +348,7 @@ def test_demo_presets_and_their_run_folders():
         "runs/srpo-demo",
     )
     assert cfg.full_finetune and cfg.eval_every > 0 and cfg.group_size == 8 and cfg.split == "1x4"
-    cfg = grpo.parse_config(["--demo", "smollm2-135m", "--max-steps", "2"], "grpo")
+    cfg = config.parse_config(["--demo", "smollm2-135m", "--max-steps", "2"], "grpo")
     assert (cfg.model, cfg.data, cfg.max_steps, cfg.out) == (
         "smollm2-135m",
         "bundled",
@@ -352,26 +356,28 @@ def test_demo_presets_and_their_run_folders():
         "runs/grpo-demo-smollm2-135m",
     )
     assert (
-        grpo.parse_config([], "rrpo").out == "runs/rrpo"
-        and grpo.parse_config([], "rrpo").model != "tiny-world"
+        config.parse_config([], "rrpo").out == "runs/rrpo"
+        and config.parse_config([], "rrpo").model != "tiny-world"
     )
     with pytest.raises(SystemExit):
-        grpo.parse_config(["--demo", "gpt-5"], "grpo")
+        config.parse_config(["--demo", "gpt-5"], "grpo")
 
 
 def test_thought_flags_land_in_the_one_thought_config():
-    cfg = grpo.parse_config(["--demo", "--max-thoughts", "5", "--temperature", "1.0"], "grpo")
+    cfg = config.parse_config(["--demo", "--max-thoughts", "5", "--temperature", "1.0"], "grpo")
     assert (cfg.thought.max_thoughts, cfg.thought.max_thought_tokens, cfg.thought.temperature) == (5, 24, 1.0)
-    assert grpo.parse_config([], "grpo").thought == tm.ThoughtConfig()  # the paper's caps (App. C)
-    world = grpo.parse_config(["--demo", "--model", "tiny-world:horizon=16"], "grpo").thought  # caps follow H
+    assert config.parse_config([], "grpo").thought == tm.ThoughtConfig()  # the paper's caps (App. C)
+    world = config.parse_config(
+        ["--demo", "--model", "tiny-world:horizon=16"], "grpo"
+    ).thought  # caps follow H
     assert (world.max_thoughts, world.max_response_tokens) == (18, 288)
 
 
 def test_every_flag_has_help_from_its_field_comment(capsys):
     with pytest.raises(SystemExit):
-        grpo.parse_config(["--help"], "srpo")
+        config.parse_config(["--help"], "srpo")
     text = " ".join(capsys.readouterr().out.split())
-    for cls in (grpo.Config, tm.ThoughtConfig):
+    for cls in (config.Config, tm.ThoughtConfig):
         comments = tm.field_help(cls)
         for f in dataclasses.fields(cls):
             if f.name in ("method", "thought"):
@@ -393,15 +399,15 @@ def test_every_flag_has_help_from_its_field_comment(capsys):
 )
 def test_bad_flags_are_refused_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit):
-        grpo.parse_config(argv, "rrpo", check=rrpo.check_split)
+        config.parse_config(argv, "rrpo", check=rrpo.check_split)
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in err and "Traceback" not in err
 
 
 def test_splits_add_up_to_the_group_size():
-    assert [rrpo.split_sizes(s, 8) for s in grpo.SPLITS] == [(4, 1, 4), (0, 2, 4), (0, 1, 8)]  # Sec. 5.1
+    assert [rrpo.split_sizes(s, 8) for s in config.SPLITS] == [(4, 1, 4), (0, 2, 4), (0, 1, 8)]  # Sec. 5.1
     for G in (8, 12, 16):
-        for s in grpo.SPLITS:
+        for s in config.SPLITS:
             n_base, n_seeds, n_suffix = rrpo.split_sizes(s, G)
             assert n_base + n_seeds * n_suffix == G
     cfg = small_cfg(group_size=16, seed_budget=32)
@@ -410,7 +416,7 @@ def test_splits_add_up_to_the_group_size():
 
 def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
     out = str(tmp_path / "run")
-    cfg = grpo.parse_config(
+    cfg = config.parse_config(
         [
             "--localizer",
             "some/judge",
@@ -430,7 +436,7 @@ def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
         "other/judge",
         7,
     )
-    again = grpo.parse_config(["--resume", out, "--max-steps", "3"], "srpo")
+    again = config.parse_config(["--resume", out, "--max-steps", "3"], "srpo")
     assert (again.localizer, again.reference_localizer, again.thought, again.max_steps) == (
         "some/judge",
         "other/judge",
@@ -438,16 +444,16 @@ def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
         3,
     )
     with pytest.raises(SystemExit):
-        grpo.parse_config(["--resume", out, "--lr", "1"], "srpo")  # a resumed run keeps its config
+        config.parse_config(["--resume", out, "--lr", "1"], "srpo")  # a resumed run keeps its config
 
 
 def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
-    flat = {k: v for k, v in dataclasses.asdict(grpo.Config(method="rrpo")).items() if k != "thought"}
+    flat = {k: v for k, v in dataclasses.asdict(config.Config(method="rrpo")).items() if k != "thought"}
     flat.update(
         max_thoughts=6, max_thought_tokens=24, temperature=1.0
     )  # the caps at the top level, as once saved
     (tmp_path / "config.json").write_text(json.dumps(flat))
-    cfg = grpo.load_config(str(tmp_path))
+    cfg = config.load_config(str(tmp_path))
     assert (
         cfg.method,
         cfg.thought.max_thoughts,
@@ -459,7 +465,7 @@ def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
 def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, tiny_tokenizer, monkeypatch):
     cfg = tm.ThoughtConfig(max_thoughts=3, max_thought_tokens=16, max_response_tokens=48, temperature=1.0)
     states = [tm.initial_state(tiny_tokenizer, p, cfg) for p in (ANSWERED, UNANSWERED)]
-    rollouts = tm.sample_rollouts(engines.HFEngine(trained_tiny, tiny_tokenizer), states, 2, cfg, seed=3)
+    rollouts = tm.sample_rollouts(engines.HFEngine(trained_tiny, tiny_tokenizer), states, 2, cfg, key=3)
     results = []
     for chunk in (10_000, 3):  # one chunk, then many
         monkeypatch.setattr(grpo, "LOGP_CHUNK", chunk)
@@ -470,3 +476,18 @@ def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, t
     trained_tiny.zero_grad()
     assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
     assert torch.allclose(results[0][1], results[1][1], atol=1e-5) and results[0][1].abs().sum() > 0
+
+
+def test_random_seeds_are_run_keys_and_the_old_names_still_work(tmp_path):
+    """A seed is the paper's failed rollout; a random-number seed is a run key. The old
+    flags stay as deprecated aliases, and a config.json written under the old names loads."""
+    assert config.parse_config(["--run-key", "42"]).run_key == 42
+    assert config.parse_config(["--seed", "42"]).run_key == 42
+    assert config.parse_config(["--vllm-seeded"]).vllm_keyed is True
+    saved = dataclasses.asdict(config.Config(run_key=7, vllm_keyed=True))
+    saved["seed"], saved["vllm_seeded"] = saved.pop("run_key"), saved.pop("vllm_keyed")
+    os.makedirs(tmp_path / "old-run")
+    with open(tmp_path / "old-run" / "config.json", "w") as fh:
+        json.dump(saved, fh)
+    old = config.load_config(str(tmp_path / "old-run"))
+    assert old.run_key == 7 and old.vllm_keyed is True

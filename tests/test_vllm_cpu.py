@@ -19,9 +19,11 @@ compares bfloat16 kernels, where the guard would have to be far looser)."""
 import pytest
 import torch
 
+import config
 import engines
 import gpus
 import grpo
+import models
 import srpo
 import thought_mdp as tm
 
@@ -38,8 +40,8 @@ CAPS = tm.ThoughtConfig(
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    model, tokenizer = engines.load_model("smollm2-135m")
-    policy = grpo.make_policy(model, grpo.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
+    model, tokenizer = models.load_model("smollm2-135m")
+    policy = grpo.make_policy(model, config.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
     engine = gpus.VLLMEngine(
         "smollm2-135m",
         tokenizer,
@@ -81,7 +83,8 @@ def compare(model, ours, theirs):
             continue
         gap = margin(model, a.prompt_ids + x[:k]) if k < min(len(x), len(y)) else 0.0
         assert gap < TIE_MARGIN, (
-            f"vLLM and HF part at token {k} where HF's top-2 margin is {gap:.4f}: {x[k : k + 5]} vs {y[k : k + 5]}"
+            f"vLLM and HF part at token {k} where HF's top-2 margin is {gap:.4f}: "
+            f"{x[k : k + 5]} vs {y[k : k + 5]}"
         )
         compared += k
         ties += 1
@@ -90,8 +93,8 @@ def compare(model, ours, theirs):
 
 def rollouts_both(policy, engine, states, step):
     engine.sync(policy, step)
-    theirs = tm.sample_rollouts(engines.HFEngine(policy, engine.tokenizer), states, 1, CAPS, seed=0)
-    ours = tm.sample_rollouts(engine, states, 1, CAPS, seed=0)
+    theirs = tm.sample_rollouts(engines.HFEngine(policy, engine.tokenizer), states, 1, CAPS, key=0)
+    ours = tm.sample_rollouts(engine, states, 1, CAPS, key=0)
     return ours, theirs
 
 
@@ -104,7 +107,8 @@ def test_vllm_rollouts_equal_the_hf_engines_and_follow_each_lora_update(setup):
         compared, ties = compare(policy, ours, theirs)
         total = sum(len(r.response_ids) for r in theirs)
         print(
-            f"adapter {step}: {compared} of {total} tokens compared equal, {ties} rollout(s) ended at a near-tie"
+            f"adapter {step}: {compared} of {total} tokens compared equal, "
+            f"{ties} rollout(s) ended at a near-tie"
         )
         assert ties <= 1 and compared >= 0.8 * total, (compared, total, ties)
         assert engine.lora.lora_int_id == step + 1 and engine.lora.lora_name == f"policy-step-{step}"
@@ -139,7 +143,7 @@ def test_calls_never_mix_base_and_adapter_rows_and_base_calls_get_the_base_model
 def test_pipelined_srpo_on_vllm_equals_its_phase_by_phase_step(setup):
     """The pipelined schedule on vLLM (requests added while LLMEngine.step runs,
     gpus.VLLMDecoder) gives the phase-by-phase schedule's SRPO buffer, token for
-    token: with --vllm-seeded every thought call draws from its own seed, at
+    token: with --vllm-keyed every thought call draws from its own seed, at
     temperature 1, whatever else vLLM batched with it."""
     policy, tokenizer, engine, states = setup
     set_adapter(policy, 4)
@@ -151,7 +155,7 @@ def test_pipelined_srpo_on_vllm_equals_its_phase_by_phase_step(setup):
         )
         out = {}
         for schedule in ("pipelined", "phases"):
-            cfg = grpo.Config(
+            cfg = config.Config(
                 model="smollm2-135m",
                 group_size=8,
                 split="1x4",
