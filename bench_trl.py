@@ -122,6 +122,7 @@ def theirs(steps, out, key):
         def on_train_end(self, args, state, control, **kw):
             clock["end"] = time.perf_counter()
 
+    # bf16: TRL's default; on a CPU without bfloat16 units ~30x slower
     args = GRPOConfig(
         output_dir=out,
         per_device_train_batch_size=G,
@@ -143,7 +144,7 @@ def theirs(steps, out, key):
         save_strategy="no",
         report_to="none",
         seed=key,
-    )  # bf16: TRL's default; on a CPU without bfloat16 units ~30x slower
+    )
     lora = LoraConfig(
         r=cfg.lora_rank,
         lora_alpha=cfg.lora_alpha,

@@ -271,9 +271,8 @@ def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400):
     if name == "bundled" or name.endswith(".jsonl"):  # the bundled problems, or any JSONL file of problems
         problems = tm.load_problems() if name == "bundled" else tm.load_problems(name)
         return problems if len(problems) <= n else random.Random(key).sample(problems, n)
-    world = tiny_world.parse(
-        name
-    )  # the classroom world: held-out / training problems, tiny-world[:knob=value,...]
+    # the classroom world: held-out / training problems, tiny-world[:knob=value,...]
+    world = tiny_world.parse(name)
     if world:
         return tiny_world.problems("train" if world[0].endswith("-train") else "test", n, key, world=world[1])
     base = name.removesuffix("-train")

@@ -143,9 +143,8 @@ def run_method(method, key, out, steps, world):
         def buffer(engine, problems, cfg, step):
             return rrpo.reset_buffer(engine, problems, cfg, step, reset_rule(method))
 
-        script, extra = TRAINER.get(
-            method, (method, [])
-        )  # the caps follow the world's horizon (config.parse_config)
+        # the caps follow the world's horizon (config.parse_config)
+        script, extra = TRAINER.get(method, (method, []))
         grpo.main(
             [
                 "--demo",
@@ -464,6 +463,7 @@ def plot(out, rows, adv):
         for j, m in enumerate(shown):
             for (c, mm), a in adv.items():
                 if mm == m and a[key][0] is not None:  # circles: common/early cells, squares: rare/late
+                    # offset: bars apart
                     ax.errorbar(
                         [p_of[c] * 1.05 ** (j - 1)],
                         [a[key][0]],
@@ -472,7 +472,7 @@ def plot(out, rows, adv):
                         fmt="s" if "rare" in c else "o",
                         color=f"C{j}",
                         label=m.upper(),
-                    )  # offset: bars apart
+                    )
         for cell, p in p_of.items():  # each cell named at the bottom, at its p
             ax.annotate(
                 cell, (p, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="center"

@@ -192,9 +192,8 @@ def sample_next(logits, temperature, top_p, u):
     sorted_probs, order = probs.topk(k, -1)  # (B, k), descending
     if (sorted_probs.sum(-1) < top_p).any():
         sorted_probs, order = probs.sort(-1, descending=True)  # (B, V)
-    outside = (
-        sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]
-    )  # past the nucleus; the top one always stays
+    # past the nucleus; the top one always stays
+    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]
     cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)  # (B, k), unnormalised
     target = torch.as_tensor(u, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]  # (B,)
     pick = torch.searchsorted(cdf, target[:, None], right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
@@ -284,10 +283,11 @@ class Decoder:
     def __init__(self, engine, keep_tokens=None):
         self.engine, self.capacity = engine, engine.batch_size
         self.waiting, self.rows, self.state, self.trace = [], [], None, []
+        # ids -> (kv, logits)
         self.prefixes, self.keep_tokens = (
             OrderedDict(),
             keep_tokens or 256 * engine.batch_size,
-        )  # ids -> (kv, logits)
+        )
         self.prefilled = 0  # prompt tokens run through the model (the rest were copied)
 
     def add(self, prompt, watcher, temperature, top_p, key, tag=None):
@@ -382,12 +382,13 @@ class Decoder:
             self.rows += new
         live = len(self.rows)
         cache, mask, logits = self.state
+        # (B,)
         tokens = sample_next(
             logits,
             [r.temperature for r in self.rows],
             [r.top_p for r in self.rows],
             [r.rng.random() for r in self.rows],
-        )  # (B,)
+        )
         keep = [
             j
             for j, token in enumerate(tokens.tolist())

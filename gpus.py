@@ -17,7 +17,7 @@ Paper map
                      makes them (pipeline.py)                                VLLMDecoder
   Alg. 2, line 11    rollouts always from the current policy: each step's
                      adapter under a new name, id and folder, prefix cache reset  VLLMEngine.load_adapter
-  App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)       plan_device_map, README "Running on GPUs"
+  App. C (hardware)  7B on 2 GPUs (TP 2), 14B on 4 GPUs (TP 4)       plan_device_map, docs/gpus.md
 
 Symbols
   tp                -> --tp: vLLM's tensor_parallel_size = GPUs used (0: every visible GPU)
@@ -199,9 +199,8 @@ def hardware_defaults(
             gib = min(torch.cuda.get_device_properties(i).total_memory for i in range(n_gpus)) / 2**30
             share = 0.9 if (sleep or engine_kind != "vllm") else 1 - vllm_memory
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            spread = (
-                n_gpus if engine_kind == "vllm" else 1
-            )  # grpo.load_policy spreads the layers only for vLLM
+            # grpo.load_policy spreads the layers only for vLLM
+            spread = n_gpus if engine_kind == "vllm" else 1
             train_microbatch = fit_microbatch(
                 model.config,
                 sum(p.numel() for p in model.parameters()) - trainable,

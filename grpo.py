@@ -166,15 +166,13 @@ def token_logprobs(model, rollouts, pad_id, temperature):
     Rows are left-padded so that the response positions are the last K columns.
     Returns logp (n, K) and mask (n, K) with K the longest response."""
     K = max(len(r.response_ids) for r in rollouts)
-    ids, attention = engines.pad_batch(
-        [r.prompt_ids + r.response_ids for r in rollouts], pad_id
-    )  # (n, L) left-padded
+    # (n, L) left-padded
+    ids, attention = engines.pad_batch([r.prompt_ids + r.response_ids for r in rollouts], pad_id)
     width = ids.shape[1]
     mask = torch.zeros((len(rollouts), K))  # (n, K)
     for i, r in enumerate(rollouts):
-        mask[i, K - len(r.response_ids) :] = torch.tensor(
-            r.own_mask, dtype=torch.float
-        )  # prefix of x* masked
+        # prefix of x* masked
+        mask[i, K - len(r.response_ids) :] = torch.tensor(r.own_mask, dtype=torch.float)
     device = next(model.parameters()).device
     ids, attention, mask = ids.to(device), attention.to(device), mask.to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
@@ -221,9 +219,8 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
                     if g.advantages[i] != 0:
                         old[id(r)] = token_logprobs(model, [r], pad_id, cfg.thought.temperature)[0][0]
     model.train()
-    size = (
-        cfg.train_microbatch or gpus.CPU_MICROBATCH
-    )  # rollouts per pass; 0 = not chosen yet (main chooses on GPUs)
+    # rollouts per pass; 0 = not chosen yet (main chooses on GPUs)
+    size = cfg.train_microbatch or gpus.CPU_MICROBATCH
     for start in range(0, len(prompts), cfg.minibatch_prompts):
         chosen = set(prompts[start : start + cfg.minibatch_prompts])
         items = [
@@ -235,9 +232,8 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
         loss_total = 0.0
         for m in range(0, len(active), size):
             micro = active[m : m + size]
-            logp, mask = token_logprobs(
-                model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature
-            )  # (n, K)
+            # (n, K)
+            logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature)
             adv = torch.stack([a for _, _, a in micro]).to(logp.device)  # (n,)
             logp_old = None
             if cfg.clip_eps > 0:
@@ -312,9 +308,8 @@ def load_policy(cfg, engine_kind):
     the trainer's layers are spread over the GPUs and recompute their activations."""
     if engine_kind == "vllm" and cfg.full_finetune:
         sys.exit("--engine vllm trains a LoRA adapter; --full-finetune runs with --engine hf")
-    at_scale = (
-        engine_kind == "vllm" and torch.cuda.is_available()
-    )  # vLLM's CPU build trains as the HF path does
+    # vLLM's CPU build trains as the HF path does
+    at_scale = engine_kind == "vllm" and torch.cuda.is_available()
     spread = at_scale and torch.cuda.device_count() > 1
     model, tokenizer = benchmarks.load_model(cfg.model, device_map="auto" if spread else None)
     if at_scale:
@@ -386,9 +381,8 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
         engine_kind, cfg.tp, cfg.train_microbatch, policy, cfg.thought, cfg.vllm_memory, cfg.vllm_sleep
     )
     print(chose)
-    cfg = dataclasses.replace(
-        cfg, tp=tp, train_microbatch=microbatch
-    )  # config.json keeps 0 = "chosen at start"
+    # config.json keeps 0 = "chosen at start"
+    cfg = dataclasses.replace(cfg, tp=tp, train_microbatch=microbatch)
     optimizer = torch.optim.AdamW(
         [p for p in policy.parameters() if p.requires_grad],
         lr=cfg.lr,

@@ -109,11 +109,9 @@ class Scheduler:
         assert schedule in ("pipelined", "phases"), schedule
         self.engine, self.pipelined = engine, schedule == "pipelined"
         self.decoder = tm.decoder_for(engine)
-        self.queue, self.tasks, self.owner = (
-            [],
-            [],
-            {},
-        )  # rows not yet decoding (phases); row id -> (request, i)
+        self.queue = []  # rows not yet decoding (phases)
+        self.tasks = []  # every machine spawned, in order
+        self.owner = {}  # id of a row's watcher -> (its request, its row number)
         self.other_s = defaultdict(float)  # seconds of requests run on other engines, per phase
 
     def _submit(self, request, settings):

@@ -359,9 +359,8 @@ def run_code_test(program, test, timeout=sandbox.CODE_TIMEOUT_S):
                 args = test["input"] if isinstance(test["input"], list) else [test["input"]]
                 return _as_json(call(box, test["fn_name"], args)) == test["output"]
             namespace = dict(_proxies(box, program), __name__="check")
-            exec(
-                compile(test["code"], "test.py", "exec"), namespace
-            )  # trusted test code, here; it calls proxies
+            # trusted test code, here; it calls proxies
+            exec(compile(test["code"], "test.py", "exec"), namespace)
             return True
     except Exception:  # an assert failed, the candidate raised or misbehaved, the time ran out
         return False

@@ -313,9 +313,8 @@ class Sandbox:
                 "private",
             ]
             prefix += [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        piped = (
-            subprocess.PIPE if job_mode == "stdin" else subprocess.DEVNULL
-        )  # stdin tests: the program's own stdio
+        # stdin tests: the program's own stdio
+        piped = subprocess.PIPE if job_mode == "stdin" else subprocess.DEVNULL
         self.proc, self.buffer, self.next_id = None, b"", 0
         try:
             try:

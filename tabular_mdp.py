@@ -139,7 +139,7 @@ def fork_mdp(p, horizon, actions, tau, routine, key, trap=False):
     that pays 0 ever after. The base policy never goes there, so p is unchanged;
     a greedy step that picks a worse action from noisy estimates would lose every
     later reward, moving the state distribution with the policy (Lemma 3's
-    alpha^2 term). Measured (README): the worse action's advantage sits so far
+    alpha^2 term). Measured (docs/theory.md): the worse action's advantage sits so far
     below the better one's that the greedy step never confuses them, and
     Theorem 1's four slopes hold as in the plain family."""
     rng = np.random.default_rng(key)

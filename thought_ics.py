@@ -253,9 +253,8 @@ def main(argv=None):
     parser.add_argument(
         "--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU"
     )
-    tm.add_flags(
-        parser, tm.ThoughtConfig
-    )  # default: the classroom world's caps for tiny-world, else the paper's
+    # default: the classroom world's caps for tiny-world, else the paper's
+    tm.add_flags(parser, tm.ThoughtConfig)
     args = parser.parse_args(argv)
     if problem := benchmarks.name_problem(args.model, *args.benchmarks.split(",")):
         parser.error(problem)

@@ -475,9 +475,8 @@ def main(argv=None):
     parser.add_argument(
         "--benchmark", action="store_true", help="measure thought vs plain generate throughput"
     )
-    add_flags(
-        parser, ThoughtConfig, DEMO_CAPS
-    )  # --max-thoughts, --temperature, ... (demo caps; the paper's are the dataclass's)
+    # --max-thoughts, --temperature, ... (demo caps; the paper's are the dataclass's)
+    add_flags(parser, ThoughtConfig, DEMO_CAPS)
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(DEMO_CAPS, **given(args, ThoughtConfig))
     torch.set_num_threads(os.cpu_count() or 1)

@@ -438,9 +438,10 @@ def build(
         losses = []
         for b in range(0, len(seqs) - bs + 1, bs):
             batch = seqs[b : b + bs]
+            # (B, T)
             ids, attention = engines.pad_batch(
                 [p + r for p, r in batch], tokenizer.pad_token_id, side="right"
-            )  # (B, T)
+            )
             labels = torch.full(ids.shape, -100)  # (B, T) loss on the answers only
             for i, (p, r) in enumerate(batch):
                 labels[i, len(p) : len(p) + len(r)] = torch.tensor(r)

@@ -37,13 +37,14 @@ def build_tokenizer():
     bpe = Tokenizer(bpe_models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     bpe.decoder = decoders.ByteLevel()
+    # short tokens, like a real vocabulary's
     trainer = trainers.BpeTrainer(
         vocab_size=700,
         special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
         max_token_length=4,
-    )  # short tokens, like a real vocabulary's
+    )
     bpe.train_from_iterator(corpus, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>")
     tok.chat_template = models.CHATML_TEMPLATE

@@ -72,9 +72,8 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
     again = cr.main(["--quick", "--out", str(tmp_path)])  # finished runs are read back, not trained again
     assert [(r["start"], r["final"]) for r in again] == [(r["start"], r["final"]) for r in rows]
     assert "finished earlier" in capsys.readouterr().out
-    partial = cr.main(
-        ["--quick", "--partial", "--steps", "31", "--out", str(tmp_path)]
-    )  # 31 steps: none finished
+    # 31 steps: none finished
+    partial = cr.main(["--quick", "--partial", "--steps", "31", "--out", str(tmp_path)])
     assert partial == [] and "0 cell(s)" in capsys.readouterr().out.strip().splitlines()[-1]
 
 

@@ -239,9 +239,8 @@ def test_oracle_update_matches_theorem_1_in_the_fork_family():
 
 
 def test_quick_run_writes_results_with_theory_slopes(tmp_path):
-    result = ct.main(
-        ["--quick", "--out", str(tmp_path)]
-    )  # speed is measured in the README, not asserted here
+    # speed is measured in docs/theory.md, not asserted here
+    result = ct.main(["--quick", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "cpi_rates.json").read_text())
     assert (tmp_path / "cpi_rates.png").stat().st_size > 10_000
     assert set(ct.THEORY) <= set(saved["slopes"])

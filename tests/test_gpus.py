@@ -122,9 +122,8 @@ def test_device_map_spreads_a_model_larger_than_one_device():
     plan = gpus.plan_device_map(config, n_gpus=2, gib_per_gpu=1.2)
     assert set(plan.values()) == {0, 1}
     layers = {name: d for name, d in plan.items() if ".layers." in name}
-    assert len(layers) == 16 and all(
-        name.count(".") == 2 for name in layers
-    )  # whole decoder layers, never split
+    # whole decoder layers, never split
+    assert len(layers) == 16 and all(name.count(".") == 2 for name in layers)
     with pytest.raises(ValueError, match="does not fit in 1 x 1.2 GiB"):
         gpus.plan_device_map(config, n_gpus=1, gib_per_gpu=1.2)
 
@@ -415,9 +414,8 @@ def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(
     """vLLM stops a request at any end id of the model's generation config; a rollout
     that ends on one that is not the tokenizer's EOS must end there, not be left mid-thought."""
     tok = tiny_tokenizer
-    other_end = tok.convert_tokens_to_ids(
-        "<|im_start|>"
-    )  # stands for a second end id (OLMo and Qwen have two)
+    # stands for a second end id (OLMo and Qwen have two)
+    other_end = tok.convert_tokens_to_ids("<|im_start|>")
     assert other_end != tok.eos_token_id
     words = tok("So \\boxed{5}", add_special_tokens=False)["input_ids"]
     stand_in_vllm.script = staticmethod(lambda ids, sp: (words + [other_end], "stop", other_end))
@@ -426,9 +424,8 @@ def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
     [r] = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 1, cfg, key=0)
-    assert (
-        r.finish_reason == "answer" and r.response_ids[-1] == other_end and r.reward == 1
-    )  # ended, and graded
+    # ended, and graded
+    assert r.finish_reason == "answer" and r.response_ids[-1] == other_end and r.reward == 1
 
 
 def test_vllm_request_keys_never_collide_across_phases_rounds_and_rows(
@@ -497,9 +494,8 @@ def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(
 
 
 def test_derived_keys_differ_where_sums_and_plain_seed_sequences_collide():
-    assert engines.derive_key(0, 1) != engines.derive_key(
-        0, 1, 0
-    )  # SeedSequence alone maps both to one state
+    # SeedSequence alone maps both to one state
+    assert engines.derive_key(0, 1) != engines.derive_key(0, 1, 0)
     grid = {
         engines.derive_key(s, step, phase, r)
         for s in (0, 42)

@@ -148,12 +148,10 @@ def test_code_call_stdin_and_assert_tests():
     two_blocks = "```python\ndef add(a, b):\n    return 0\n```\nbetter:\n" + code(
         "def add(a, b):\n    return a + b"
     )
-    assert (
-        rewards.score({"kind": "code", "tests": ADD_TESTS}, two_blocks) == 1.0
-    )  # the last block is the program
-    assert (
-        rewards.score({"kind": "code", "tests": ADD_TESTS}, "def add(a, b): return a + b") == 0.0
-    )  # no block
+    # the last block is the program
+    assert rewards.score({"kind": "code", "tests": ADD_TESTS}, two_blocks) == 1.0
+    # no block
+    assert rewards.score({"kind": "code", "tests": ADD_TESTS}, "def add(a, b): return a + b") == 0.0
 
 
 HOSTILE = {

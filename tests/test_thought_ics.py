@@ -111,9 +111,8 @@ def test_smoke_on_the_bundled_model(tmp_path):
         ]
     )
     by = results["bundled"]
-    assert (
-        set(by) == set(ics.STRATEGIES) and len({m["first"] for m in by.values()}) == 1
-    )  # one shared first attempt
+    # one shared first attempt
+    assert set(by) == set(ics.STRATEGIES) and len({m["first"] for m in by.values()}) == 1
     assert (tmp_path / "bundled_oracle.md").exists() and (tmp_path / "bundled_oracle.json").exists()
 
 

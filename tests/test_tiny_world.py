@@ -27,9 +27,8 @@ def test_first_error_labels_on_constructed_chains():
         right.append(tw.thought_text(k, x, op, a, v, k == len(p["chain"])))
         x = v
     assert tw.first_error(p, right) is None
-    assert (
-        tw.first_error(p, right[:1] + ["I am lost.</thought>"] + right[2:]) == 2
-    )  # a format slip is an error
+    # a format slip is an error
+    assert tw.first_error(p, right[:1] + ["I am lost.</thought>"] + right[2:]) == 2
     assert tw.first_error(p, right[:-1]) == len(right) - 1  # stopping early: the last thought is wrong
     assert tm.STOP in right[0] and "\\boxed{" in right[-1]
 

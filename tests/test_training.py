@@ -179,9 +179,8 @@ def test_fallback_to_grpo_when_no_rollout_fails(tiny_tokenizer):
     groups, stats = rrpo.reset_buffer(engine, [ANSWERED], cfg, step=0)
     assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 9
     assert [(g.kind, len(g.rollouts)) for g in groups] == [("base", 4)]
-    assert all(
-        r.reward == 1 for r in groups[0].rollouts
-    )  # so its advantages are all zero: no signal this step
+    # so its advantages are all zero: no signal this step
+    assert all(r.reward == 1 for r in groups[0].rollouts)
 
 
 def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
@@ -449,9 +448,8 @@ def test_srpo_settings_are_saved_and_restored_on_resume(tmp_path):
 
 def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
     flat = {k: v for k, v in dataclasses.asdict(config.Config(method="rrpo")).items() if k != "thought"}
-    flat.update(
-        max_thoughts=6, max_thought_tokens=24, temperature=1.0
-    )  # the caps at the top level, as once saved
+    # the caps at the top level, as once saved
+    flat.update(max_thoughts=6, max_thought_tokens=24, temperature=1.0)
     (tmp_path / "config.json").write_text(json.dumps(flat))
     cfg = config.load_config(str(tmp_path))
     assert (

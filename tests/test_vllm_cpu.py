@@ -113,9 +113,8 @@ def test_vllm_rollouts_equal_the_hf_engines_and_follow_each_lora_update(setup):
         assert ties <= 1 and compared >= 0.8 * total, (compared, total, ties)
         assert engine.lora.lora_int_id == step + 1 and engine.lora.lora_name == f"policy-step-{step}"
         results.append([r.response_ids for r in ours])
-    assert (
-        results[0] != results[1]
-    )  # the second adapter's rollouts are not the first's (no stale adapter or prefix)
+    # the second adapter's rollouts are not the first's (no stale adapter or prefix)
+    assert results[0] != results[1]
     assert len(engine.llm.llm_engine.list_loras()) == 1  # the previous adapter was removed
 
 
