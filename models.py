@@ -31,8 +31,10 @@ Run it
 """
 
 import argparse
+import functools
 import importlib.util
 import os
+import socket
 
 import torch
 
@@ -63,15 +65,37 @@ def load_model(name, dtype=None, device=None, device_map=None):
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
     name = convert_gguf(name) if name in BUNDLED_MODELS else hub_id(name)
+    offline = not os.path.exists(name) and not hub_reachable()  # then only the local Hub cache
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(
+            name, dtype=dtype, device_map=device_map, local_files_only=offline
+        )
     except OSError as e:
+        if offline:
+            raise RuntimeError(
+                f"model {name!r} is neither a bundled name ({', '.join(BUNDLED_MODELS)}) nor a local "
+                "folder, the Hugging Face Hub cannot be reached from here, and its cache does not hold it"
+            ) from None
         raise RuntimeError(
             f"could not load model {name!r}: it is neither a bundled name "
             f"({', '.join(BUNDLED_MODELS)}) nor a local folder, and the Hub could not serve it ({e})"
         ) from e
     return (model if device_map else model.to(device)).eval(), tokenizer
+
+
+@functools.cache
+def hub_reachable(timeout=3.0):
+    """Whether the Hugging Face Hub answers here: False at once with HF_HUB_OFFLINE=1,
+    else one TCP connection with a short timeout (a Hub call without network would
+    wait about a minute before it failed)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def hub_id(name):

@@ -223,10 +223,15 @@ def grade_math(problem, completion):
 
 def choice_letter(answer, choices=None):
     """The option letter an answer names: `B`, `(B)`, `B) text`, `B. text`,
-    `Option B`, or an option's full text; None if it names none."""
+    `Option B`, or an option's full text; None if it names none. A bare letter
+    wins over an option's text: `C` is option C even when option B's text is `c`
+    (an MMLU physics item: the speed of light)."""
     if answer is None:
         return None
     a = re.sub(r"\\text\{([^{}]*)\}", r"\1", answer).strip().strip("$").strip()
+    bare = re.fullmatch(r"[(\[]?([A-Za-z])[)\].:]?", a)
+    if bare:
+        return bare.group(1).upper()
     for letter, text in zip("ABCDEFGHIJ", choices or []):  # an option's text ("A cat" too)
         if a.lower().rstrip(".") == str(text).strip().lower().rstrip("."):
             return letter
