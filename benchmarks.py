@@ -46,7 +46,9 @@ Choices, and why
     are decoded (JSON, or base64 + zlib + pickle as the benchmark stores them:
     pickle runs code, so only decode the benchmark's own files); each problem's
     tests are split by a hash of the problem id, half for the training
-    verifier (`train_tests`), half held out (`tests`, what evaluation grades).
+    verifier, half held out. `livecodebench-train` (for --data) carries only
+    the training verifier's tests, `livecodebench` (for evaluation) only the
+    held-out ones: the two never meet in one problem.
 
 Run it
   python benchmarks.py bundled tiny-world          # counts and one problem of each
@@ -352,6 +354,10 @@ def load_benchmark(name, n=500, key=0, data_files=None, train_problems=400, sour
         p = BENCHMARKS[base].convert(dict(row))
         if p is not None:
             p.setdefault("id", f"{base}-{i}")
+            if "train_tests" in p:  # Sec. 5.3: one problem set, its tests split in two
+                train_tests = p.pop("train_tests")
+                if name.endswith("-train"):  # training is rewarded on the training verifier only
+                    p["tests"] = train_tests
             problems.append(p)
     rng = random.Random(key)
     order = rng.sample(range(len(problems)), len(problems))

@@ -198,6 +198,11 @@ def parse_config(argv=None, method="grpo", check=None):
     for flag, name in (("--data", cfg.data), ("--eval-data", cfg.eval_data)):
         if not benchmarks.known(name):
             parser.error(f"{flag}: unknown {name!r}; known: {benchmarks.known_names()}")
+    if cfg.data == "livecodebench" or cfg.eval_data == "livecodebench-train":  # Sec. 5.3's split
+        parser.error(
+            "LiveCodeBench trains on its training verifier (--data livecodebench-train) and is "
+            "validated and evaluated on its held-out tests (livecodebench)"
+        )
     if problem := benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data):  # a world's bad knob
         parser.error(problem)
     world = benchmarks.own_model(cfg.model)  # a classroom world's caps follow its horizon

@@ -84,7 +84,9 @@ def load_suites(names, n, key, run_dirs=(), source="auto"):
     suites = {}
     for name in names:
         pool = benchmarks.load_benchmark(name, n + len(seen), key, source=source)
-        kept = [p for p in pool if question_key(p) not in seen]
+        # Sec. 5.3: LiveCodeBench keeps its problems and holds out half of each one's tests
+        held_out_tests = name == "livecodebench"
+        kept = [p for p in pool if held_out_tests or question_key(p) not in seen]
         print(
             f"{name}: {len(kept[:n])} items"
             + (

@@ -60,7 +60,7 @@ Run it
 """
 
 import ast
-import builtins
+import decimal
 import json
 import os
 import re
@@ -268,11 +268,31 @@ def grade_yesno(problem, completion):
 # comparison below runs here, on plain values decoded from JSON.
 
 
+# The exceptions a candidate's error may become in the judge, where a test may expect
+# one. Others (StopIteration above all: raised inside map() it would end the map early
+# and let `assert all(map(candidate, xs))` pass) arrive as CandidateError, a failure.
+PASSED_EXCEPTIONS = (
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    LookupError,
+    NotImplementedError,
+    OverflowError,
+    RecursionError,
+    TypeError,
+    ValueError,
+    ZeroDivisionError,
+)
+
+
 def _exception(name, message):
-    """The candidate's exception as the builtin exception of that name (a test may
-    expect one), else CandidateError. Never an object of the program's."""
-    cls = getattr(builtins, str(name), None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    """The candidate's exception as the builtin exception of that name when it is in
+    PASSED_EXCEPTIONS (a test may expect one), else CandidateError. Never an object
+    of the program's."""
+    cls = {c.__name__: c for c in PASSED_EXCEPTIONS}.get(str(name))
+    if cls is not None:
         return cls(f"(in the sandbox) {message}")
     return sandbox.CandidateError(f"{name}: {message}")
 
@@ -332,22 +352,30 @@ def _as_json(v):
         return v
 
 
+def _exact_number(token):
+    """A finite decimal number, exactly (Decimal, no float rounding), or None."""
+    try:
+        value = decimal.Decimal(token)
+    except decimal.InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
 def _same_output(got, expected):
-    """stdin tests: compare stripped lines; numbers equal up to 1e-6 also match."""
+    """stdin tests, LiveCodeBench's rule: the stripped lines are equal, or, line by
+    line, every whitespace-separated token is the same finite decimal number
+    (`3.0` is `3`). No tolerance: `1000000000` is not `1000000007`, integers past
+    2^53 stay exact, and NaN or infinity equals no number (a float tolerance
+    let `nan` pass any numeric test, since every comparison with NaN is false)."""
     got_lines = [line.strip() for line in got.strip().splitlines()]
     exp_lines = [line.strip() for line in str(expected).strip().splitlines()]
-    if got_lines == exp_lines:
-        return True
     if len(got_lines) != len(exp_lines):
         return False
     for g, e in zip(got_lines, exp_lines):
         if g == e:
             continue
-        try:
-            gv, ev = [float(t) for t in g.split()], [float(t) for t in e.split()]
-        except ValueError:
-            return False
-        if len(gv) != len(ev) or any(abs(a - b) > 1e-6 * max(1.0, abs(b)) for a, b in zip(gv, ev)):
+        gv, ev = [_exact_number(t) for t in g.split()], [_exact_number(t) for t in e.split()]
+        if len(gv) != len(ev) or None in gv or None in ev or gv != ev:
             return False
     return True
 

@@ -91,11 +91,14 @@ def test_grading_each_kind_through_rewards_score():
 def test_livecodebench_decoding_and_deterministic_split():
     problems = load("livecodebench", "livecodebench.jsonl")
     assert {p["id"] for p in problems} == {"lcb-abc001_a", "lcb-lc-9001"}  # the hard one is filtered out
+    training = {p["id"]: p for p in load("livecodebench-train", "livecodebench.jsonl")}
+    assert set(training) == {p["id"] for p in problems}  # one problem set (Sec. 5.3)
     double = next(p for p in problems if p["id"] == "lcb-abc001_a")
-    assert len(double["tests"]) + len(double["train_tests"]) == 4  # 1 public + 3 hidden (base64/zlib/pickle)
-    assert all(t["type"] == "stdin" for t in double["tests"] + double["train_tests"])
+    both = double["tests"] + training["lcb-abc001_a"]["tests"]
+    assert len(both) == 4  # 1 public + 3 hidden (base64/zlib/pickle)
+    assert all(t["type"] == "stdin" for t in both)
     add = next(p for p in problems if p["id"] == "lcb-lc-9001")
-    everything = add["tests"] + add["train_tests"]
+    everything = add["tests"] + training["lcb-lc-9001"]["tests"]
     assert {(tuple(t["input"]), t["output"]) for t in everything} == {((1, 2), 3), ((5, 5), 10), ((-1, 1), 0)}
     assert all(t["type"] == "call" and t["fn_name"] == "addTwo" for t in everything)
     assert "class Solution" in add["question"]
@@ -142,3 +145,44 @@ def test_a_bad_world_knob_is_refused_in_one_line(capsys):
     with pytest.raises(SystemExit):
         config.parse_config(["--demo", "--data", "tiny-world-train:colour=red"])
     assert "bad world knob 'colour=red'" in capsys.readouterr().err
+
+
+def test_livecodebench_trains_and_evaluates_on_tests_that_never_mix(tmp_path, capsys):
+    """Sec. 5.3: training is rewarded on the training verifier's tests, evaluation on the
+    held-out ones; no problem carries both, and --data livecodebench (the held-out tests)
+    is refused for training."""
+    import config
+
+    held = {p["id"]: p for p in load("livecodebench", "livecodebench.jsonl")}
+    train = {p["id"]: p for p in load("livecodebench-train", "livecodebench.jsonl")}
+    for pid in held:
+        assert "train_tests" not in held[pid] and "train_tests" not in train[pid]
+        as_key = [json.dumps(t, sort_keys=True) for t in held[pid]["tests"]]
+        assert held[pid]["tests"] and train[pid]["tests"]
+        assert not set(as_key) & {json.dumps(t, sort_keys=True) for t in train[pid]["tests"]}
+    with pytest.raises(SystemExit):
+        config.parse_config(["--data", "livecodebench"])
+    assert "training verifier" in capsys.readouterr().err
+    assert config.parse_config(["--data", "livecodebench-train", "--eval-data", "livecodebench"])
+    with pytest.raises(SystemExit):
+        config.parse_config(["--eval-data", "livecodebench-train"])
+
+
+def test_evaluation_keeps_livecodebench_problems_a_run_trained_on(monkeypatch):
+    """The runs' training problems are left out of evaluation, except LiveCodeBench's:
+    there the problem set is shared by design and the tests are what is held out."""
+    import evaluate
+
+    train = load("livecodebench-train", "livecodebench.jsonl")
+    real = benchmarks.load_benchmark
+
+    def from_fixtures(name, n, key, source="auto"):
+        fixture = "livecodebench.jsonl" if name.startswith("livecodebench") else "commonsenseqa.jsonl"
+        return real(name, n, key, data_files=os.path.join(FIX, fixture))
+
+    csqa = load("commonsenseqa", "commonsenseqa.jsonl")
+    monkeypatch.setattr(evaluate, "trained_on", lambda run: train + csqa)
+    monkeypatch.setattr(evaluate.benchmarks, "load_benchmark", from_fixtures)
+    suites = evaluate.load_suites(["livecodebench", "commonsenseqa"], 10, 0, ["a-run"])
+    assert {p["id"] for p in suites["livecodebench"]} == {p["id"] for p in train}
+    assert suites["commonsenseqa"] == []  # every one of them was trained on

@@ -189,3 +189,45 @@ def test_stdin_program_that_exits_badly_fails():
     tests = [{"type": "stdin", "input": "", "output": "1"}]
     assert rewards.score({"kind": "code", "tests": tests}, code("print(1)\nraise SystemExit(3)")) == 0.0
     assert rewards.score({"kind": "code", "tests": tests}, code("print(1)\nimport sys\nsys.exit(0)")) == 1.0
+
+
+@pytest.mark.parametrize(
+    "program,expected",
+    [
+        ("print('nan')", "3"),  # NaN made every float comparison false: it passed any number
+        ("print('inf')", "1e309"),
+        ("print(1000000000)", "1000000007"),  # within a relative 1e-6 of the answer
+        ("print(2**53)", str(2**53 + 1)),  # equal once both are floats
+        ("print('3 4')", "3"),
+        ("print(1.5)", "1.50000001"),
+    ],
+)
+def test_stdin_output_must_match_exactly_as_livecodebench_compares(program, expected):
+    assert (
+        rewards.score(
+            {"kind": "code", "tests": [{"type": "stdin", "input": "", "output": expected}]}, code(program)
+        )
+        == 0.0
+    )
+
+
+def test_stdin_numbers_compare_as_exact_decimals():
+    tests = [{"type": "stdin", "input": "", "output": "3\n0.25 7\n"}]
+    assert rewards.score({"kind": "code", "tests": tests}, code("print('3.0')\nprint('0.250', 7)")) == 1.0
+
+
+def test_a_candidates_stopiteration_cannot_end_a_tests_map_early():
+    """`assert all(map(candidate, xs))`: a StopIteration raised by the candidate used to
+    arrive as StopIteration and end map() early, so the assert passed."""
+    tests = [{"type": "assert", "code": "assert all(map(is_even, [2, 3, 4]))"}]
+    cheat = code("def is_even(x):\n    raise StopIteration")
+    assert rewards.score({"kind": "code", "tests": tests}, cheat) == 0.0
+    honest = code("def is_even(x):\n    return x % 2 == 0")
+    assert rewards.score({"kind": "code", "tests": tests}, honest) == 0.0  # 3 is odd
+    raises = [
+        {
+            "type": "assert",
+            "code": "try:\n    f(0)\nexcept ZeroDivisionError:\n    pass\nelse:\n    assert False",
+        }
+    ]
+    assert rewards.score({"kind": "code", "tests": raises}, code("def f(x):\n    return 1 / x")) == 1.0
