@@ -21,8 +21,10 @@ Symbols
 Isolation
   Namespace mode (Linux with util-linux `unshare`; as root, or as a normal user
   where user namespaces are enabled): every test runs under `unshare --pid
-  --fork --kill-child --mount --mount-proc --propagation private` (plus
-  `--user --map-root-user` when not root). The program is PID 1 of a new PID
+  --fork --kill-child --mount --mount-proc --propagation private --net --ipc
+  --uts` (plus `--user --map-root-user` when not root). Its network has a
+  loopback of its own and nothing else (no listener of the host is in reach),
+  and its SysV and POSIX IPC objects vanish with it. The program is PID 1 of a new PID
   namespace: when it exits or is killed, the kernel kills every process it
   started (double forks and new sessions included), and it sees no process
   outside. In its private mount namespace every mount is remounted read-only;
@@ -311,6 +313,9 @@ class Sandbox:
                 "--mount-proc",
                 "--propagation",
                 "private",
+                "--net",  # no interface but a loopback of its own: the host's listeners are out of reach
+                "--ipc",  # SysV and POSIX IPC of its own: nothing it creates outlives the test
+                "--uts",
             ]
             prefix += [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         # stdin tests: the program's own stdio

@@ -315,3 +315,33 @@ def test_humaneval_with_a_wrong_body_fails():
         if rewards.run_code_tests(wrong, humaneval_test(p)) != 0.0:
             passed.append(p["task_id"])
     assert passed == []
+
+
+@needs_namespaces
+def test_a_program_reaches_no_listener_of_the_host_and_leaves_no_ipc_behind():
+    """In namespace mode the program has a network of its own (a loopback and nothing
+    else) and IPC of its own: a listener on the host's loopback hears nothing, and a
+    SysV shared-memory segment it creates is gone with it."""
+    import ctypes
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    key = 0x5EED0 + os.getpid() % 1000
+    program = (
+        "import ctypes, socket\n"
+        f"ctypes.CDLL(None).shmget({key}, 4096, 0o1666)\n"  # IPC_CREAT | 0666
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        "    print('reached')\n"
+        "except OSError:\n"
+        "    print('alone')\n"
+    )
+    assert rewards.run_code_tests(program, [{"type": "stdin", "input": "", "output": "alone"}]) == 1.0
+    with pytest.raises(socket.timeout):
+        listener.accept()
+    listener.close()
+    assert ctypes.CDLL(None).shmget(key, 0, 0) == -1  # no segment with that key on the host
