@@ -32,6 +32,10 @@ Isolation
   /tmp/work, gone with the namespace); the project folder and the data caches
   are covered by empty tmpfs, so the benchmark's files cannot be read. Under
   real root it then runs as user nobody, so that the process limit applies.
+  Not yet locked as a normal user: with `--user --map-root-user` the program
+  keeps root's capabilities in its user namespace and can undo those mounts
+  (unmount the tmpfs over /tmp, remount `/` read-write): a known gap, written down in
+  docs/grading-code.md.
   Fallback mode (no namespaces): a new session killed as a process group, user
   nobody under root, a temporary folder removed afterwards; a program that
   leaves its process group can outlive its grade there.
