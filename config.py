@@ -98,6 +98,9 @@ class Config:
     vllm_keyed: bool = False
     # rollouts per forward/backward pass; 0 = what fits the GPU's memory (4 on the CPU)
     train_microbatch: int = 0
+    # rewards (rewards.py, sandbox.py)
+    # train on code problems where the sandbox has no namespaces (a program can then outlive its grade)
+    allow_weak_sandbox: bool = False
     # run
     # the run's random key (the paper's "seeds" 0, 42, 420): data order, every row sampled,
     # the initialisation; --seed is its old name (deprecated: a seed is a failed rollout)

@@ -70,6 +70,7 @@ import engines
 import gpus
 import pipeline
 import runs
+import sandbox
 import thought_mdp as tm
 
 # -----------------------------------------------------------------------------
@@ -343,6 +344,22 @@ def validate(engine, problems, tcfg, run_dir, step):
     return rate
 
 
+def sandbox_problem(problems, cfg):
+    """Code problems are graded by running the policy's programs (rewards.py, sandbox.py).
+    Where the sandbox has no namespaces a program can outlive its grade and write where
+    user nobody may, so training on code there is refused unless --allow-weak-sandbox."""
+    if not any(p.get("kind") == "code" for p in problems):
+        return None
+    mode = sandbox.mode()
+    print(f"code problems: graded in the sandbox, isolation {mode}")
+    if mode == "namespaces" or cfg.allow_weak_sandbox:
+        return None
+    return (
+        f"{cfg.method}.py: training on code needs the sandbox's namespace isolation, and this machine gives "
+        f"{mode!r} (a program can outlive its grade there); --allow-weak-sandbox accepts the risk"
+    )
+
+
 def step_problems(problems, cfg, step):
     """The prompts of a step: epoch e visits a permutation, drawn with the run key, of the problems."""
     per_epoch = math.ceil(len(problems) / cfg.prompts_per_step)
@@ -376,6 +393,11 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     )
     if problem:
         sys.exit(problem)
+    problems = benchmarks.load_benchmark(
+        cfg.data, cfg.train_problems, cfg.run_key, train_problems=cfg.train_problems
+    )
+    if problem := sandbox_problem(problems, cfg):
+        sys.exit(problem)
     policy, tokenizer = load_policy(cfg, engine_kind)
     tp, microbatch, chose = gpus.hardware_defaults(
         engine_kind, cfg.tp, cfg.train_microbatch, policy, cfg.thought, cfg.vllm_memory, cfg.vllm_sleep
@@ -390,9 +412,6 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
         weight_decay=cfg.weight_decay,
     )
     engine = gpus.make_engine(cfg, engine_kind, policy, tokenizer)
-    problems = benchmarks.load_benchmark(
-        cfg.data, cfg.train_problems, cfg.run_key, train_problems=cfg.train_problems
-    )
     validation = validation_problems(cfg, problems)
     total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)
     total = min(total, cfg.max_steps) if cfg.max_steps else total

@@ -231,3 +231,23 @@ def test_a_candidates_stopiteration_cannot_end_a_tests_map_early():
         }
     ]
     assert rewards.score({"kind": "code", "tests": raises}, code("def f(x):\n    return 1 / x")) == 1.0
+
+
+def test_training_on_code_needs_the_namespace_sandbox(tmp_path, monkeypatch, capsys):
+    """Where the sandbox has no namespaces, a run on code problems stops before it
+    loads a model, with one line naming the flag that accepts the risk."""
+    import json
+
+    import config
+    import grpo
+    import sandbox
+
+    data = tmp_path / "code.jsonl"
+    problem = {"id": "c1", "kind": "code", "question": "Write add(a, b).", "tests": ADD_TESTS}
+    data.write_text(json.dumps(problem) + "\n")
+    monkeypatch.setattr(sandbox, "_MODE", ["process-group"])
+    with pytest.raises(SystemExit, match="--allow-weak-sandbox accepts the risk"):
+        grpo.main(["--data", str(data), "--out", str(tmp_path / "run")])
+    cfg = config.parse_config(["--data", str(data), "--allow-weak-sandbox"])
+    assert grpo.sandbox_problem([problem], cfg) is None
+    assert grpo.sandbox_problem([{"kind": "math", "answer": "1"}], config.parse_config([])) is None
