@@ -74,6 +74,7 @@ import packaged
 import rewards
 import thought_mdp as tm
 import tiny_world
+import vllm_engine
 
 # Benchmarks: where each lives and how a row becomes a problem
 
@@ -463,8 +464,8 @@ def inference_engine(
     if kind == "vllm":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(gpus.model_path(name))
-        engine = gpus.VLLMEngine(
+        tokenizer = AutoTokenizer.from_pretrained(vllm_engine.model_path(name))
+        engine = vllm_engine.VLLMEngine(
             name,
             tokenizer,
             out,
@@ -472,7 +473,7 @@ def inference_engine(
             lora_rank=lora_rank,
             key=key,
             gpu_memory_utilization=0.9,
-            max_model_len=gpus.max_model_len(tcfg or tm.ThoughtConfig()),
+            max_model_len=vllm_engine.max_model_len(tcfg or tm.ThoughtConfig()),
         )
         return engine, None, tokenizer
     model, tokenizer = load_model(name)

@@ -3,7 +3,7 @@
 An engine turns token-id prompts into sampled token ids. Everything above this
 file (rollouts, resets, localization, evaluation) talks to an engine through
 one small interface, so the same code runs on the CPU with transformers (this
-file) and on GPUs with vLLM (gpus.py):
+file) and on GPUs with vLLM (vllm_engine.py):
 
     engine.generate(prompts, SamplingSettings) -> [[Completion] * n per prompt]
     engine.tokenizer, engine.eos_ids, engine.pad_id
@@ -41,7 +41,7 @@ Deviations and choices
     sample does not depend on which rows share its batch or when it joined (up
     to float rounding, which could flip a near-tie): the pipelined and the
     phase-by-phase schedules of pipeline.py give the same rollouts. The vLLM
-    engine keys per request only with --vllm-keyed (gpus.py). Every random key
+    engine keys per request only with --vllm-keyed (vllm_engine.py). Every random key
     is derived from a tuple (derive_key), never added up. (Random-number seeds
     are called keys throughout the project: in the paper, a seed is a failed
     rollout.)

@@ -38,7 +38,7 @@ Run it
   python evaluate.py --report runs/grpo-demo runs/rrpo-demo runs/srpo-demo --out runs/report
   python evaluate.py --model allenai/OLMo-3-7B-Instruct --adapter runs/srpo-s0 runs/srpo-s42 \
       --benchmarks all \
-      --engine vllm                               # every visible GPU: adapters hot-loaded into vLLM (gpus.py)
+      --engine vllm                        # every visible GPU: adapters hot-loaded (vllm_engine.py)
 """
 
 import argparse

@@ -95,7 +95,7 @@ class LocalizeConfig:
     def for_caps(cls, tcfg):
         """The localizer's caps for rollouts under ThoughtConfig `tcfg`: the request may
         be as long as a whole rollout (prompt cap + response cap), which with the answer
-        fits the engine's window (gpus.max_model_len: both caps + the answer's 64 tokens)."""
+        fits the engine's window (vllm_engine.max_model_len: both caps + the answer's 64 tokens)."""
         return cls(max_prompt_tokens=tcfg.max_prompt_tokens + tcfg.max_response_tokens)
 
 

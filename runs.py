@@ -14,7 +14,7 @@ The run folder
   eval.jsonl       one line per validation: {"step": updates done, "pass_rate": ..., "n": ...}
   checkpoint/      adapter/ (PEFT), trainable.pt, optimizer.pt, rng.pt, state.json {"next_step", "config"}
   summary.json     means over the run's steps
-  vllm-adapters/   the last adapters served to vLLM (gpus.py)
+  vllm-adapters/   the last adapters served to vLLM (vllm_engine.py)
 
 Symbols
   run_dir      -> the run folder (--out)

@@ -16,7 +16,7 @@ Paper map
   (ours)           one --flag per config field, help from its comment      add_flags(), given()
 
 The engines that sample the thoughts (HF transformers, vLLM) and model loading
-live in engines.py and gpus.py; this file only needs their interface.
+live in engines.py, vllm_engine.py and models.py; this file only needs their interface.
 
 Symbols
   x_0                 -> Rollout.prompt_ids   list[int], chat-templated user turn + assistant header
@@ -34,7 +34,7 @@ Token exactness (the rule for stop strings)
   stop string (a token like `>\\n` ends the thought and keeps its newline). A
   thought's text is decode(its ids), never truncated. The same rule decides
   boundaries whether a thought is one engine call (engines.CallDecoder with
-  ThoughtTracker.feed(), the paper's way, and the vLLM engine's in gpus.py) or
+  ThoughtTracker.feed(), the paper's way, and the vLLM engine's in vllm_engine.py) or
   one continuous generation that watches for boundaries (engines.Decoder with
   ThoughtTracker.push(), same distribution, no re-encoding of the prefix for
   every thought). The rule, not the engine, decides: a call that the engine
@@ -225,7 +225,7 @@ class ThoughtTracker:
         return (STOP,), self.cfg.max_thought_tokens - len(self.thoughts[-1])
 
     def feed(self, completion):
-        """One thought call's Completion (engines.CallDecoder, gpus.VLLMDecoder): the
+        """One thought call's Completion (engines.CallDecoder, vllm_engine.VLLMDecoder): the
         call stopped where the thought closes (or at the response cap), by the same
         rule as push(), or earlier (see below)."""
         ids, before = completion.token_ids, len(self.thoughts)

@@ -22,6 +22,7 @@ import gpus
 import grpo
 import models
 import thought_mdp as tm
+import vllm_engine
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(
@@ -37,13 +38,13 @@ needs_vllm = pytest.mark.skipif(
 
 def test_engine_choice_and_its_messages(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(gpus, "vllm_build", lambda: None)  # the default CPU install
+    monkeypatch.setattr(vllm_engine, "vllm_build", lambda: None)  # the default CPU install
     kind, why = gpus.choose_engine("auto")
     assert kind == "hf" and why == "engine: hf (auto: vllm is not installed)"
     assert gpus.choose_engine("hf") == ("hf", "engine: hf (asked for)")
     with pytest.raises(RuntimeError, match="--engine vllm: vllm is not installed"):
         gpus.choose_engine("vllm")
-    monkeypatch.setattr(gpus, "vllm_build", lambda: "gpu")  # vLLM's GPU build
+    monkeypatch.setattr(vllm_engine, "vllm_build", lambda: "gpu")  # vLLM's GPU build
     with pytest.raises(RuntimeError, match="--engine vllm: no CUDA GPU"):
         gpus.choose_engine("vllm")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -64,9 +65,9 @@ def test_engine_and_tp_flags():
 
 
 def test_lora_rank_is_raised_to_an_allowed_value():
-    assert [gpus.allowed_lora_rank(r) for r in (1, 4, 8, 24, 64, 300)] == [1, 8, 8, 32, 64, 320]
+    assert [vllm_engine.allowed_lora_rank(r) for r in (1, 4, 8, 24, 64, 300)] == [1, 8, 8, 32, 64, 320]
     with pytest.raises(ValueError, match="largest"):
-        gpus.allowed_lora_rank(1024)
+        vllm_engine.allowed_lora_rank(1024)
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +77,13 @@ def lora_policy(tiny_tokenizer):
 
 
 def test_each_step_saves_a_new_adapter_folder(lora_policy, tmp_path):
-    folders = [gpus.save_step_adapter(lora_policy, str(tmp_path), step) for step in range(4)]
+    folders = [vllm_engine.save_step_adapter(lora_policy, str(tmp_path), step) for step in range(4)]
     assert len(set(folders)) == 4
     assert sorted(os.listdir(tmp_path / "vllm-adapters")) == [
         "step-000002",
         "step-000003",
     ]  # the two newest kept
-    config = gpus.check_adapter_layout(folders[-1], gpus.allowed_lora_rank(24))
+    config = vllm_engine.check_adapter_layout(folders[-1], vllm_engine.allowed_lora_rank(24))
     assert config["r"] == 24 and config["bias"] == "none" and not config.get("modules_to_save")
     targets = {name.split(".")[-1] for name in config["target_modules"]}  # PEFT may store full module paths
     assert targets == {
@@ -97,14 +98,14 @@ def test_each_step_saves_a_new_adapter_folder(lora_policy, tmp_path):
 
 
 def test_adapter_layout_check_names_what_vllm_would_refuse(lora_policy, tmp_path):
-    folder = gpus.save_step_adapter(lora_policy, str(tmp_path), 0)
+    folder = vllm_engine.save_step_adapter(lora_policy, str(tmp_path), 0)
     with pytest.raises(ValueError, match="rank 24 > max_lora_rank 16"):
-        gpus.check_adapter_layout(folder, 16)
+        vllm_engine.check_adapter_layout(folder, 16)
     path = os.path.join(folder, "adapter_config.json")
     config = json.load(open(path))
     json.dump(dict(config, bias="all", use_dora=True), open(path, "w"))
     with pytest.raises(ValueError, match="bias 'all'.*DoRA"):
-        gpus.check_adapter_layout(folder, 32)
+        vllm_engine.check_adapter_layout(folder, 32)
 
 
 def test_device_map_spreads_a_model_larger_than_one_device():
@@ -136,7 +137,9 @@ def test_device_map_spreads_a_model_larger_than_one_device():
 def test_sampling_params_and_token_prompts():
     from vllm import SamplingParams
 
-    sp = gpus.sampling_params(engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, keyed=True)
+    sp = vllm_engine.sampling_params(
+        engines.SamplingSettings(0.7, 0.95, 256, (tm.STOP,), 4, 123), row=2, keyed=True
+    )
     assert isinstance(sp, SamplingParams)
     assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (
         4,
@@ -146,9 +149,9 @@ def test_sampling_params_and_token_prompts():
         engines.derive_key(123, 2),
     )
     assert sp.stop == [tm.STOP] and sp.include_stop_str_in_output and sp.detokenize
-    greedy = gpus.sampling_params(engines.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
+    greedy = vllm_engine.sampling_params(engines.SamplingSettings(0.0, 0.95, 64, (), 1, 0))
     assert greedy.temperature == 0.0 and greedy.top_p == 1.0 and not greedy.stop
-    assert gpus.token_prompts([(1, 2, 3)]) == [{"prompt_token_ids": [1, 2, 3]}]
+    assert vllm_engine.token_prompts([(1, 2, 3)]) == [{"prompt_token_ids": [1, 2, 3]}]
 
 
 def vllm_output(request_id, prompt_ids, completions):
@@ -198,7 +201,7 @@ def test_vllm_outputs_become_our_completions(tiny_tokenizer):
             ("Lo", tok("Lo", add_special_tokens=False)["input_ids"], "length", None),
         ],
     )
-    [[a, b, c]] = gpus.to_completions([ro], tok)
+    [[a, b, c]] = vllm_engine.to_completions([ro], tok)
     assert (
         a.token_ids == ids
         and a.text == tok.decode(ids, skip_special_tokens=True)
@@ -206,7 +209,7 @@ def test_vllm_outputs_become_our_completions(tiny_tokenizer):
     )
     assert b.token_ids[-1] == eos and b.finish_reason == "eos" and c.finish_reason == "length"
     with pytest.raises(RuntimeError, match="abort"):
-        gpus.to_completions([vllm_output("1", [1], [("", [5], "abort", None)])], tok)
+        vllm_engine.to_completions([vllm_output("1", [1], [("", [5], "abort", None)])], tok)
 
 
 @needs_vllm
@@ -235,7 +238,7 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
                 )
             return outs
 
-    engine = gpus.VLLMEngine.__new__(gpus.VLLMEngine)
+    engine = vllm_engine.VLLMEngine.__new__(vllm_engine.VLLMEngine)
     engine.tokenizer, engine.eos_ids, engine.pad_id, engine.llm = (
         tok,
         {tok.eos_token_id},
@@ -244,7 +247,7 @@ def test_vllm_engine_rollouts_are_token_exact(tiny_tokenizer):
     )
     engine.llm.llm_engine = RequestQueue(engine.llm)
     engine.keyed = True
-    engine.lora = gpus.adapter_request(3, "/tmp/adapter-step-3")
+    engine.lora = vllm_engine.adapter_request(3, "/tmp/adapter-step-3")
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
     rollouts = tm.sample_rollouts(engine, [tm.initial_state(tok, problem, cfg)], 3, cfg, key=7)
@@ -264,7 +267,7 @@ def test_engine_settings_are_valid_vllm_engine_args(tiny_tokenizer, tmp_path):
 
     build_model(tiny_tokenizer).save_pretrained(tmp_path)  # a local model folder (no Hub here)
     tiny_tokenizer.save_pretrained(tmp_path)
-    args = EngineArgs(model=str(tmp_path), **gpus.engine_args(4, 24, 0, True, 0.45, 6200))
+    args = EngineArgs(model=str(tmp_path), **vllm_engine.engine_args(4, 24, 0, True, 0.45, 6200))
     assert (args.tensor_parallel_size, args.max_lora_rank, args.max_loras) == (4, 32, 1)
     assert args.enable_lora and args.enable_prefix_caching and args.enable_sleep_mode
 
@@ -272,8 +275,8 @@ def test_engine_settings_are_valid_vllm_engine_args(tiny_tokenizer, tmp_path):
 @needs_vllm
 def test_each_step_gets_a_new_lora_request():
     a, b = (
-        gpus.adapter_request(0, "/runs/x/vllm-adapters/step-000000"),
-        gpus.adapter_request(1, "/runs/x/vllm-adapters/step-000001"),
+        vllm_engine.adapter_request(0, "/runs/x/vllm-adapters/step-000000"),
+        vllm_engine.adapter_request(1, "/runs/x/vllm-adapters/step-000001"),
     )
     assert (a.lora_name, a.lora_int_id) == ("policy-step-0", 1) and (b.lora_name, b.lora_int_id) == (
         "policy-step-1",
@@ -287,9 +290,9 @@ def test_saved_adapter_passes_vllms_own_checks(lora_policy, tmp_path, monkeypatc
     from vllm.config.lora import LoRAConfig
     from vllm.lora.peft_helper import PEFTHelper
 
-    folder = gpus.save_step_adapter(lora_policy, str(tmp_path), 5)
+    folder = vllm_engine.save_step_adapter(lora_policy, str(tmp_path), 5)
     helper = PEFTHelper.from_local_dir(folder, max_position_embeddings=8192)
-    helper.validate_legal(LoRAConfig(max_lora_rank=gpus.allowed_lora_rank(24), max_loras=1))
+    helper.validate_legal(LoRAConfig(max_lora_rank=vllm_engine.allowed_lora_rank(24), max_loras=1))
     assert helper.r == 24
     with pytest.raises(ValueError):
         helper.validate_legal(LoRAConfig(max_lora_rank=16, max_loras=1))
@@ -419,7 +422,7 @@ def test_vllm_engine_ends_thoughts_at_every_end_id_of_the_generation_config(
     assert other_end != tok.eos_token_id
     words = tok("So \\boxed{5}", add_special_tokens=False)["input_ids"]
     stand_in_vllm.script = staticmethod(lambda ids, sp: (words + [other_end], "stop", other_end))
-    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, other_end), tok, str(tmp_path / "adapters"))
+    engine = vllm_engine.VLLMEngine(model_folder(tok, tmp_path, other_end), tok, str(tmp_path / "adapters"))
     assert engine.eos_ids == {tok.eos_token_id, other_end}
     problem = {"id": "p", "kind": "math", "question": "What is 2 + 3?", "answer": "5"}
     cfg = tm.ThoughtConfig(max_thoughts=4, max_thought_tokens=32, max_response_tokens=128)
@@ -442,7 +445,9 @@ def test_vllm_request_keys_never_collide_across_phases_rounds_and_rows(
     stand_in_vllm.script = staticmethod(
         lambda ids, sp: (right if tok.decode(ids).count(tm.STOP) else first, "stop", tm.STOP)
     )
-    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
+    engine = vllm_engine.VLLMEngine(
+        model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters")
+    )
     engine.keyed = True  # --vllm-keyed
     cfg = config.Config(
         model="tiny",
@@ -462,7 +467,9 @@ def test_vllm_request_keys_never_collide_across_phases_rounds_and_rows(
 def test_unkeyed_vllm_requests_use_the_fast_sampler(stand_in_vllm, tiny_tokenizer, tmp_path):
     tok = tiny_tokenizer
     stand_in_vllm.script = staticmethod(lambda ids, sp: ([tok.eos_token_id], "stop", None))
-    engine = gpus.VLLMEngine(model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"))
+    engine = vllm_engine.VLLMEngine(
+        model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters")
+    )
     engine.generate([[1, 2], [1, 2]], engines.SamplingSettings(0.7, 0.95, 8, (), 1, 5))
     assert [sp.seed for sp in stand_in_vllm.log[-1][2]] == [
         None,
@@ -479,7 +486,7 @@ def test_the_trainers_cached_memory_is_freed_before_vllm_wakes(
     import gc
 
     tok = tiny_tokenizer
-    engine = gpus.VLLMEngine(
+    engine = vllm_engine.VLLMEngine(
         model_folder(tok, tmp_path, tok.eos_token_id), tok, str(tmp_path / "adapters"), sleep=True
     )
     log = stand_in_vllm.log
@@ -512,7 +519,7 @@ def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
     GPU's memory; the paper's spelling of OLMo-3 resolves to the Hub's."""
     from transformers import LlamaConfig
 
-    monkeypatch.setattr(gpus, "vllm_build", lambda: "gpu")
+    monkeypatch.setattr(vllm_engine, "vllm_build", lambda: "gpu")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert (
         gpus.default_tp("vllm", 0) == 2 and gpus.default_tp("vllm", 1) == 1 and gpus.default_tp("hf", 0) == 1
@@ -531,13 +538,13 @@ def test_hardware_defaults_and_the_mission_spelling(monkeypatch):
 
 
 def test_vllm_cpu_build_refuses_what_it_cannot_do(monkeypatch):
-    monkeypatch.setattr(gpus, "vllm_build", lambda: "cpu")
+    monkeypatch.setattr(vllm_engine, "vllm_build", lambda: "cpu")
     assert gpus.choose_engine("vllm")[0] == "vllm" and gpus.choose_engine("auto")[0] == "hf"
     assert "no sleep mode" in gpus.unsupported("vllm", 1, True)
     assert "--tp 2" in gpus.unsupported("vllm", 2, False)
     assert "tiny-world" in gpus.unsupported("vllm", 1, False, "tiny-world")
     assert gpus.unsupported("vllm", 1, False) is None and gpus.unsupported("hf", 4, True) is None
-    args = gpus.engine_args(1, 64, 0, False, 0.45, 4096, cpu=True)
+    args = vllm_engine.engine_args(1, 64, 0, False, 0.45, 4096, cpu=True)
     assert args["dtype"] == "float32" and args["enforce_eager"] and "gpu_memory_utilization" not in args
 
 
@@ -562,7 +569,7 @@ def test_sleep_and_wake_serve_the_same_policy(tmp_path):
     """A level-1 sleep and wake (the trainer's memory freed in between) changes nothing the rollouts see."""
     model, tokenizer = models.load_model("smollm2-135m")
     policy = grpo.make_policy(model, config.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
-    engine = gpus.VLLMEngine(
+    engine = vllm_engine.VLLMEngine(
         "smollm2-135m",
         tokenizer,
         str(tmp_path),
@@ -588,7 +595,7 @@ def test_sleep_and_wake_serve_the_same_policy(tmp_path):
 def test_tensor_parallel_engine_rolls_out_thoughts(tmp_path):
     model, tokenizer = models.load_model("smollm2-135m")
     policy = grpo.make_policy(model, config.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
-    engine = gpus.VLLMEngine(
+    engine = vllm_engine.VLLMEngine(
         "smollm2-135m",
         tokenizer,
         str(tmp_path),

