@@ -10,6 +10,7 @@ from conftest import ANSWERED, UNANSWERED
 import config
 import engines
 import evaluate as ev
+import report
 import runs
 import thought_mdp as tm
 
@@ -19,7 +20,7 @@ def test_table3_bolds_the_best_mean_and_reports_sd():
         "grpo": [{"hmmt-nov-2025": 0.10, "math-level5": 0.60}, {"hmmt-nov-2025": 0.20, "math-level5": 0.62}],
         "srpo": [{"hmmt-nov-2025": 0.30, "math-level5": 0.50}, {"hmmt-nov-2025": 0.40, "math-level5": 0.52}],
     }
-    md, csv = ev.table3(
+    md, csv = report.table3(
         results, base={"hmmt-nov-2025": 0.05, "math-level5": 0.55}, columns=["hmmt-nov-2025", "math-level5"]
     )
     lines = md.splitlines()
@@ -67,7 +68,7 @@ def test_compute_tables_and_figures_from_run_folders(tmp_path):
         for m in ("grpo", "rrpo", "srpo")
         for s in (0, 1)
     ]
-    written = ev.report(
+    written = report.report(
         runs,
         str(tmp_path / "out"),
         {"grpo": [{"bundled": 0.2}], "srpo": [{"bundled": 0.3}]},
