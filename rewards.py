@@ -16,7 +16,7 @@ Symbols
 A problem is a dict with `kind` in {math, choice, yesno, code}; `answer` for the
 first three (for `choice` the gold letter, with the options' texts in `choices`
 when known); for `code` a list `tests` of dicts whose `type` is
-  stdin   {input, output}        the program reads stdin, its stdout must match
+  stdin   {input, output}        the program reads stdin, its stdout must match (_same_output)
   call    {fn_name, input, output}  fn_name(*input) (or Solution().fn_name) must return output
   assert  {code}                 run after the program; the test fails by raising
 The final answer is the content of the last \\boxed{...} (nested braces handled);
@@ -45,11 +45,18 @@ Code: the threat model (the policy is an optimiser pointed at this verifier)
     object whose __eq__ says yes, a patched builtin or a subclass buys nothing.
   * An assert test runs here with the program's top-level functions and
     classes replaced by proxies (one call, one message); an exception or a
-    malformed, late or missing reply fails the test.
-  * Where Linux gives the sandbox its own PID and mount namespaces (sandbox.mode()
-    == "namespaces": util-linux unshare, as root or with user namespaces), no
-    process outlives its grade and no file outside its private /tmp changes;
-    elsewhere a program that leaves its process group can survive its grade.
+    malformed, late or missing reply fails the test. The program's exception
+    reaches the test only as one of PASSED_EXCEPTIONS (StopIteration, which
+    would end a test's map() early, is not one).
+  * A stdin output matches as LiveCodeBench compares: equal lines, or equal
+    finite decimals token by token, with no tolerance (NaN matches nothing).
+  * Where Linux gives the sandbox its own namespaces (sandbox.mode() ==
+    "namespaces": util-linux unshare), no process outlives its grade, it
+    reaches no network or IPC of the host, and, as root, no file outside its
+    private /tmp changes; in a user namespace (a normal user) the program can
+    still undo its read-only mounts. Elsewhere a program that leaves its
+    process group can survive its grade, and training on code is refused
+    unless --allow-weak-sandbox.
   * A hostile program costs at most its time limit; it can still print
     anything, return any value it likes (a hard-coded answer is a wrong
     program that happens to pass that test), and read world-readable files
