@@ -24,11 +24,14 @@ Paper map
   App. C    the policy serves its own rollouts (on-policy)    HFEngine.sync() (the same object: nothing to do)
   (ours)    continuous batching with the KV cache on the CPU, rows
             joining while it runs, each distinct prompt prefilled once   Decoder
+  (ours)    a KV cache with room to grow (no copy per token); plain Llama
+            models decode without transformers' per-call machinery     SlackLayer, llama_decode.py
 
 Symbols (B rows in a batch, T tokens, V vocabulary)
   logits      -> (B, V) the next-token logits of every live row
   mask        -> (B, T) 1 on real tokens, 0 on left padding
-  cache       -> transformers DynamicCache, keys and values (B, heads, T, d) per layer
+  cache       -> transformers DynamicCache of SlackLayer: keys and values (B, heads, T, d) per layer,
+                 in buffers with free columns for the next tokens
 
 Stop rule (the contract every engine keeps): a sample stops at the token whose
 decoding completes a stop string, and that token is kept whole (it may carry
@@ -45,8 +48,8 @@ Deviations and choices
     is derived from a tuple (derive_key), never added up. (Random-number seeds
     are called keys throughout the project: in the paper, a seed is a failed
     rollout.)
-  * Nucleus sampling sorts only the top 512 probabilities when they already
-    cover top-p, instead of the whole vocabulary (same distribution, faster).
+  * Nucleus sampling sorts only the top 16 probabilities (else 512) when they
+    already cover top-p, instead of the whole vocabulary (the same draw, faster).
   * Loading a model by name is models.py's job; this file only samples.
 
 Run it
@@ -55,6 +58,7 @@ Run it
 """
 
 import argparse
+import functools
 import os
 import random
 import time
@@ -63,7 +67,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
+import llama_decode
 import models
 
 # -----------------------------------------------------------------------------
@@ -123,9 +129,20 @@ def end_ids(generation_config, tokenizer):
 
 
 def stop_completed(tokenizer, ids, stop):
-    """Does decode(ids) end a stop string at its last token? Only the tail is decoded."""
+    """Does decode(ids) end a stop string at its last token? Only the tail is decoded,
+    and only when the last token's own text holds the stop's last character: an ASCII
+    character is one byte in every encoding a tokenizer decodes, so the token that
+    completes the stop carries it (a row's tokens are checked one by one, each time)."""
+    if stop[-1].isascii() and stop[-1] not in token_text(tokenizer, ids[-1]):
+        return False
     tail = tokenizer.decode(ids[-(len(stop) + 2) :], skip_special_tokens=False)
     return stop in tail
+
+
+@functools.lru_cache(maxsize=None)
+def token_text(tokenizer, token_id):
+    """One token's own text (kept: the decoder asks for every sampled token)."""
+    return tokenizer.decode([token_id], skip_special_tokens=False)
 
 
 class StopWatcher:
@@ -186,14 +203,17 @@ def sample_next(logits, temperature, top_p, u):
     if bool((temperature <= 0).all()):
         return greedy
     probs = torch.softmax(logits.float() / temperature.clamp(min=1e-4)[:, None], -1)  # (B, V)
-    # the nucleus usually lies in the top few hundred tokens: sort only those,
-    # and the whole vocabulary only when some row's top-k mass falls short of its top_p
-    k = min(512, probs.shape[-1])
-    sorted_probs, order = probs.topk(k, -1)  # (B, k), descending
-    if (sorted_probs.sum(-1) < top_p).any():
-        sorted_probs, order = probs.sort(-1, descending=True)  # (B, V)
+    # the nucleus usually lies in the top few tokens: sort only the top 16, else the top
+    # 512, else the whole vocabulary. The token after the top k is outside every row's
+    # nucleus once the top k's cumulative mass exceeds top_p, and then the draw below is
+    # the one a full sort would give (the same cumulative sums of the same sorted values)
+    for k in (16, 512, probs.shape[-1]):
+        sorted_probs, order = probs.topk(min(k, probs.shape[-1]), -1)  # (B, k), descending
+        total = sorted_probs.cumsum(-1)  # (B, k)
+        if k >= probs.shape[-1] or bool((total[:, -1] > top_p).all()):
+            break
     # past the nucleus; the top one always stays
-    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]
+    outside = total - sorted_probs > top_p[:, None]
     cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)  # (B, k), unnormalised
     target = torch.as_tensor(u, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]  # (B,)
     pick = torch.searchsorted(cdf, target[:, None], right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
@@ -306,8 +326,6 @@ class Decoder:
     def _prefill(self, prompts):
         """[(kv per layer, each (1, heads, len, d), last logits (1, V))] per prompt:
         the ones not kept yet run through the model together, left-padded."""
-        from transformers import DynamicCache
-
         keys = [tuple(p) for p in prompts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.prefixes))
         if missing:
@@ -343,8 +361,6 @@ class Decoder:
 
     def _admit(self, prompts):
         """Join `prompts` to the running batch (or start one), every row left-padded to the longest."""
-        from transformers import DynamicCache
-
         blocks = (
             [([(layer.keys, layer.values) for layer in self.state[0].layers], *self.state[1:])]
             if self.state
@@ -355,13 +371,15 @@ class Decoder:
             for p, (kv, lg) in zip(prompts, self._prefill(prompts))
         ]  # (kv per layer, mask, logits)
         width = max(mask.shape[1] for _, mask, _ in blocks)
-        cache = DynamicCache()
-        for i in range(len(blocks[0][0])):  # layers: (B, heads, width, d)
-            cache.update(
+        layers = [  # (B, heads, width, d) each, with room to grow
+            SlackLayer(
                 torch.cat([pad_left(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
                 torch.cat([pad_left(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]),
-                i,
             )
+            for i in range(len(blocks[0][0]))
+        ]
+        cache = DynamicCache()
+        cache.layers = layers
         return (
             cache,
             torch.cat([pad_left(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
@@ -408,19 +426,71 @@ class Decoder:
                 if lead:
                     mask = mask[:, lead:]
                     for layer in cache.layers:
-                        layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+                        layer.drop_front(lead)
             mask = torch.cat([mask, mask.new_ones((len(keep), 1))], -1)  # (B', T+1)
-            logits = engine.model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=mask.sum(-1, keepdim=True) - 1,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1]  # (B', V)
+            if engine.plain_llama:  # the same arithmetic without transformers' per-call machinery
+                logits = llama_decode.decode_step(engine.model, tokens, mask, cache)  # (B', V)
+            else:
+                logits = engine.model(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=mask.sum(-1, keepdim=True) - 1,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits[:, -1]  # (B', V)
             self.state = (cache, mask, logits)
         self.trace.append((time.perf_counter() - start, live, tags))
         return done
+
+
+class SlackLayer(DynamicLayer):
+    """One layer of the decoder's KV cache, with room to grow: keys and values sit at
+    columns [start, end) of buffers (B, heads, end + room, d), and a decode step writes
+    its token into the next free column. transformers' DynamicLayer concatenates the
+    whole cache with the new token instead, a copy of every cached key and value per
+    token and layer (half of a classroom decode step). Same values, same attention
+    inputs (keys and values are views of the buffers): the logits are bit for bit
+    those of DynamicLayer (tests/test_thought_mdp.py)."""
+
+    def __init__(self, keys, values, room=64):
+        super().__init__()
+        self.room, self.dtype, self.device, self.is_initialized = room, keys.dtype, keys.device, True
+        self._fill(keys, values)
+
+    def _fill(self, keys, values):
+        B, heads, T, d = keys.shape
+        self.key_buffer = keys.new_empty((B, heads, T + self.room, d))
+        self.value_buffer = values.new_empty((B, heads, T + self.room, d))
+        self.key_buffer[:, :, :T] = keys
+        self.value_buffer[:, :, :T] = values
+        self.start, self.end = 0, T
+        self._view()
+
+    def _view(self):
+        self.keys = self.key_buffer[:, :, self.start : self.end]  # (B, heads, T, d)
+        self.values = self.value_buffer[:, :, self.start : self.end]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        """Append the new tokens' keys and values (B, heads, n, d); the cache as attention reads it."""
+        n = key_states.shape[-2]
+        if self.end + n > self.key_buffer.shape[-2]:  # full: move to buffers with fresh room
+            self._fill(self.keys, self.values)
+        self.key_buffer[:, :, self.end : self.end + n] = key_states
+        self.value_buffer[:, :, self.end : self.end + n] = value_states
+        self.end += n
+        self._view()
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices):
+        """Keep only the rows `indices` (rows that finished leave the batch)."""
+        self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+        self._view()
+
+    def drop_front(self, n):
+        """Forget the first n columns (padding in every row)."""
+        self.start += n
+        self._view()
 
 
 def pad_left(x, n):
@@ -436,6 +506,8 @@ class HFEngine:
 
     def __init__(self, model, tokenizer, batch_size=32):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        # decode a plain Llama with llama_decode.py; SRPO_HF_DECODE=1 keeps transformers' forward
+        self.plain_llama = llama_decode.supports(model) and not os.environ.get("SRPO_HF_DECODE")
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
 

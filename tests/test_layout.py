@@ -69,7 +69,8 @@ def test_the_floors_of_the_layout():
     graph = {m: set(project_imports(m)) for m in MODULES}
     assert graph["cpi_toy"] == {"tabular_mdp"} and graph["tabular_mdp"] == set()  # the theory stands alone
     assert graph["sandbox"] == set() and graph["rewards"] == {"sandbox"}
-    assert graph["models"] == set() and graph["engines"] == {"models"}
+    assert graph["models"] == set() and graph["llama_decode"] == set()
+    assert graph["engines"] == {"models", "llama_decode"}
     assert graph["thought_mdp"] <= {"models", "engines", "rewards"}
     assert not graph["tiny_world"] & {
         "grpo",

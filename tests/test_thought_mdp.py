@@ -1,6 +1,7 @@
 """Tests for thought_mdp.py: token exactness, the stop-string rule, caps and
 finish reasons, resets, prompts, loading, and the bundled SmolLM2 end to end."""
 
+import copy
 import json
 
 import pytest
@@ -189,6 +190,74 @@ def test_top_p_sampling_keeps_to_the_nucleus():
     assert engines.sample_next(two, 1.0, 1.0, [0.0, 0.79]).tolist() == [0, 1]
 
 
+def full_sort_draw(logits, temperature, top_p, u):
+    """sample_next's draw with the whole vocabulary sorted (the definition it shortcuts)."""
+    probs = torch.softmax(logits.float() / temperature, -1)
+    sorted_probs, order = probs.sort(-1, descending=True)
+    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p
+    cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)
+    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=cdf.shape[-1] - 1)
+    return order.gather(-1, pick).squeeze(-1)
+
+
+def test_top_k_shortcut_draws_what_a_full_sort_draws():
+    """sample_next sorts the top 16, else 512, tokens: every draw equals the full sort's,
+    for sharp and flat distributions (nuclei of 1 to ~1000 tokens) and mixed batches."""
+    gen = torch.Generator().manual_seed(3)
+    for scale in (8.0, 3.0, 1.0, 0.3, 0.05):  # distinct values: tied tokens may come in another order
+        logits = torch.randn(64, 1500, generator=gen) * scale
+        u = torch.rand(64, generator=gen)
+        assert torch.equal(engines.sample_next(logits, 0.7, 0.95, u), full_sort_draw(logits, 0.7, 0.95, u))
+    mixed = torch.cat([torch.randn(8, 1500, generator=gen) * s for s in (10.0, 0.5)])
+    u = torch.rand(16, generator=gen)
+    assert torch.equal(engines.sample_next(mixed, 1.0, 0.9, u), full_sort_draw(mixed, 1.0, 0.9, u))
+
+
+def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
+    """engines.SlackLayer writes each token into free room instead of concatenating:
+    the decoder's logits are bit for bit those of transformers' own DynamicCache,
+    through growth past the room, rows leaving the batch and a dropped front column."""
+    from transformers import DynamicCache
+
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (4, 7), generator=gen)  # (B, T)
+    mask = torch.ones(4, 7, dtype=torch.long)
+    mask[0, 0] = 0  # row 0: one column of left padding
+    outs = []
+    for slack in (False, True):
+        cache, m, x, logits = DynamicCache(), mask, ids, []
+        with torch.no_grad():
+            kw = dict(past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = tiny_model(
+                input_ids=x, attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0), **kw
+            )
+            if slack:
+                cache.layers = [
+                    engines.SlackLayer(layer.keys, layer.values, room=3) for layer in cache.layers
+                ]
+            for t in range(8):
+                if t == 4:  # row 0 leaves: its padding column is padding nowhere else ... then drop row 3
+                    cache.batch_select_indices(torch.tensor([1, 2]))
+                    m, x = m[1:3], x[1:3]
+                    for layer in cache.layers:
+                        if slack:
+                            layer.drop_front(1)
+                        else:
+                            layer.keys, layer.values = layer.keys[:, :, 1:], layer.values[:, :, 1:]
+                    m = m[:, 1:]
+                m = torch.cat([m, m.new_ones((len(m), 1))], -1)
+                out = tiny_model(
+                    input_ids=x[:, t % 7 : t % 7 + 1],
+                    attention_mask=m,
+                    position_ids=m.sum(-1, keepdim=True) - 1,
+                    **kw,
+                )
+                logits.append(out.logits[:, -1])
+        outs.append(logits)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
 def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tiny_tokenizer):
     """Rows draw from their own random keys: alone, in a batch, or joining a running batch
     late, a row's sampled ids are the same (the pipelined schedule relies on it)."""
@@ -289,3 +358,40 @@ def test_demo_script_runs_on_the_bundled_model(smollm, capsys):
     rollouts = tm.main(["--problems", "1", "--n", "2", "--max-thoughts", "2", "--max-thought-tokens", "16"])
     out = capsys.readouterr().out
     assert len(rollouts) == 2 and "reward" in out and "[1]" in out
+
+
+def test_llama_decode_step_matches_transformers_forward(tiny_model):
+    """llama_decode.decode_step, the engine's decode path for plain Llama models, gives
+    transformers' logits (grouped-query heads, left padding, a growing cache), and a
+    model it does not cover (a LoRA-wrapped one) is left to transformers."""
+    import peft
+    from transformers import DynamicCache
+
+    import llama_decode
+
+    assert llama_decode.supports(tiny_model) and tiny_model.config.num_key_value_heads == 2
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 200, (3, 12), generator=gen)  # (B, T)
+    mask = torch.ones(3, 6, dtype=torch.long)
+    mask[1, :2] = 0
+    runs = []
+    for ours in (False, True):
+        cache, m = DynamicCache(), mask
+        with torch.no_grad():
+            pos = (m.cumsum(-1) - 1).clamp(min=0)
+            tiny_model(input_ids=ids[:, :6], attention_mask=m, position_ids=pos, past_key_values=cache)
+            cache.layers = [engines.SlackLayer(layer.keys, layer.values, room=2) for layer in cache.layers]
+            out = []
+            for t in range(6, 12):
+                m = torch.cat([m, m.new_ones((3, 1))], -1)
+                if ours:
+                    out.append(llama_decode.decode_step(tiny_model, ids[:, t], m, cache))
+                else:
+                    kw = dict(
+                        attention_mask=m, position_ids=m.sum(-1, keepdim=True) - 1, past_key_values=cache
+                    )
+                    out.append(tiny_model(input_ids=ids[:, t : t + 1], **kw).logits[:, -1])
+        runs.append(torch.stack(out))
+    assert torch.allclose(runs[0], runs[1], atol=1e-5, rtol=0)
+    lora = peft.get_peft_model(copy.deepcopy(tiny_model), peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    assert not llama_decode.supports(lora)
