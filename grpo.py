@@ -66,6 +66,7 @@ import torch
 
 import benchmarks
 import config
+import cpu_share
 import engines
 import gpus
 import pipeline
@@ -376,13 +377,20 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
     """Train with `buffer_fn(engine, problems, cfg, step) -> (groups, stats)`:
     GRPO's base groups here; rrpo.py and srpo.py pass their reset buffers (and
     `check`, their test of the split against G)."""
-    from tqdm import tqdm
 
     cfg = config.parse_config(argv, method, check)
+    with cpu_share.claim() as share:  # torch's threads: this run's share of the cores
+        return train(cfg, buffer_fn, share)
+
+
+def train(cfg, buffer_fn, share):
+    """grpo.main's run, once the config is parsed and the run has its share of the CPU."""
+    from tqdm import tqdm
+
     torch.manual_seed(cfg.run_key)
     random.seed(cfg.run_key)
     np.random.seed(cfg.run_key)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    print(share.refresh())
     if not cfg.resume:
         runs.prepare(cfg.out, dataclasses.asdict(cfg), overwrite=bool(cfg.demo))
     print("config:", json.dumps(dataclasses.asdict(cfg)))
@@ -430,6 +438,8 @@ def main(argv=None, method="grpo", buffer_fn=build_buffer, check=None):
         validate_after(0)  # where the policy starts
     history = []
     for step in tqdm(range(start, total), desc=cfg.method, initial=start, total=total):
+        if changed := share.refresh():  # another run started or ended beside this one
+            tqdm.write(changed)
         t_step = time.perf_counter()
         batch = step_problems(problems, cfg, step)
         engine.sync(policy, step)  # rollouts from the current policy (vLLM: this step's adapter)
