@@ -372,10 +372,7 @@ class Decoder:
         ]  # (kv per layer, mask, logits)
         width = max(mask.shape[1] for _, mask, _ in blocks)
         layers = [  # (B, heads, width, d) each, with room to grow
-            SlackLayer(
-                torch.cat([pad_left(kv[i][0], width - mask.shape[1]) for kv, mask, _ in blocks]),
-                torch.cat([pad_left(kv[i][1], width - mask.shape[1]) for kv, mask, _ in blocks]),
-            )
+            SlackLayer.stacked([(kv[i][0], kv[i][1]) for kv, _, _ in blocks])
             for i in range(len(blocks[0][0]))
         ]
         cache = DynamicCache()
@@ -454,16 +451,36 @@ class SlackLayer(DynamicLayer):
     those of DynamicLayer (tests/test_thought_mdp.py)."""
 
     def __init__(self, keys, values, room=64):
-        super().__init__()
-        self.room, self.dtype, self.device, self.is_initialized = room, keys.dtype, keys.device, True
-        self._fill(keys, values)
+        self._setup(keys, room)
+        self._fill([(keys, values)])
 
-    def _fill(self, keys, values):
-        B, heads, T, d = keys.shape
-        self.key_buffer = keys.new_empty((B, heads, T + self.room, d))
-        self.value_buffer = values.new_empty((B, heads, T + self.room, d))
-        self.key_buffer[:, :, :T] = keys
-        self.value_buffer[:, :, :T] = values
+    @classmethod
+    def stacked(cls, blocks, room=64):
+        """One layer from blocks of rows [(keys, values) (b, heads, t, d)], stacked in
+        order and right-aligned, zeros in front of the shorter ones (left padding)."""
+        layer = cls.__new__(cls)
+        layer._setup(blocks[0][0], room)
+        layer._fill(blocks)
+        return layer
+
+    def _setup(self, keys, room):
+        DynamicLayer.__init__(self)
+        self.room, self.dtype, self.device, self.is_initialized = room, keys.dtype, keys.device, True
+
+    def _fill(self, blocks):
+        B = sum(keys.shape[0] for keys, _ in blocks)
+        _, heads, _, d = blocks[0][0].shape
+        T = max(keys.shape[2] for keys, _ in blocks)
+        self.key_buffer = blocks[0][0].new_empty((B, heads, T + self.room, d))
+        self.value_buffer = blocks[0][1].new_empty((B, heads, T + self.room, d))
+        row = 0
+        for keys, values in blocks:
+            rows, t = slice(row, row + keys.shape[0]), keys.shape[2]
+            self.key_buffer[rows, :, : T - t] = 0
+            self.value_buffer[rows, :, : T - t] = 0
+            self.key_buffer[rows, :, T - t : T] = keys
+            self.value_buffer[rows, :, T - t : T] = values
+            row += keys.shape[0]
         self.start, self.end = 0, T
         self._view()
 
@@ -475,7 +492,7 @@ class SlackLayer(DynamicLayer):
         """Append the new tokens' keys and values (B, heads, n, d); the cache as attention reads it."""
         n = key_states.shape[-2]
         if self.end + n > self.key_buffer.shape[-2]:  # full: move to buffers with fresh room
-            self._fill(self.keys, self.values)
+            self._fill([(self.keys, self.values)])
         self.key_buffer[:, :, self.end : self.end + n] = key_states
         self.value_buffer[:, :, self.end : self.end + n] = value_states
         self.end += n
