@@ -38,7 +38,10 @@ Knobs (WorldConfig; one flag each; a model is built per distinct config)
   "late"), hard_share (share of the 80 multiplication pairs that are hard),
   hard_acc / easy_acc (how often a demonstration gets a hard / any other step
   right; an easy slip is a sign error), loc_acc (localization labels right,
-  else one step off), verify_acc (verification verdicts right). Scripts take
+  else one step off), verify_acc (verification verdicts right), warm_key (the
+  warm start's random key: the same task, another draw of its examples and
+  first weights; imitation_report() says how close each build comes to the
+  demonstrations it imitates). Scripts take
   a world by name: `tiny-world` (the default config) or
   `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs that differ);
   the training problems are `tiny-world-train[:...]` (benchmarks.py).
@@ -77,6 +80,7 @@ Deviations, and why
 Run it
   python tiny_world.py                              # build once (about 3 minutes), a sample chain, the report
   python tiny_world.py --horizon 16 --hard-at late --hard-share 0.3  # another world: its own model and report
+  python tiny_world.py --warm-key 1                   # the same world warm-started from another random key
   python compare_resets.py --quick                    # GRPO / RRPO / SRPO / ORACLE and controls on this world
   python srpo.py --demo                                 # SRPO alone on this world, the README's first command
 """
@@ -101,7 +105,7 @@ import thought_mdp as tm
 
 OPS = {"+": lambda x, a: (x + a) % 10, "-": lambda x, a: (x - a) % 10, "*": lambda x, a: (x * a) % 10}
 WORDS = {"+": "add", "-": "subtract", "*": "times"}
-WORLD_SEED = 1234  # fixes which multiplications are hard, and the warm start
+WORLD_SEED = 1234  # fixes which multiplications are hard, and the warm start (with WorldConfig.warm_key)
 HARD_AT = ("early", "late")  # where a chain's multiplication sits (WorldConfig.hard_at)
 VERSION = "v5"  # part of every cache key; bumped whenever the warm start's recipe changes
 
@@ -119,6 +123,8 @@ class WorldConfig:
     # warm start: how often a localization label is drawn right (else one step off, kept in the chain)
     loc_acc: float = 0.7
     verify_acc: float = 0.85  # warm start: how often a verification verdict (thought_ics.py) is right
+    # the warm start's random key (its examples, their order, the first weights); the task stays the same
+    warm_key: int = 0
 
     def caps(self):
         """The Thought MDP's caps for this world (the paper's: 20 thoughts x 256 tokens)."""
@@ -128,9 +134,10 @@ class WorldConfig:
 
     def key(self):
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model."""
-        return hashlib.sha1(
-            json.dumps([VERSION, dataclasses.asdict(self)], sort_keys=True).encode()
-        ).hexdigest()[:10]
+        knobs = dataclasses.asdict(self)
+        if not self.warm_key:  # added after v5's models were cached: at its default it keeps their names
+            del knobs["warm_key"]
+        return hashlib.sha1(json.dumps([VERSION, knobs], sort_keys=True).encode()).hexdigest()[:10]
 
     def name(self, kind="tiny-world"):
         """The name scripts take for this world's model (kind tiny-world) or training problems
@@ -371,8 +378,9 @@ def build(
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out_dir = out_dir or cache_dir(world)
-    rng = random.Random(WORLD_SEED)
-    torch.manual_seed(WORLD_SEED)
+    key = engines.derive_key(WORLD_SEED, world.warm_key) if world.warm_key else WORLD_SEED
+    rng = random.Random(key)
+    torch.manual_seed(key)
     hard = hard_pairs(world)
     cfg = tm.ThoughtConfig()
     scale = min(1.0, 4 / world.horizon)
@@ -512,6 +520,27 @@ def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
     }
 
 
+def imitation_report(engine, world=WorldConfig(), n=128, key=2):
+    """How closely the warm start imitates its demonstrations: the pass rate of its
+    samples at temperature 1 without a nucleus (the demonstrations' own distribution,
+    if imitated exactly) on n held-out chains x 2, against the demonstrations' rate
+    on the same chains (easy_acc per step, hard_acc on a hard multiplication, along
+    the true chain). The build's target: a capability fixed by the world's knobs,
+    not by the float kernels that trained it."""
+    caps = dataclasses.replace(world.caps(), temperature=1.0, top_p=1.0)
+    chains = problems("test", n, world=world)
+    states = [tm.initial_state(engine.tokenizer, p, caps) for p in chains]
+    rollouts = tm.sample_rollouts(engine, states, 2, caps, key=key)
+    expected = [
+        world.hard_acc ** len(p["hard_steps"]) * world.easy_acc ** (world.horizon - len(p["hard_steps"]))
+        for p in chains
+    ]
+    return {
+        "pass_rate_t1": float(np.mean([r.reward for r in rollouts])),
+        "demonstrations": float(np.mean(expected)),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Build (once) and measure the classroom world's warm-started model"
@@ -533,7 +562,7 @@ def main(argv=None):
         engine, [tm.initial_state(engine.tokenizer, p, world.caps())], 1, world.caps(), key=0
     )
     tm.print_rollout(r)
-    report = warm_start_report(engine, world, args.n)
+    report = {**warm_start_report(engine, world, args.n), **imitation_report(engine, world, args.n)}
     print(json.dumps(report, indent=2))
     return report
 
