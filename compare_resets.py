@@ -136,7 +136,7 @@ def cells(args):
 def run_method(method, key, out, steps, world):
     """One training run through grpo.main with the demo preset on `world`; a run
     that already finished with `steps` steps is read back instead."""
-    if finished(out, steps):
+    if finished(out, steps, world):
         print(f"{method} run key {key}: finished earlier, read from {out}")
     else:
 
@@ -166,26 +166,40 @@ def run_method(method, key, out, steps, world):
             buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
             check=rrpo.check_split if method in RESETTING else None,
         )
+        with open(os.path.join(out, "world.txt"), "w") as fh:  # which warm start the run trained
+            fh.write(world_id(world))
     history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     evals = [json.loads(line) for line in open(os.path.join(out, "eval.jsonl"))]
     return history, evals
 
 
-def finished(out, steps):
-    """Whether the run folder holds a run that finished `steps` steps (its summary.json)."""
-    done = os.path.join(out, "summary.json")
-    return os.path.exists(done) and json.load(open(done)).get("steps") == steps
+def world_id(world):
+    """The world's model as built now: its cache folder's name (the warm start's version and the knobs)."""
+    return os.path.basename(tiny_world.cache_dir(world))
+
+
+def finished(out, steps, world):
+    """Whether the run folder holds a run that finished `steps` steps (its summary.json)
+    from this world's current warm start (a run of an older warm start is run again)."""
+    done, marker = os.path.join(out, "summary.json"), os.path.join(out, "world.txt")
+    return (
+        os.path.exists(done)
+        and json.load(open(done)).get("steps") == steps
+        and os.path.exists(marker)
+        and open(marker).read().strip() == world_id(world)
+    )
 
 
 def world_report(cell_dir, world):
     """The cell's measured coverage p-hat, start pass rate and localization accuracy
     (tiny_world.warm_start_report), computed once and kept in the cell's folder."""
     path = os.path.join(cell_dir, "world.json")
-    if not os.path.exists(path):
+    if not os.path.exists(path) or json.load(open(path)).get("model") != world_id(world):
         os.makedirs(cell_dir, exist_ok=True)
         engine = engines.HFEngine(*tiny_world.load(world), batch_size=64)
         with open(path + ".part", "w") as fh:
-            json.dump(tiny_world.warm_start_report(engine, world, n=128), fh, indent=2)
+            report = {**tiny_world.warm_start_report(engine, world, n=128), "model": world_id(world)}
+            json.dump(report, fh, indent=2)
         os.replace(path + ".part", path)
     return json.load(open(path))
 
@@ -322,7 +336,7 @@ def main(argv=None):
     results = []
     for i, (name, world, method, key) in enumerate(todo):
         out = os.path.join(args.out, name, f"{method}-k{key}")
-        if args.partial and not finished(out, steps):
+        if args.partial and not finished(out, steps, world):
             continue
         print(
             f"[{i + 1}/{len(todo)}] cell {name} ({world.name()}), {method}, run key {key}, "

@@ -72,6 +72,11 @@ def test_quick_comparison_every_method_learns(tmp_path, capsys):
     again = cr.main(["--quick", "--out", str(tmp_path)])  # finished runs are read back, not trained again
     assert [(r["start"], r["final"]) for r in again] == [(r["start"], r["final"]) for r in rows]
     assert "finished earlier" in capsys.readouterr().out
+    # a run of an older warm start (another cache name) is not read back
+    run = tmp_path / "default" / "grpo-k0"
+    assert cr.finished(str(run), 30, tw.WorldConfig())
+    (run / "world.txt").write_text("tiny-world-v5-943fcdb8b6")
+    assert not cr.finished(str(run), 30, tw.WorldConfig())
     # 31 steps: none finished
     partial = cr.main(["--quick", "--partial", "--steps", "31", "--out", str(tmp_path)])
     assert partial == [] and "0 cell(s)" in capsys.readouterr().out.strip().splitlines()[-1]
