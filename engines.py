@@ -446,9 +446,9 @@ class SlackLayer(DynamicLayer):
     columns [start, end) of buffers (B, heads, end + room, d), and a decode step writes
     its token into the next free column. transformers' DynamicLayer concatenates the
     whole cache with the new token instead, a copy of every cached key and value per
-    token and layer (half of a classroom decode step's operator time at 64 rows). Same values, same attention
-    inputs (keys and values are views of the buffers): the logits are bit for bit
-    those of DynamicLayer (tests/test_thought_mdp.py)."""
+    token and layer (half of a classroom decode step's operator time at 64 rows).
+    Same values, same attention inputs (keys and values are views of the buffers):
+    the logits are bit for bit those of DynamicLayer (tests/test_thought_mdp.py)."""
 
     def __init__(self, keys, values, room=64):
         self._setup(keys, room)
@@ -510,10 +510,10 @@ class SlackLayer(DynamicLayer):
         self._view()
 
 
-def pad_left(x, n):
-    """`x` with n zero columns in front of its sequence axis: a (B, heads, T, d) cache
-    block or a (B, T) attention mask, so rows of different widths line up on the right."""
-    return torch.nn.functional.pad(x, (0, 0, n, 0) if x.dim() == 4 else (n, 0))
+def pad_left(mask, n):
+    """A (B, T) attention mask with n zero columns in front, so rows of different widths
+    line up on the right (SlackLayer.stacked pads the cache's blocks the same way)."""
+    return torch.nn.functional.pad(mask, (n, 0))
 
 
 class HFEngine:
