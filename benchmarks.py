@@ -38,8 +38,10 @@ names the dataset and the field.
 
 Choices, and why
   * numina-olympiads: the `olympiads` rows with a \\boxed{} answer in the
-    solution. The 400 training problems (`numina-olympiads-train`) and the
-    evaluation items are drawn disjointly with the same key.
+    solution that a grader can verify (verifiable_answer(): the authors'
+    release's filter, short, with a digit, no words or units). The 400 training
+    problems (`numina-olympiads-train`) and the evaluation items are drawn
+    disjointly with the same key (training: --data-key, 42 by default).
   * SciKnowEval: per domain, the multiple-choice and true/false rows (other
     types have no automatic grader here).
   * LiveCodeBench: `release_v6` problems of medium difficulty; hidden tests
@@ -71,6 +73,7 @@ import json
 import os
 import pickle
 import random
+import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -103,11 +106,42 @@ class Benchmark:
     convert: object  # row -> problem dict, or None to skip the row
 
 
+UNITS = r"\b(?:sq|cm|yd|km|kg|lb|oz|ft|mi)\b|cm[²³]|m[²³]"
+
+
+def verifiable_answer(answer):
+    """Is this reference answer one a grader can check reliably? The authors' release keeps
+    a NuminaMath answer only if it is at most 60 characters, its braces and parentheses
+    balance, and it is a lone letter A-E or: holds a digit, no word of 3+ letters outside
+    LaTeX commands, no \\text / \\mathrm / \\textbf, no leading punctuation, no %, ~,
+    ** or "or", no unit (cm, kg, ...). Proofs, prose, relations and units are dropped.
+    One difference: the release's leading-punctuation rule also drops every negative
+    answer ("-5"), which reads as a slip; negative answers are kept here."""
+    if not answer or len(answer) > 60:
+        return False
+    if answer.count("{") != answer.count("}") or answer.count("(") != answer.count(")"):
+        return False
+    if re.fullmatch(r"[A-E]", answer):
+        return True
+    words = re.sub(r"\\[a-zA-Z]+", "", answer)  # LaTeX commands are not words
+    return not (
+        re.search(r"[a-zA-Z]{3,}", words)
+        or not re.search(r"\d", answer)
+        or re.search(r"\\(?:text|mathrm|textbf)", answer)
+        or re.match(r"[};.,:~*]", answer)  # the release drops a leading "-" too: negatives (we keep them)
+        or re.search(r"%|~|\*\*|\bor\b", answer)
+        or re.search(UNITS, answer)
+    )
+
+
 def numina(row):
     if field(row, "source", "AI-MO/NuminaMath-CoT") != "olympiads":
         return None
     answer = rewards.last_boxed(field(row, "solution", "AI-MO/NuminaMath-CoT"))
     if not answer:  # proofs and rows without a boxed answer cannot be graded
+        return None
+    answer = re.sub(r"^(frac|sqrt|log|ln)\{", r"\\\1{", answer)  # a lost backslash at the start
+    if not verifiable_answer(answer):  # the authors' release trains and validates on these only
         return None
     return {"question": field(row, "problem", "AI-MO/NuminaMath-CoT"), "kind": "math", "answer": answer}
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import benchmarks
 import gpus
+import localize
 import runs
 import thought_mdp as tm
 
@@ -63,7 +64,10 @@ class Config:
     # schedule
     # training problems: a name of benchmarks.py, "bundled", or a JSONL file
     data: str = "numina-olympiads-train"
-    train_problems: int = 400  # problems drawn (with the run key) from the data
+    train_problems: int = 400  # problems drawn (with --data-key) from the data
+    # the key of the training and validation problems' draw, the same for every run key
+    # (the authors' release draws them once, with 42; the run key varies the training only)
+    data_key: int = 42
     epochs: int = 2  # passes over the training problems
     prompts_per_step: int = 32  # B, prompts per training step
     minibatch_prompts: int = 8  # prompts per optimizer step (one epoch over the step's buffer)
@@ -82,10 +86,16 @@ class Config:
     split: str = "1x4"
     # excluded: the seeds are left out of the base group (Alg. 2); iid: see rrpo.py
     base_group: str = "excluded"
-    seed_budget: int = 16  # rollouts per prompt the seed search may sample before falling back to GRPO
+    # rollouts per prompt the seed search may sample before falling back to GRPO (the release's 12)
+    seed_budget: int = 12
     # stream rows drawn ahead with the seed search's first round, dropped when unneeded (rrpo.py)
     search_ahead: int = 0
     localizer: str = ""  # SRPO: localize with this model instead of the policy ("" = self-localization)
+    # SRPO: the localizer's sampling temperature (the authors' release: 0.3; 0 = greedy)
+    localize_temperature: float = 0.3
+    localize_max_tokens: int = 4096  # SRPO: tokens of the localizer's answer (the authors' release)
+    # SRPO: h* when no step can be read from the answer: first (step 1, the release's) or uniform
+    localize_fallback: str = "first"
     # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
     reference_localizer: str = ""
     # GPUs (gpus.py)
@@ -119,6 +129,16 @@ SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means
 BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.split_stream)
 SCHEDULES = ("pipelined", "phases", "sequential")  # how the prompts' requests share the engine
 
+# Fields added since config.json files were first written, with the value a run saved
+# before them ran with (a resumed old run keeps its behaviour).
+BEFORE = dict(
+    data_key=None,  # None: the run key drew the data
+    seed_budget=16,
+    localize_temperature=0.0,
+    localize_max_tokens=64,
+    localize_fallback="uniform",
+)
+
 # The CPU demos. `--demo` (the README's first command) trains the classroom world's 1M-parameter
 # model (tiny_world.py) in full, 8 prompts a step, the caps of its H-step chains, greedy pass rate on
 # 128 held-out chains: it learns in a few minutes. `--demo smollm2-135m`: the bundled SmolLM2 on the
@@ -139,6 +159,8 @@ DEMOS = {
         gen_batch_size=64,
         train_microbatch=16,
         save_every=50,
+        data_key=0,  # the draw of the runs measured in docs/classroom.md (a fixed key, as the paper's)
+        localize_max_tokens=64,  # its localizer answers \\boxed{k} in a few tokens; 64 stops a runaway
     ),
     "smollm2-135m": dict(
         model="smollm2-135m",
@@ -152,6 +174,7 @@ DEMOS = {
         save_every=2,
         eval_every=2,
         eval_n=6,
+        localize_max_tokens=120,  # as long as one of its rollouts (the paper's 4,096 takes minutes on a CPU)
     ),
 }
 
@@ -165,7 +188,13 @@ def parse_config(argv=None, method="grpo", check=None):
         parser,
         Config,
         skip=("method", "demo"),
-        choices={"engine": gpus.ENGINES, "split": SPLITS, "base_group": BASE_GROUPS, "schedule": SCHEDULES},
+        choices={
+            "engine": gpus.ENGINES,
+            "split": SPLITS,
+            "base_group": BASE_GROUPS,
+            "schedule": SCHEDULES,
+            "localize_fallback": localize.FALLBACKS,
+        },
     )
     parser.add_argument(
         "--demo",
@@ -239,4 +268,11 @@ def load_config(run_dir):
         saved["thought"] = {
             f.name: saved.pop(f.name) for f in dataclasses.fields(tm.ThoughtConfig) if f.name in saved
         }
+    saved = {**BEFORE, **saved}  # a field it lacks ran as it did before the field existed
+    saved["thought"] = {**tm.BEFORE, **saved["thought"]}
     return Config(**{**saved, "thought": tm.ThoughtConfig(**saved["thought"])})
+
+
+def data_key(cfg):
+    """The key of the run's problem draws: --data-key (None in a run saved before it: the run key)."""
+    return cfg.run_key if cfg.data_key is None else cfg.data_key

@@ -106,7 +106,7 @@ def make_engine(cfg, engine_kind, policy, tokenizer):
             sleep=cfg.vllm_sleep,
             gpu_memory_utilization=cfg.vllm_memory,
             keyed=cfg.vllm_keyed,
-            max_model_len=vllm_engine.max_model_len(cfg.thought),
+            max_model_len=vllm_engine.max_model_len(cfg.thought, cfg.localize_max_tokens),
         )
     return engines.HFEngine(policy, tokenizer, cfg.gen_batch_size)
 

@@ -54,7 +54,6 @@ Run it
 
 import dataclasses
 import json
-import math
 import os
 import random
 import sys
@@ -320,17 +319,24 @@ def load_policy(cfg, engine_kind):
     return make_policy(model, cfg), tokenizer
 
 
+def training_problems(cfg):
+    """The run's training problems: `train_problems` of `data`, drawn with the data key
+    (--data-key), not the run key: every run key trains on the same problems."""
+    return benchmarks.load_benchmark(
+        cfg.data, cfg.train_problems, config.data_key(cfg), train_problems=cfg.train_problems
+    )
+
+
 def validation_problems(cfg, train):
     """Held-out problems for the validation curve (Fig. 3): `eval_n` drawn with the
-    run key from `eval_data`, leaving out the training problems."""
+    data key from `eval_data`, leaving out the training problems: the same for every run key."""
     if not cfg.eval_every:
         return []
-    pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), key=cfg.run_key)
+    key = config.data_key(cfg)
+    pool = benchmarks.load_benchmark(cfg.eval_data, n=max(cfg.eval_n, 500), key=key)
     train_ids = {p["id"] for p in train}
     pool = [p for p in pool if p["id"] not in train_ids] or pool
-    return random.Random(engines.derive_key(cfg.run_key, KEY_VALIDATION)).sample(
-        pool, min(cfg.eval_n, len(pool))
-    )
+    return random.Random(engines.derive_key(key, KEY_VALIDATION)).sample(pool, min(cfg.eval_n, len(pool)))
 
 
 def validate(engine, problems, tcfg, run_dir, step):
@@ -361,9 +367,17 @@ def sandbox_problem(problems, cfg):
     )
 
 
+def steps_per_epoch(n_problems, cfg):
+    """Whole steps in a pass over n problems: the last partial batch is dropped, as in the
+    authors' release (400 problems / 32 = 12 steps, 24 in two epochs); fewer problems than
+    one step's make one smaller step."""
+    return max(1, n_problems // cfg.prompts_per_step)
+
+
 def step_problems(problems, cfg, step):
-    """The prompts of a step: epoch e visits a permutation, drawn with the run key, of the problems."""
-    per_epoch = math.ceil(len(problems) / cfg.prompts_per_step)
+    """The prompts of a step: epoch e visits a permutation, drawn with the run key, of the
+    problems, in whole steps (the problems past the last whole step sit that epoch out)."""
+    per_epoch = steps_per_epoch(len(problems), cfg)
     epoch, k = divmod(step, per_epoch)
     order = np.random.default_rng([cfg.run_key, epoch]).permutation(len(problems))
     return [problems[i] for i in order[k * cfg.prompts_per_step : (k + 1) * cfg.prompts_per_step]]
@@ -401,9 +415,7 @@ def train(cfg, buffer_fn, share):
     )
     if problem:
         sys.exit(problem)
-    problems = benchmarks.load_benchmark(
-        cfg.data, cfg.train_problems, cfg.run_key, train_problems=cfg.train_problems
-    )
+    problems = training_problems(cfg)
     if problem := sandbox_problem(problems, cfg):
         sys.exit(problem)
     policy, tokenizer = load_policy(cfg, engine_kind)
@@ -421,7 +433,7 @@ def train(cfg, buffer_fn, share):
     )
     engine = gpus.make_engine(cfg, engine_kind, policy, tokenizer)
     validation = validation_problems(cfg, problems)
-    total = cfg.epochs * math.ceil(len(problems) / cfg.prompts_per_step)
+    total = cfg.epochs * steps_per_epoch(len(problems), cfg)
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     start = runs.resume(policy, optimizer, cfg.out) if cfg.resume else 0
     print(

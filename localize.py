@@ -19,20 +19,29 @@ Paper map
 Symbols
   y~_1..y~_{H_s}   -> rollout.thought_texts (the failed seed)
   h*               -> Localization.index, 1-based
+  path             -> Localization.path: boxed | boxed_zero | phrase | fallback
 
 Choices, and why
-  * The answer is parsed as the last \\boxed{} whose content is an integer in
-    1..H_s (parse_step); `Step 3`, `3.` and \\text{3} are read as 3.
-  * When no valid index can be parsed, h* falls back to a uniform draw from
-    1..H_s, so that the step degrades to RRPO's random reset rather than to no
-    reset; the fallback is flagged on the result and the training loop logs its
-    rate.
+  * The localizer's settings are the authors' release's (Ankur-Samanta/SRPO,
+    training/thought_ics_agent_loop.py); the paper states none of them. It
+    samples at temperature 0.3 with up to 4,096 new tokens, so that a model
+    may reason before it boxes a step (LocalizeConfig; `--localize-temperature`,
+    `--localize-max-tokens` in the training scripts).
+  * The answer is read in the release's order (read_step): the last
+    `\\boxed{` with balanced braces, if it holds a whole number in 1..H_s
+    ("boxed"; 0, the model's "no error", reads as step 1: "boxed_zero");
+    else the last "Step N" / "step N" phrase anywhere in the answer, if N is
+    in 1..H_s ("phrase"); else the fallback. Every path is counted.
+  * The fallback is step 1 (`--localize-fallback first`, the release's): an
+    empty prefix, so the suffix group is G fresh rollouts from x_0. Ours
+    before the alignment, `--localize-fallback uniform`, drew h* uniformly,
+    so that a failed parse became RRPO's random reset.
   * A request longer than its cap (LocalizeConfig.for_caps: a whole rollout's
     length) keeps the instructions, the problem, the first steps and the last
     one, and leaves out the middle of the chain (fitted_turn), never the start.
-  * The localizer decodes greedily (temperature 0) by default: it is a
-    judgement, not an exploration step. Any engine can localize: the policy's
-    own (self-localization) or another model's.
+  * Any engine can localize: the policy's own (self-localization) or another
+    model's. The classroom reports and Thought-ICS keep the settings they were
+    measured with (BEFORE_RELEASE: greedy, 64 tokens, uniform fallback).
   * The verification prompt of the companion work (Iterative Correction
     Sampling of Thoughts) sits here beside the localization prompt because it
     shows the chain the same way; thought_ics.py runs the loop that uses it.
@@ -84,27 +93,38 @@ Requirements:
 - Your response MUST end with \\boxed{{yes}} if the final answer is correct, or \\boxed{{no}} if it is not. Write nothing after it."""  # noqa: E501
 
 
+FALLBACKS = ("first", "uniform")  # h* when no step can be read: step 1 (the release's), or a uniform draw
+PATHS = ("boxed", "boxed_zero", "phrase", "fallback")  # how h* was read (read_step)
+
+
 @dataclass
 class LocalizeConfig:
-    temperature: float = 0.0  # the localizer's sampling temperature (0 = greedy)
+    temperature: float = 0.3  # the localizer's sampling temperature (the authors' release; 0 = greedy)
     top_p: float = 1.0
-    max_tokens: int = 64  # tokens of the localizer's answer (App. H: the paper's answers are ~9 tokens)
+    max_tokens: int = 4096  # tokens of the localizer's answer (the authors' release)
     max_prompt_tokens: int = 4096  # longer requests elide the chain's middle steps (fitted_turn)
+    fallback: str = "first"  # FALLBACKS
 
     @classmethod
-    def for_caps(cls, tcfg):
+    def for_caps(cls, tcfg, **settings):
         """The localizer's caps for rollouts under ThoughtConfig `tcfg`: the request may
-        be as long as a whole rollout (prompt cap + response cap), which with the answer
-        fits the engine's window (vllm_engine.max_model_len: both caps + the answer's 64 tokens)."""
-        return cls(max_prompt_tokens=tcfg.max_prompt_tokens + tcfg.max_response_tokens)
+        be as long as a whole rollout (prompt cap + response cap); vllm_engine's window
+        holds it and the answer. `settings` are other fields (temperature, ...)."""
+        return cls(max_prompt_tokens=tcfg.max_prompt_tokens + tcfg.max_response_tokens, **settings)
+
+
+# The settings before the alignment with the authors' release: a greedy 64-token answer and a
+# uniform fallback. The classroom world's reports and Thought-ICS were measured with them.
+BEFORE_RELEASE = dict(temperature=0.0, max_tokens=64, fallback="uniform")
 
 
 @dataclass
 class Localization:
     index: int  # h*, 1-based, in 1..H_s
-    parsed: bool  # True when h* was read from the answer, False when it is the fallback draw
+    parsed: bool  # True when h* was read from the answer, False when it is the fallback
     text: str  # the localizer's answer
     n_tokens: int  # tokens the localizer generated (App. H)
+    path: str = "boxed"  # PATHS: how h* was read
 
 
 def render_chain(thought_texts):
@@ -179,30 +199,58 @@ def parse_verdict(text):
     return None
 
 
+def last_box_opening(text):
+    """The content of the last `\\boxed{` of text up to its balancing brace; None when
+    there is no such opening or its braces never balance (a cut-off answer)."""
+    opens = [m.end() for m in re.finditer(r"\\boxed\{", text)]
+    if not opens:
+        return None
+    depth, i = 1, opens[-1]
+    while i < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[opens[-1] : i - 1] if depth == 0 else None
+
+
+def read_step(text, n_steps):
+    """(h*, path) read from a localizer's answer in the authors' release's order:
+    the last \\boxed{} holding a whole number in 1..n_steps (0 reads as 1); else the
+    last "Step N" phrase with N in 1..n_steps; else (None, "fallback")."""
+    text = text or ""
+    boxed = last_box_opening(text)
+    if boxed is not None and re.fullmatch(r"\s*[+-]?\d+\s*", boxed):
+        k = int(boxed)
+        if k == 0:  # "no wrong step": the release clamps it to step 1
+            return 1, "boxed_zero"
+        if 1 <= k <= n_steps:
+            return k, "boxed"
+    phrases = re.findall(r"[Ss]tep\s+(\d+)", text)
+    if phrases and 1 <= int(phrases[-1]) <= n_steps:
+        return int(phrases[-1]), "phrase"
+    return None, "fallback"
+
+
 def parse_step(text, n_steps):
-    """The last \\boxed{} of `text` holding an integer in 1..n_steps; None if there is none."""
-    for content in rewards.boxed_contents(text):
-        m = re.fullmatch(r"\s*(?:step\s*)?#?\s*(\d+)\s*\.?\s*", rewards.unwrap_text(content), flags=re.I)
-        if m and 1 <= int(m.group(1)) <= n_steps:
-            return int(m.group(1))
-    return None
+    """The step read_step finds in `text`; None when it finds none."""
+    return read_step(text, n_steps)[0]
 
 
 def settings(cfg, key):
-    """The localizer's sampling settings (greedy by default), one answer per request."""
+    """The localizer's sampling settings, one answer per request."""
     return engines.SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_tokens, (), 1, key)
 
 
-def read(answer, rollout, key):
-    """The Localization in `answer` (a Completion) for `rollout`; when no valid step
-    number can be read, h* is drawn uniformly from the answer's own random key."""
+def read(answer, rollout, key, fallback="first"):
+    """The Localization in `answer` (a Completion) for `rollout`; when no step can be
+    read, h* is step 1 (fallback "first") or a uniform draw from the answer's own
+    random key ("uniform")."""
     n_steps = len(rollout.thought_ids)
     assert n_steps >= 1, "a rollout to localize has at least one thought"
-    h = parse_step(answer.text, n_steps)
-    parsed = h is not None
-    if not parsed:  # fallback: RRPO's uniform reset index
-        h = random.Random(key).randint(1, n_steps)
-    return Localization(h, parsed, answer.text, len(answer.token_ids))
+    assert fallback in FALLBACKS, fallback
+    h, path = read_step(answer.text, n_steps)
+    if h is None:
+        h = 1 if fallback == "first" else random.Random(key).randint(1, n_steps)
+    return Localization(h, path != "fallback", answer.text, len(answer.token_ids), path)
 
 
 def localize(engine, rollouts, cfg=LocalizeConfig(), key=0):
@@ -212,7 +260,8 @@ def localize(engine, rollouts, cfg=LocalizeConfig(), key=0):
     prompts = [localization_prompt(engine.tokenizer, r, cfg) for r in rollouts]
     answers = engine.generate(prompts, settings(cfg, key))
     return [
-        read(answer, r, engines.derive_key(key, i)) for i, (r, [answer]) in enumerate(zip(rollouts, answers))
+        read(answer, r, engines.derive_key(key, i), cfg.fallback)
+        for i, (r, [answer]) in enumerate(zip(rollouts, answers))
     ]
 
 
@@ -244,7 +293,7 @@ def main(argv=None):
     tm.print_rollout(seed_rollout)
     [loc] = localize(judge, [seed_rollout], key=args.run_key)
     print(f"\nlocalizer answer ({loc.n_tokens} tokens): {loc.text.strip()[:300]!r}")
-    how = "parsed from the answer" if loc.parsed else "fallback: no valid step number, drawn uniformly"
+    how = f"read from the answer ({loc.path})" if loc.parsed else "fallback: no step could be read; step 1"
     print(f"h* = {loc.index} ({how}); the reset state keeps thoughts 1..{loc.index - 1}")
     return loc
 

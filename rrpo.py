@@ -41,9 +41,15 @@ Choices, and why
     Row k of a prompt's stream draws from its own random key, so taking the
     first S incorrect rollouts as seeds and the first others as the base group
     is exactly the one-at-a-time procedure of lines 1-3.
-  * Fallback (too few incorrect rollouts within the budget): the step trains on
-    a plain GRPO group for that prompt, the first `base` rollouts of the stream
-    (G when the split has no base group); counted as `reset/grpo_fallbacks`.
+  * A seed is an incorrect rollout with at least one thought that holds text
+    (can_seed(): a chain with no thought is never a seed, as in the authors'
+    release; it stays in the stream, and in the base group, with its reward).
+  * Fallback (too few seeds within `--seed-budget`, 12 as in the authors'
+    release): the step trains on one GRPO group of G for that prompt, the first
+    `base` rollouts of the stream topped up with G - base fresh ones drawn after
+    the search (the release's 1x4: the 4 kept chains and 4 more, normalised as
+    one group of 8; at 1x8 and 2x4 the release reuses the search's chains
+    instead); counted as `reset/grpo_fallbacks`.
   * Tokens: `tokens/base` counts every rollout sampled from x_0 (seeds and
     discarded search rollouts included); `tokens/suffix` only the suffixes' own
     tokens, since the shared prefix is never regenerated.
@@ -87,6 +93,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import grpo
+import localize
 import pipeline
 import thought_mdp as tm
 
@@ -100,6 +107,8 @@ class ResetIndex:
     parsed: bool = None
     n_tokens: int = 0  # tokens the localizer generated (App. H)
     h_ref: int = None  # a reference step for comparison only (a second localizer, or the true first error)
+    path: str = None  # how a localizer's answer was read (localize.PATHS); None: no localizer
+    answer: str = None  # the localizer's answer (the reset record)
 
 
 def no_requests(engine, seed, cfg, step, key):
@@ -124,8 +133,8 @@ class PromptBuffer:
     """What Alg. 2, lines 1-7 sampled for one prompt."""
 
     stream: list  # the rollouts drawn from x_0, in stream order (lines 1-3)
-    base: list  # the base group G1; None when the search found too few seeds (the GRPO fallback)
-    seeds: list  # the failed rollouts reset, one per suffix group; None as for base
+    base: list  # the base group G1; the GRPO fallback's group when seeds is None
+    seeds: list  # the failed rollouts reset, one per suffix group; None when the search found too few
     resets: list = field(default_factory=list)  # (ResetIndex, suffix rollouts) per seed (lines 4-7)
     dropped_tokens: int = 0  # tokens of speculative stream rows dropped (--search-ahead)
     localize_s: float = 0.0  # seconds spent answering the rule's requests (sequential schedule)
@@ -160,31 +169,47 @@ def check_split(cfg):
     return None
 
 
-def failures(stream, n_seeds):
-    """Positions of the first n_seeds incorrect rollouts of a stream (line 1)."""
-    return [i for i, r in enumerate(stream) if r.reward < 1][:n_seeds]
+def can_seed(rollout):
+    """An incorrect rollout with at least one thought that holds text: a chain with no
+    thought has nothing to reset into, and the authors' release never takes one as a seed
+    (it stays in the base group with its reward)."""
+    return rollout.reward < 1 and any(text.replace(tm.STOP, "").strip() for text in rollout.thought_texts)
+
+
+def failures(stream, cfg):
+    """Positions of the first S rollouts of the search (the stream's first --seed-budget
+    rows) that can seed (line 1)."""
+    n_seeds = split_sizes(cfg.split, cfg.group_size)[1]
+    return [i for i, r in enumerate(stream[: cfg.seed_budget]) if can_seed(r)][:n_seeds]
 
 
 def next_draw(stream, cfg):
     """How many more rows of a prompt's stream to draw, given the rows drawn so far;
-    0 when the search is over (the seeds are found, or the budget is spent)."""
+    0 when the stream is complete: the seeds are found, or the search budget is spent
+    and the fallback group's fresh rows are drawn."""
     n_base, n_seeds, _ = split_sizes(cfg.split, cfg.group_size)
     if cfg.base_group == "iid":  # one draw of the base group; the seeds come from it
         return 0 if stream else n_base
     if not stream:
         return n_base + n_seeds
-    if len(failures(stream, n_seeds)) == n_seeds or len(stream) >= cfg.seed_budget:
+    if len(failures(stream, cfg)) == n_seeds:
         return 0
-    return min(max(2, n_seeds), cfg.seed_budget - len(stream))
+    if len(stream) < cfg.seed_budget:
+        return min(max(2, n_seeds), cfg.seed_budget - len(stream))
+    return cfg.seed_budget + cfg.group_size - n_base - len(stream)  # the fallback's fresh rows
 
 
 def split_stream(stream, cfg):
-    """Lines 1-3 read off a finished stream: (base group, seeds), or (None, None) when
-    it holds too few incorrect rollouts."""
+    """Lines 1-3 read off a complete stream: (base group, seeds); when the search found
+    too few seeds, (the fallback group, None): GRPO on G rollouts, the first `base` rows
+    of the stream topped up with the fresh rows drawn after the search (as the authors'
+    release does at 1x4: 4 + 4). The --base-group iid control falls back on its base group."""
     n_base, n_seeds, _ = split_sizes(cfg.split, cfg.group_size)
-    failed = failures(stream, n_seeds)
+    failed = failures(stream, cfg)
     if len(failed) < n_seeds:
-        return None, None
+        if cfg.base_group == "iid":
+            return stream[:n_base], None
+        return stream[:n_base] + stream[cfg.seed_budget :], None
     others = stream if cfg.base_group == "iid" else [r for i, r in enumerate(stream) if i not in failed]
     return others[:n_base], [stream[i] for i in failed]
 
@@ -244,8 +269,8 @@ def buffer_groups(found, cfg, fill, seconds):
     n_base = split_sizes(cfg.split, cfg.group_size)[0]
     groups, suffix_groups, seeds, chosen, owners = [], [], [], [], []
     for b, prompt in enumerate(found):
-        if prompt.seeds is None:  # Sec. 4.2: fall back to GRPO on the base group
-            groups.append(grpo.Group(b, "base", prompt.stream[: n_base or cfg.group_size]))
+        if prompt.seeds is None:  # Sec. 4.2: fall back to GRPO (split_stream)
+            groups.append(grpo.Group(b, "base", prompt.base))
             continue
         if n_base:
             groups.append(grpo.Group(b, "base", prompt.base))
@@ -291,9 +316,10 @@ def buffer_groups(found, cfg, fill, seconds):
         "reset/records": records,  # per seed: h*, H_s, a reference step if any, suffix pass rate
         "rollouts/generated": sampled + len(suffixes),
     }
-    if any(c.parsed is not None for c in chosen):  # a localizer chose h*: its parse failures (srpo.py)
+    if any(c.parsed is not None for c in chosen):  # a localizer chose h*: how its answers read (srpo.py)
         failed = sum(c.parsed is False for c in chosen)
         stats.update({"localize/parse_failures": failed, "localize/fallback_rate": failed / len(chosen)})
+        stats.update({f"localize/path/{p}": sum(c.path == p for c in chosen) for p in localize.PATHS})
     return groups, stats
 
 
@@ -322,7 +348,7 @@ def prompt_machine(sched, b, problem, cfg, step, rule):
     draw(next_draw([], cfg) + ahead)
     while True:
         stream = pipeline.finished_prefix(rounds)
-        failed = failures(stream, n_seeds)
+        failed = failures(stream, cfg)
         if len(failed) == n_seeds and not tasks:  # lines 4-7 start now, beside the rest of the stream
             for j, i in enumerate(failed):
                 tasks.append(sched.spawn(seed_machine(sched, b, j, stream[i], cfg, step, rule)))

@@ -23,17 +23,21 @@ Symbols
   h_ref     -> --reference-localizer's step for the same seed (None when it did not parse)
 
 Choices, and why
-  * The policy localizes with the engine it samples with, greedily, one
-    request per seed, made the moment the seed is known (localize.py: prompt,
-    parsing, and the uniform fallback when no step number can be read). The
+  * The policy localizes with the engine it samples with, one request per
+    seed, made the moment the seed is known, with the authors' release's
+    settings: temperature 0.3, up to 4,096 tokens, the answer read as a boxed
+    step, else a "Step N" phrase, else step 1 (localize.py; the flags
+    --localize-temperature, --localize-max-tokens, --localize-fallback). The
     rule is a ResetRule of rrpo.py: `localization_requests` asks, and
     `self_localized_index` reads the answer, so every schedule runs it.
   * A second model (--localizer, --reference-localizer) runs on the HF engine
     and is loaded once per run.
 
-Metrics added: `localize/parse_failures` (answers with no valid step number),
-`localize/fallback_rate` (their share; those seeds get a uniform h*, i.e. RRPO's
-reset), `tokens/localize`, `time/localize_s`.
+Metrics added: `localize/path/boxed`, `localize/path/boxed_zero`,
+`localize/path/phrase`, `localize/path/fallback` (how each seed's h* was read),
+`localize/parse_failures` (the fallbacks), `localize/fallback_rate` (their share;
+those seeds reset to step 1, or with --localize-fallback uniform to RRPO's random
+step), `tokens/localize`, `time/localize_s`.
 
 Run it
   python srpo.py --demo                                # CPU: the classroom world (tiny_world.py), minutes
@@ -58,11 +62,21 @@ def other_engine(name):
     return engines.HFEngine(*benchmarks.load_model(name))
 
 
+def localize_config(cfg):
+    """The localizer's settings of run config `cfg` (--localize-temperature, ...)."""
+    return localize.LocalizeConfig.for_caps(
+        cfg.thought,
+        temperature=cfg.localize_temperature,
+        max_tokens=cfg.localize_max_tokens,
+        fallback=cfg.localize_fallback,
+    )
+
+
 def localization_requests(engine, seed, cfg, step, key):
     """Alg. 2, line 5, the question (key = prompt, seed number): the seed as numbered
-    steps, to the policy's own engine (or --localizer's), greedy; and the same to
+    steps, to the policy's own engine (or --localizer's); and the same to
     --reference-localizer, for comparison only (Fig. 4b-d)."""
-    caps = localize.LocalizeConfig.for_caps(cfg.thought)
+    caps = localize_config(cfg)
     judges = [(other_engine(cfg.localizer) if cfg.localizer else engine, grpo.KEY_LOCALIZE)]
     if cfg.reference_localizer:
         judges.append((other_engine(cfg.reference_localizer), grpo.KEY_REFERENCE_LOCALIZE))
@@ -78,15 +92,16 @@ def localization_requests(engine, seed, cfg, step, key):
 
 def self_localized_index(seed, answers, cfg, step, key):
     """Alg. 2, line 5, the answer: h* is the step the localizer names; when no step
-    number can be read, a uniform draw from the answer's own key (localize.read)."""
+    can be read, step 1 or a uniform draw from the answer's own key (--localize-fallback,
+    localize.read)."""
     own_key = grpo.step_key(cfg, step, grpo.KEY_LOCALIZE, *key)
-    found = localize.read(answers[0], seed, engines.derive_key(own_key, 0))
+    found = localize.read(answers[0], seed, engines.derive_key(own_key, 0), cfg.localize_fallback)
     h_ref = None
     if cfg.reference_localizer:
         ref_key = grpo.step_key(cfg, step, grpo.KEY_REFERENCE_LOCALIZE, *key)
-        ref = localize.read(answers[1], seed, engines.derive_key(ref_key, 0))
+        ref = localize.read(answers[1], seed, engines.derive_key(ref_key, 0), cfg.localize_fallback)
         h_ref = ref.index if ref.parsed else None
-    return rrpo.ResetIndex(found.index, found.parsed, found.n_tokens, h_ref)
+    return rrpo.ResetIndex(found.index, found.parsed, found.n_tokens, h_ref, found.path, found.text)
 
 
 SELF_LOCALIZED = rrpo.ResetRule(choose=self_localized_index, ask=localization_requests)

@@ -104,7 +104,8 @@ def correct(engine, problems, strategy, verify, rounds, cfg, key=0, first=None, 
         for p, r in zip(problems, first)
     ]
     current = list(first)
-    caps = localize.LocalizeConfig.for_caps(cfg)  # a verification or localization request's cap
+    # a verification or localization request's cap; the localizer as this loop was measured with
+    caps = localize.LocalizeConfig.for_caps(cfg, **localize.BEFORE_RELEASE)
     live = list(range(len(problems)))
     for k in range(budget // cost):
         # 1. verify: the oracle's grade, or the model's own verdict

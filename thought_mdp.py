@@ -45,6 +45,11 @@ A rollout finishes when a closed thought holds a complete \\boxed{...}
 sampled token), at the response-token cap ("max_tokens") or at the thought cap
 ("max_thoughts"). A thought that reaches 256 tokens without `</thought>` is
 closed there and the next thought starts, as a new per-thought call would.
+A new thought starts only while a whole one (max_thought_tokens) still fits
+under the response cap, else the rollout ends ("max_tokens"): the authors'
+release checks this before each thought, so no thought is cut by the total
+cap (`--cut-last-thought`: the thought that crosses the cap is cut there).
+Only a first thought from a state with less room than that is cut.
 
 Deviations from the paper
   * Prompts longer than max_prompt_tokens are refused with an error instead of
@@ -80,10 +85,18 @@ class ThoughtConfig:
     # App. C, Table 5: the Thought MDP's caps and sampling settings
     max_thoughts: int = 20  # H, thoughts per rollout
     max_thought_tokens: int = 256  # tokens per thought
-    max_response_tokens: int = 4096  # tokens per response (all thoughts)
+    # tokens per response (all thoughts); the paper's 4,096 (the release's configs set 5,120 = 20 x 256)
+    max_response_tokens: int = 4096
     max_prompt_tokens: int = 2048  # tokens of the templated prompt x_0
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.95  # nucleus sampling; top-k is off
+    # let the last thought run into the response cap and be cut there (the default, as the authors'
+    # release: a thought starts only while a whole one still fits the response cap)
+    cut_last_thought: bool = False
+
+
+# ThoughtConfig fields added since runs were first saved, with the value those runs ran with
+BEFORE = dict(cut_last_thought=True)
 
 
 # The small caps of this file's and localize.py's CPU demos on the bundled model
@@ -219,6 +232,11 @@ class ThoughtTracker:
         """Tokens this sample may still generate."""
         return self.cfg.max_response_tokens - self.n_prev_tokens - self.n_tokens
 
+    def room_for_a_thought(self):
+        """May another thought start? While a whole one still fits under the response cap
+        (the authors' release), or while any token does with --cut-last-thought."""
+        return self.budget >= (1 if self.cfg.cut_last_thought else self.cfg.max_thought_tokens)
+
     def call(self):
         """One engine call of the thought-by-thought path samples the open thought (to
         its end): (stop strings, cap)."""
@@ -258,7 +276,7 @@ class ThoughtTracker:
             self.finish_reason = "answer"
         elif closed == "eos":
             self.finish_reason = "eos"
-        elif self.budget <= 0:
+        elif self.budget <= 0 or not self.room_for_a_thought():
             self.finish_reason = "max_tokens"
         elif self.n_prev_thoughts + len(self.thoughts) >= self.cfg.max_thoughts:
             self.finish_reason = "max_thoughts"

@@ -552,7 +552,8 @@ def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
     greedy = tm.sample_rollouts(engine, states, 1, dataclasses.replace(caps, temperature=0.0))
     failed = [r for r in rollouts if r.reward < 1]
     truth = [first_error(r.problem, r.thought_texts) for r in failed]
-    found = [loc.index for loc in localize.localize(engine, failed)]
+    greedy_localizer = localize.LocalizeConfig(**localize.BEFORE_RELEASE)  # as the reports were measured
+    found = [loc.index for loc in localize.localize(engine, failed, greedy_localizer)]
     reached = [reached_clean(r.problem, r.thought_texts) for r in rollouts]
     return {
         "world": world.name(),

@@ -208,15 +208,14 @@ def engine_args(tp, lora_rank, key, sleep, gpu_memory_utilization, max_model_len
 
 
 CPU_KV_CACHE_GIB = "4"  # VLLM_CPU_KVCACHE_SPACE when it is not set
-ANSWER_TOKENS = (
-    64  # room in the window past a whole rollout: the localizer's answer (localize.LocalizeConfig)
-)
+ANSWER_TOKENS = 4096  # room in the window past a whole rollout: the localizer's answer (LocalizeConfig)
 
 
-def max_model_len(tcfg):
+def max_model_len(tcfg, answer_tokens=ANSWER_TOKENS):
     """vLLM's window for rollouts under ThoughtConfig `tcfg`: a whole rollout (prompt cap +
-    response cap), and a localization request of that length with its answer."""
-    return tcfg.max_prompt_tokens + tcfg.max_response_tokens + ANSWER_TOKENS
+    response cap), and a localization request of that length with its answer
+    (`answer_tokens`, the run's --localize-max-tokens)."""
+    return tcfg.max_prompt_tokens + tcfg.max_response_tokens + answer_tokens
 
 
 def generation_config(path):

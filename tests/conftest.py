@@ -127,7 +127,8 @@ def processes_with(marker):
 
 class ScriptedEngine:
     """Returns chosen thoughts: 'First step.', 'Second step.', then a final
-    thought whose answer is right or wrong by the next scripted outcome; answers
+    thought whose answer is right or wrong by the next scripted outcome (an outcome
+    None: the rollout ends at once with EOS, a rollout with no thought); answers
     localization requests with the next scripted answer (\\boxed{2} once the
     script is used up) and verification requests with the next scripted verdict
     text. For testing bookkeeping only."""
@@ -159,7 +160,10 @@ class ScriptedEngine:
                 )
                 continue
             done = text.split("<|im_start|>assistant\n")[-1].count(tm.STOP)
-            if done == 0:
+            if done == 0 and self.outcomes and self.outcomes[0] is None:  # a rollout with no thought
+                self.outcomes.pop(0)
+                out.append([engines.Completion([self.tokenizer.eos_token_id], "", "stop")])
+            elif done == 0:
                 out.append([self._completion("First step.</thought>")])
             elif done == 1:
                 out.append([self._completion("Second step.</thought>")])

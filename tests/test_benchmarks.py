@@ -24,9 +24,35 @@ def test_numina_olympiads_keeps_graded_olympiad_rows_and_splits_train_from_eval(
     problems = load("numina-olympiads", "numina.jsonl", train_problems=2)
     train = load("numina-olympiads-train", "numina.jsonl", train_problems=2)
     everything = {p["answer"] for p in problems + train}
-    assert everything == {"55", "\\frac{1}{6}", "12"}  # no proof, no cn_k12 row
-    assert len(train) == 2 and len(problems) == 1
+    # no proof, no cn_k12 row, no answer with a unit or a word (the authors' release's filter);
+    # a negative answer stays, and a lost backslash is put back
+    assert everything == {"55", "\\frac{1}{6}", "12", "-3", "\\frac{2}{3}"}
+    assert len(train) == 2 and len(problems) == 3
     assert not {p["id"] for p in train} & {p["id"] for p in problems}
+
+
+@pytest.mark.parametrize(
+    "answer,kept",
+    [
+        ("55", True),
+        ("\\frac{1}{6}", True),
+        ("3\\sqrt{2}", True),
+        ("A", True),
+        ("-5", True),  # the release drops negatives (a leading "-"); we keep them
+        ("x = 3", True),
+        ("10 \\text{ cm}", False),
+        ("12 cm", False),
+        ("\\text{No}", False),
+        ("n is odd", False),
+        ("2 or 3", False),
+        ("50\\%", False),
+        ("{3", False),
+        ("\\pi", False),  # no digit
+        ("1" * 61, False),
+    ],
+)
+def test_verifiable_answer_filter(answer, kept):
+    assert benchmarks.verifiable_answer(answer) is kept
 
 
 @pytest.mark.parametrize(

@@ -12,28 +12,33 @@ import thought_mdp as tm
 
 @pytest.mark.parametrize(
     "text,n_steps,expected",
-    [
-        ("\\boxed{3}", 5, 3),
-        ("The first error is in step 2.\n\\boxed{2}", 5, 2),
-        ("\\boxed{ 4 }", 5, 4),
-        ("\\boxed{Step 3}", 5, 3),
-        ("\\boxed{3.}", 5, 3),
-        ("\\boxed{\\text{2}}", 5, 2),
-        ("**\\boxed{1}**", 5, 1),
-        ("\\boxed{2} no wait \\boxed{4}", 5, 4),  # the last valid box
-        ("\\boxed{4} and then \\boxed{9}", 5, 4),  # 9 is out of range: the last box in range
-        ("\\boxed{0}", 5, None),
-        ("\\boxed{6}", 5, None),
-        ("\\boxed{x = 12}", 20, None),  # an answer to the problem, not a step
-        ("\\boxed{2.5}", 5, None),
-        ("Step 3 is wrong.", 5, None),
-        ("\\boxed{3", 5, None),
-        ("", 5, None),
-        (None, 5, None),
+    [  # the authors' release's order: the last box, else the last "Step N" phrase, else the fallback
+        ("\\boxed{3}", 5, (3, "boxed")),
+        ("The first error is in step 2.\n\\boxed{2}", 5, (2, "boxed")),
+        ("\\boxed{ 4 }", 5, (4, "boxed")),
+        ("**\\boxed{1}**", 5, (1, "boxed")),
+        ("\\boxed{2} no wait \\boxed{4}", 5, (4, "boxed")),
+        ("\\boxed{0}", 5, (1, "boxed_zero")),  # "no wrong step": clamped to step 1
+        ("\\boxed{6}", 5, (None, "fallback")),  # out of range, and no phrase
+        ("Step 4 looks off. \\boxed{9}", 5, (4, "phrase")),  # an out-of-range box: the phrase
+        ("\\boxed{4} and then \\boxed{9}", 5, (None, "fallback")),  # only the last box counts
+        ("\\boxed{Step 3}", 5, (3, "phrase")),
+        ("The error is in step 3.", 5, (3, "phrase")),
+        ("Step 2 is fine, but step 3 is wrong", 5, (3, "phrase")),  # the last phrase
+        ("step 7 is wrong", 5, (None, "fallback")),
+        ("\\boxed{3.}", 5, (None, "fallback")),
+        ("\\boxed{\\text{2}}", 5, (None, "fallback")),
+        ("\\boxed{x = 12}", 20, (None, "fallback")),  # an answer to the problem, not a step
+        ("\\boxed{2.5}", 5, (None, "fallback")),
+        ("Step 2: \\boxed{3", 5, (2, "phrase")),  # a box cut off: its braces never balance
+        ("I cannot tell which one.", 5, (None, "fallback")),
+        ("", 5, (None, "fallback")),
+        (None, 5, (None, "fallback")),
     ],
 )
-def test_parse_step(text, n_steps, expected):
-    assert localize.parse_step(text, n_steps) == expected
+def test_read_step(text, n_steps, expected):
+    assert localize.read_step(text, n_steps) == expected
+    assert localize.parse_step(text, n_steps) == expected[0]
 
 
 def failed_rollout(texts):
@@ -57,19 +62,34 @@ def test_chain_is_rendered_as_numbered_steps_without_markers(tiny_tokenizer):
     assert "from 1 to 2" in text and text.endswith("<|im_start|>assistant\n")
 
 
-def test_localize_parses_or_falls_back_uniformly(tiny_tokenizer):
-    rollouts = [failed_rollout(["s1", "s2", "s3"]) for _ in range(3)]
-    engine = ScriptedEngine(tiny_tokenizer, localizations=["\\boxed{2}", "I cannot tell.", "\\boxed{Step 3}"])
+def test_localize_reads_its_answers_and_falls_back_to_step_one(tiny_tokenizer):
+    rollouts = [failed_rollout(["s1", "s2", "s3"]) for _ in range(4)]
+    engine = ScriptedEngine(
+        tiny_tokenizer, localizations=["\\boxed{2}", "I cannot tell.", "\\boxed{Step 3}", "\\boxed{0}"]
+    )
     found = localize.localize(engine, rollouts, key=0)
-    assert [(r.index, r.parsed) for r in found] == [(2, True), (found[1].index, False), (3, True)]
-    assert 1 <= found[1].index <= 3
+    assert [(r.index, r.parsed, r.path) for r in found] == [
+        (2, True, "boxed"),
+        (1, False, "fallback"),  # the release's fallback: step 1, an empty prefix
+        (3, True, "phrase"),
+        (1, True, "boxed_zero"),
+    ]
     assert found[1].n_tokens == len(tiny_tokenizer("I cannot tell.", add_special_tokens=False)["input_ids"])
-    assert all(p.temperature == 0.0 and p.n == 1 for p in engine.calls)  # a greedy judgement, one answer each
+    # the release's settings: temperature 0.3, up to 4,096 tokens, one answer each
+    assert all((p.temperature, p.max_tokens, p.n) == (0.3, 4096, 1) for p in engine.calls)
+
+
+def test_uniform_fallback_draws_every_step(tiny_tokenizer):
+    rollouts = [failed_rollout(["s1", "s2", "s3"])]
+    cfg = localize.LocalizeConfig(**localize.BEFORE_RELEASE)
     draws = []
-    for key in range(200):  # the fallback is uniform on 1..H_s
+    for key in range(200):
         engine = ScriptedEngine(tiny_tokenizer, localizations=["no idea"])
-        draws.append(localize.localize(engine, rollouts[:1], key=key)[0].index)
+        [found] = localize.localize(engine, rollouts, cfg, key=key)
+        assert not found.parsed and found.path == "fallback"
+        draws.append(found.index)
     assert set(draws) == {1, 2, 3} and all(draws.count(h) > 40 for h in (1, 2, 3))
+    assert all(p.temperature == 0.0 and p.max_tokens == 64 for p in engine.calls)
 
 
 def test_localize_runs_a_real_model(tiny_model, tiny_tokenizer):
@@ -78,6 +98,7 @@ def test_localize_runs_a_real_model(tiny_model, tiny_tokenizer):
     found = localize.localize(engine, [failed_rollout(["a</thought>", "b</thought>"])], cfg)
     assert 1 <= found[0].index <= 2 and 1 <= found[0].n_tokens <= 8
     assert found[0].parsed == (localize.parse_step(found[0].text, 2) is not None)
+    assert found[0].path in localize.PATHS
 
 
 def test_localize_script_runs_on_the_bundled_model(capsys):

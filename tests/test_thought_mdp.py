@@ -2,6 +2,7 @@
 finish reasons, resets, prompts, loading, and the bundled SmolLM2 end to end."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -117,9 +118,19 @@ def test_caps(tiny_model, tiny_tokenizer):
         if r.finish_reason == "max_thoughts":
             assert len(r.thought_ids) == 3
     cfg = tm.ThoughtConfig(temperature=1.0, max_thought_tokens=5, max_thoughts=20, max_response_tokens=12)
+    ended = []
     for r in tm.sample_rollouts(engine, [state], 4, cfg, key=4):
         assert len(r.response_ids) <= 12
         assert r.finish_reason in ("max_tokens", "answer", "eos")
+        # the authors' release: a thought starts only while a whole one (5 tokens) still fits
+        starts = [sum(len(t) for t in r.thought_ids[:h]) for h in range(len(r.thought_ids))]
+        assert all(start + 5 <= 12 for start in starts)
+        if r.finish_reason == "max_tokens":
+            ended.append(len(r.response_ids))
+            assert 12 - len(r.response_ids) < 5  # no room left for a whole thought
+    assert ended, "the test draws rollouts that end at the response cap"
+    cut = dataclasses.replace(cfg, cut_last_thought=True)  # ours before: the last thought is cut at 12
+    for r in tm.sample_rollouts(engine, [state], 4, cut, key=4):
         if r.finish_reason == "max_tokens":
             assert len(r.response_ids) == 12
 

@@ -21,6 +21,7 @@ from conftest import (
 import config
 import engines
 import grpo
+import localize
 import rrpo
 import runs
 import srpo
@@ -174,13 +175,56 @@ def test_sampled_rollouts_are_counted(tiny_tokenizer, base_group):
 
 
 def test_fallback_to_grpo_when_no_rollout_fails(tiny_tokenizer):
-    cfg = small_cfg(seed_budget=9)
-    engine = ScriptedEngine(tiny_tokenizer, [True] * 100)
+    """The authors' release at 1x4: 12 fresh chains at most; with no failure among them, the
+    first 4 and 4 more drawn after the search form one GRPO group of 8."""
+    cfg = small_cfg(seed_budget=12)
+    fresh = [True, False, True, True]  # the 4 drawn after the search: a failure here is no seed
+    engine = ScriptedEngine(tiny_tokenizer, [True] * 12 + fresh)
+    found = rrpo.reset_prompt(engine, 0, ANSWERED, cfg, 0, rrpo.RANDOM)
+    assert found.seeds is None and len(found.stream) == 16
+    assert found.base == found.stream[:4] + found.stream[12:]
+    engine = ScriptedEngine(tiny_tokenizer, [True] * 12 + fresh)
     groups, stats = rrpo.reset_buffer(engine, [ANSWERED], cfg, step=0)
-    assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 9
-    assert [(g.kind, len(g.rollouts)) for g in groups] == [("base", 4)]
-    # so its advantages are all zero: no signal this step
-    assert all(r.reward == 1 for r in groups[0].rollouts)
+    assert stats["reset/grpo_fallbacks"] == 1 and stats["reset/search_rollouts"] == 16
+    assert [(g.kind, len(g.rollouts)) for g in groups] == [("base", 8)]
+    assert [r.reward for r in groups[0].rollouts] == [1.0] * 4 + [1.0, 0.0, 1.0, 1.0]
+    assert config.Config().seed_budget == 12  # the release's search budget is the default
+
+
+def test_a_rollout_with_no_thought_is_never_a_seed(tiny_tokenizer):
+    cfg = small_cfg()
+    # stream: no thought (EOS at once, reward 0), right, wrong (the seed), right, right, ...
+    engine = ScriptedEngine(tiny_tokenizer, [None, True, False, True, True] + [True] * 20)
+    found = rrpo.reset_prompt(engine, 0, ANSWERED, cfg, 0, rrpo.RANDOM)
+    empty = found.stream[0]
+    assert empty.reward == 0 and empty.finish_reason == "eos" and not rrpo.can_seed(empty)
+    assert found.seeds == [found.stream[2]]
+    assert [id(r) for r in found.base] == [id(found.stream[i]) for i in (0, 1, 3, 4)]
+
+
+def test_an_epoch_drops_its_last_partial_step():
+    """The authors' release: 400 problems / 32 a step = 12 steps an epoch, 24 in two."""
+    cfg = config.Config()
+    assert grpo.steps_per_epoch(400, cfg) == 12 and cfg.epochs * grpo.steps_per_epoch(400, cfg) == 24
+    problems = [{"id": i} for i in range(400)]
+    epoch = [p["id"] for step in range(12) for p in grpo.step_problems(problems, cfg, step)]
+    assert len(epoch) == len(set(epoch)) == 384  # 16 problems sit this epoch out
+    assert len(grpo.step_problems(problems, cfg, 12)) == 32  # step 12 opens the second epoch
+    assert grpo.steps_per_epoch(5, cfg) == 1  # fewer problems than a step: one smaller step
+
+
+def test_the_problem_draw_does_not_depend_on_the_run_key():
+    """The release draws its 400 problems (and the validation ones) once, with key 42; the
+    run keys 0, 42, 420 vary the training only."""
+
+    def drawn(*argv):
+        cfg = config.parse_config(["--data", "bundled", "--train-problems", "3", "--eval-every", "1", *argv])
+        train = grpo.training_problems(cfg)
+        return [p["id"] for p in train], [p["id"] for p in grpo.validation_problems(cfg, train)]
+
+    assert config.Config().data_key == 42
+    assert drawn("--run-key", "0") == drawn("--run-key", "420")
+    assert drawn("--data-key", "7") != drawn()
 
 
 def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
@@ -190,6 +234,7 @@ def test_srpo_resets_at_the_self_localized_step(tiny_tokenizer):
     assert stats["reset/indices"] == [2, 2] and stats["localize/parse_failures"] == 0
     assert engine.localize_calls == 2 and stats["tokens/localize"] > 0
     assert stats["localize/fallback_rate"] == 0 and all(r["h_ref"] is None for r in stats["reset/records"])
+    assert [stats[f"localize/path/{p}"] for p in localize.PATHS] == [2, 0, 0, 0]  # both read from a box
     for g in (g for g in groups if g.kind == "suffix"):
         assert all(
             r.thought_texts[0] == "First step.</thought>" and r.n_prefix_thoughts == 1 for r in g.rollouts
@@ -451,6 +496,15 @@ def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
     # the caps at the top level, as once saved
     flat.update(max_thoughts=6, max_thought_tokens=24, temperature=1.0)
     (tmp_path / "config.json").write_text(json.dumps(flat))
+    for field in (
+        "data_key",
+        "seed_budget",
+        "localize_temperature",
+        "localize_max_tokens",
+        "localize_fallback",
+    ):
+        flat.pop(field)  # saved before these existed
+    (tmp_path / "config.json").write_text(json.dumps(flat))
     cfg = config.load_config(str(tmp_path))
     assert (
         cfg.method,
@@ -458,6 +512,14 @@ def test_a_run_folder_with_the_older_flat_config_still_resumes(tmp_path):
         cfg.thought.max_thought_tokens,
         cfg.thought.temperature,
     ) == ("rrpo", 6, 24, 1.0)
+    # ... and it runs as it ran then: the run key's data, the old search and localizer, cut thoughts
+    assert (cfg.data_key, cfg.seed_budget, cfg.localize_fallback, cfg.thought.cut_last_thought) == (
+        None,
+        16,
+        "uniform",
+        True,
+    )
+    assert config.data_key(cfg) == cfg.run_key
 
 
 def test_chunked_logprobs_equal_the_whole_softmax_with_gradients(trained_tiny, tiny_tokenizer, monkeypatch):
