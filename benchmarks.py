@@ -478,9 +478,12 @@ def own_model(name):
 
 def default_caps(model):
     """The Thought MDP's caps a script uses for `model` unless told otherwise: the
-    classroom world's (they follow from its horizon) for tiny-world, the paper's (App. C) for the rest."""
+    classroom world's (they follow from its horizon) for tiny-world, the paper's (App. C) for the
+    rest, with the prompt as the authors' release writes it (raw) except for the bundled chat model."""
     world = own_model(model)
-    return world.caps() if world else tm.ThoughtConfig()
+    if world:
+        return world.caps()
+    return tm.ThoughtConfig(prompt_format="chat" if model in models.BUNDLED_MODELS else "raw")
 
 
 def load_model(name, dtype=None, device=None, device_map=None):

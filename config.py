@@ -76,7 +76,9 @@ class Config:
     # thought_mdp.ThoughtConfig's flags
     group_size: int = 8  # G, rollouts per prompt in total
     # caps, temperature, top-p
-    thought: tm.ThoughtConfig = dataclasses.field(default_factory=tm.ThoughtConfig)
+    thought: tm.ThoughtConfig = dataclasses.field(
+        default_factory=lambda: tm.ThoughtConfig(prompt_format="raw")
+    )
     gen_batch_size: int = 32  # rows decoded at once by the HF engine
     # pipelined: each prompt's next request joins the running batch (pipeline.py); phases;
     # sequential: Algorithm 2 one prompt after another (rrpo.reset_prompt); all give the same buffer
@@ -96,6 +98,10 @@ class Config:
     localize_max_tokens: int = 4096  # SRPO: tokens of the localizer's answer (the authors' release)
     # SRPO: h* when no step can be read from the answer: first (step 1, the release's) or uniform
     localize_fallback: str = "first"
+    # SRPO: reset this many thoughts before the located step, h* - k, at least 1 (an ablation of the release)
+    localize_offset: int = 0
+    # train a shared-prefix rollout on its prefix tokens too (an ablation; the paper masks them, Sec. 4.3)
+    no_prefix_mask: bool = False
     # SRPO: also localize every seed with this model, for comparison only (Fig. 4b-d)
     reference_localizer: str = ""
     # GPUs (gpus.py)
@@ -204,7 +210,8 @@ def parse_config(argv=None, method="grpo", check=None):
         choices=sorted(DEMOS),
         help=tm.field_help(Config)["demo"],
     )
-    tm.add_flags(parser, tm.ThoughtConfig)  # --max-thoughts, ..., --temperature, --top-p
+    # --max-thoughts, ..., --temperature, --top-p, --prompt-format
+    tm.add_flags(parser, tm.ThoughtConfig, Config().thought, choices={"prompt_format": tm.PROMPT_FORMATS})
     for old, new in [("--seed", "run_key"), ("--vllm-seeded", "vllm_keyed")]:  # deprecated names
         kind = dict(action="store_true") if new == "vllm_keyed" else dict(type=int)
         parser.add_argument(
@@ -250,7 +257,12 @@ def parse_config(argv=None, method="grpo", check=None):
         )
     for name, least in [
         (n, 1) for n in ("group_size", "prompts_per_step", "minibatch_prompts", "gen_batch_size")
-    ] + [("train_microbatch", 0), ("tp", 0), ("search_ahead", 0)]:  # tp, microbatch 0: chosen at start
+    ] + [
+        ("train_microbatch", 0),
+        ("tp", 0),
+        ("search_ahead", 0),
+        ("localize_offset", 0),
+    ]:  # tp, microbatch 0: chosen at start
         if getattr(cfg, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
     if problem := check(cfg) if check else None:

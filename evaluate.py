@@ -9,6 +9,8 @@ Paper map
   Sec. 5, Table 3     ten benchmarks, 500 items each (drawn with a run key), temperature 0,
                       the Thought-MDP prompt; the table itself           evaluate(), report.table3()
   Sec. 5, App. E-H    Tables 7-8 and Figures 3, 4, 7 from run folders    report.py (--report)
+  (release)           pass@k with the unbiased estimator, n samples an
+                      item at the training temperature (--pass-at-k)     pass_at_k()
 
 Symbols
   pass rate   -> mean reward of one greedy rollout per item, in [0, 1] (percent in the tables)
@@ -34,6 +36,7 @@ Run it
   python evaluate.py --model tiny-world --adapter runs/grpo-demo runs/srpo-demo \
       --benchmarks tiny-world --n 256
   python evaluate.py --report runs/grpo-demo runs/rrpo-demo runs/srpo-demo --out runs/report
+  python evaluate.py --model tiny-world --benchmarks tiny-world --n 64 --pass-at-k 4 --samples 8
   python evaluate.py --model allenai/OLMo-3-7B-Instruct --adapter runs/srpo-s0 runs/srpo-s42 \
       --benchmarks all \
       --engine vllm                        # every visible GPU: adapters hot-loaded (vllm_engine.py)
@@ -42,6 +45,7 @@ Run it
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 
@@ -67,11 +71,9 @@ def question_key(problem):
 
 def trained_on(run_dir):
     """The problems a run has trained on: the steps its checkpoint holds, drawn from
-    its config's training set with its own key (the same draw as grpo.main)."""
+    its config's training set with its data key (the same draw as grpo.main)."""
     cfg = config.load_config(run_dir)
-    problems = benchmarks.load_benchmark(
-        cfg.data, cfg.train_problems, cfg.run_key, train_problems=cfg.train_problems
-    )
+    problems = grpo.training_problems(cfg)
     return [p for step in range(runs.steps_done(run_dir)) for p in grpo.step_problems(problems, cfg, step)]
 
 
@@ -102,10 +104,18 @@ def load_suites(names, n, key, run_dirs=(), source="auto"):
 # Temperature-0 evaluation with resumable per-item results
 
 
-def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", fingerprint=""):
-    """Grade each problem once at temperature 0; results are appended to
-    `out_path` (JSONL) item by item, and items already there with the same
-    `fingerprint` (what was evaluated: model, weights, caps) are skipped."""
+def pass_at_k(n, c, k):
+    """The unbiased pass@k estimator of Chen et al. (2021, "Evaluating large language
+    models trained on code"): the chance that k of n samples, c of them right, drawn
+    without replacement, hold a right one: 1 - C(n - c, k) / C(n, k)."""
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", fingerprint="", k=0, n=1, key=0):
+    """Grade each problem once at temperature 0 (k = 0), or n times at cfg's temperature,
+    scored by pass@k (k >= 1); results are appended to `out_path` (JSONL) item by item,
+    and items already there with the same `fingerprint` (what was evaluated: model,
+    weights, caps, k and n) are skipped."""
     from tqdm import tqdm
 
     cfg = cfg or tm.ThoughtConfig(temperature=0.0)
@@ -124,13 +134,20 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", finger
         open(out_path, "a") as fh,
         tqdm(total=len(problems), initial=len(problems) - len(todo), desc=desc) as bar,
     ):
-        for k in range(0, len(todo), batch):
-            chunk = todo[k : k + batch]
+        for first in range(0, len(todo), batch):
+            chunk = todo[first : first + batch]
             states = [tm.initial_state(engine.tokenizer, p, cfg) for p in chunk]
-            for p, r in zip(chunk, tm.sample_rollouts(engine, states, 1, cfg, key=0)):
+            # a chunk's own key (by its first item's place), so that no two items share random streams
+            chunk_key = engines.derive_key(key, problems.index(chunk[0])) if k else 0
+            rollouts = tm.sample_rollouts(engine, states, n, cfg, key=chunk_key)
+            for j, p in enumerate(chunk):
+                samples = rollouts[j * n : (j + 1) * n]
+                r = samples[0]
+                rewards = [x.reward for x in samples]
                 rec = {
                     "id": p["id"],
-                    "reward": r.reward,
+                    "reward": pass_at_k(n, sum(x >= 1 for x in rewards), k) if k else r.reward,
+                    **({"rewards": rewards} if k else {}),
                     "answer": r.answer,
                     "finish_reason": r.finish_reason,
                     "n_thoughts": len(r.thought_ids),
@@ -197,8 +214,26 @@ def main(argv=None):
         "--tp", type=int, default=0, help="vLLM tensor parallel size (GPUs); 0 = every visible GPU"
     )
     parser.add_argument("--max-lora-rank", type=int, default=64, help="the adapters' LoRA rank (vLLM)")
-    tm.add_flags(parser, tm.ThoughtConfig, skip=("temperature", "top_p"))  # the caps; decoding is greedy
+    parser.add_argument(
+        "--pass-at-k",
+        type=int,
+        default=0,
+        help="score pass@k (the unbiased estimator) from --samples rollouts per item at the training "
+        "temperature, instead of the greedy pass rate (0: greedy, the paper's Table 3)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=0, help="rollouts per item for --pass-at-k (default: k; at least k)"
+    )
+    # the caps and the prompt format; decoding is greedy
+    tm.add_flags(
+        parser, tm.ThoughtConfig, skip=("temperature", "top_p"), choices={"prompt_format": tm.PROMPT_FORMATS}
+    )
     args = parser.parse_args(argv)
+    n_samples = args.samples or args.pass_at_k or 1
+    if args.pass_at_k < 0 or (args.pass_at_k and n_samples < args.pass_at_k):
+        parser.error(f"--samples {n_samples} must be at least --pass-at-k {args.pass_at_k} (and k >= 0)")
+    if args.samples and not args.pass_at_k:
+        parser.error("--samples is for --pass-at-k; the greedy pass rate takes one rollout an item")
     if args.report is not None:  # tables 7-8 and figures from training run folders only
         written = report.report(args.report, args.out)
         print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
@@ -209,7 +244,11 @@ def main(argv=None):
     if problem := benchmarks.name_problem(args.model, *names):
         parser.error(problem)
     caps = dataclasses.replace(benchmarks.default_caps(args.model), **tm.given(args, tm.ThoughtConfig))
-    cfg = dataclasses.replace(caps, temperature=0.0)  # App. C: evaluation at temperature 0, the training caps
+    # App. C: evaluation at temperature 0 with the training caps; pass@k samples at the training temperature
+    cfg = caps if args.pass_at_k else dataclasses.replace(caps, temperature=0.0)
+    k, n = args.pass_at_k, n_samples
+    metric = f"pass@{k} ({n} samples an item, temperature {cfg.temperature})" if k else "greedy pass rate"
+    suffix = f"-pass{k}of{n}" if k else ""  # pass@k results sit beside the greedy ones
     try:  # data or a model that cannot be had here: one line, no traceback
         suites = load_suites(names, args.n, args.run_key, args.adapter, args.source)
         # vLLM: base weights in vLLM, each run's adapter hot-loaded below; HF: adapters wrap the base model
@@ -220,15 +259,19 @@ def main(argv=None):
         sys.exit(f"evaluate.py: {e}")
     engine_kind = "hf" if base_model is not None else "vllm"
     world = benchmarks.own_model(args.model)  # a changed world keeps its name: its cache key tells it apart
-    base_fp = json.dumps([args.model, world.key() if world else None, dataclasses.asdict(cfg)])
+    base_fp = json.dumps([args.model, world.key() if world else None, dataclasses.asdict(cfg), k, n])
+    print(f"scoring: {metric}")
     base = {
         name: evaluate(
             engine,
             problems,
-            os.path.join(args.out, "base", f"{name}.jsonl"),
+            os.path.join(args.out, "base", f"{name}{suffix}.jsonl"),
             cfg,
             desc=f"base {name}",
             fingerprint=base_fp,
+            k=k,
+            n=n,
+            key=args.run_key,
         )
         for name, problems in suites.items()
     }
@@ -255,10 +298,13 @@ def main(argv=None):
                 name: evaluate(
                     engine,
                     problems,
-                    os.path.join(args.out, label, f"{name}.jsonl"),
+                    os.path.join(args.out, label, f"{name}{suffix}.jsonl"),
                     cfg,
                     desc=f"{label} {name}",
                     fingerprint=fp,
+                    k=k,
+                    n=n,
+                    key=args.run_key,
                 )
                 for name, problems in suites.items()
             }
@@ -266,7 +312,16 @@ def main(argv=None):
         if engine_kind == "hf" and hasattr(policy, "unload"):
             base_model = policy.unload()  # the next adapter starts from the bare base model
     md, csv = report.table3(scores, base, names) if scores else report.table3({"base": [base]}, None, names)
-    print("\n" + md)
+    print(f"\n{metric}\n" + md)
+    if k:  # pass@k: its own table and numbers, beside the greedy Table 3
+        for ext, text in (("md", f"{metric}\n\n{md}"), ("csv", csv)):
+            with open(os.path.join(args.out, f"pass_at_{k}.{ext}"), "w") as fh:
+                fh.write(text + "\n")
+        with open(os.path.join(args.out, f"pass_at_{k}.json"), "w") as fh:
+            json.dump({"metric": metric, "base": base, "runs": scores}, fh, indent=2)
+        written = [f"pass_at_{k}.md", f"pass_at_{k}.csv", f"pass_at_{k}.json"]
+        print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
+        return base, scores
     with open(os.path.join(args.out, "pass_rates.json"), "w") as fh:
         json.dump({"base": base, "runs": scores}, fh, indent=2)
     if scores:

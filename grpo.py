@@ -33,9 +33,16 @@ Deviations and choices
     in N but not forwarded, which changes nothing but the time.
   * N in pg_loss is all rollouts of the mini-batch (every group of its prompts);
     the paper's 1/G per group is the same when every group has G rollouts.
+  * `--no-prefix-mask` (an ablation, the authors' release's no-mask variant)
+    makes every response token of a shared-prefix rollout active, the reset
+    prefix's included; the paper's loss masks the prefix.
   * Training problems (`--data`): by default the 400 NuminaMath-Olympiads
-    training problems (benchmarks.py, needs the Hub); the demo uses the
-    classroom world's training chains; any JSONL file of problems works.
+    training problems (benchmarks.py, needs the Hub), drawn with --data-key,
+    the same for every run key; an epoch is its whole steps (the last partial
+    batch dropped, as in the authors' release: 12 steps of 32). The demo uses
+    the classroom world's training chains; any JSONL file of problems works.
+  * A reset method's step also writes one line per seed to resets.jsonl: the
+    reset record (rrpo.reset_records), kept out of metrics.jsonl for its size.
   * One process. On GPUs (`--engine vllm`, gpus.py) vLLM generates from the base
     weights plus this step's adapter (`engine.sync` saves and hot-loads it), and
     the trainer's layers are spread over the GPUs by accelerate's device map;
@@ -162,7 +169,7 @@ def build_buffer(engine, problems, cfg, step):
 # The update
 
 
-def token_logprobs(model, rollouts, pad_id, temperature):
+def token_logprobs(model, rollouts, pad_id, temperature, prefix_mask=True):
     """log pi(y_t | prefix) of every response token, and the active-token mask.
     Rows are left-padded so that the response positions are the last K columns.
     Returns logp (n, K) and mask (n, K) with K the longest response."""
@@ -172,8 +179,9 @@ def token_logprobs(model, rollouts, pad_id, temperature):
     width = ids.shape[1]
     mask = torch.zeros((len(rollouts), K))  # (n, K)
     for i, r in enumerate(rollouts):
-        # prefix of x* masked
-        mask[i, K - len(r.response_ids) :] = torch.tensor(r.own_mask, dtype=torch.float)
+        # prefix of x* masked (--no-prefix-mask: every response token counts)
+        own = r.own_mask if prefix_mask else [1] * len(r.response_ids)
+        mask[i, K - len(r.response_ids) :] = torch.tensor(own, dtype=torch.float)
     device = next(model.parameters()).device
     ids, attention, mask = ids.to(device), attention.to(device), mask.to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
@@ -234,7 +242,9 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
         for m in range(0, len(active), size):
             micro = active[m : m + size]
             # (n, K)
-            logp, mask = token_logprobs(model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature)
+            logp, mask = token_logprobs(
+                model, [r for _, r, _ in micro], pad_id, cfg.thought.temperature, not cfg.no_prefix_mask
+            )
             adv = torch.stack([a for _, _, a in micro]).to(logp.device)  # (n,)
             logp_old = None
             if cfg.clip_eps > 0:
@@ -456,6 +466,8 @@ def train(cfg, buffer_fn, share):
         batch = step_problems(problems, cfg, step)
         engine.sync(policy, step)  # rollouts from the current policy (vLLM: this step's adapter)
         groups, stats = buffer_fn(engine, batch, cfg, step)  # Alg. 2, lines 1-7
+        for record in stats.pop("reset/trees", []):  # a reset method's records, one line per seed
+            runs.append_jsonl(os.path.join(cfg.out, "resets.jsonl"), {"step": step, **record})
         for g in groups:  # Alg. 2, lines 8-10: advantages normalised within each group
             g.advantages = group_advantages([r.reward for r in g.rollouts])
         engine.sleep()  # vLLM with --vllm-sleep: the trainer gets its GPU memory

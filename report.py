@@ -17,6 +17,7 @@ Paper map
                       deviation, correction rate, clean vs erroneous     figure_localization()
   Fig. 7              shared-prefix pass rate and App. G's signal ratio
                       over training                                      figure_signal()
+  (ours)              one reset drawn as a tree from resets.jsonl        figure_reset_tree()
 
 Symbols
   results     -> {method: [{benchmark: pass rate} per run folder]}, pass rates in [0, 1]
@@ -31,6 +32,7 @@ Run it
   python evaluate.py --report runs/grpo-demo runs/rrpo-demo runs/srpo-demo --out runs/report
 """
 
+import json
 import os
 
 import numpy as np
@@ -271,6 +273,59 @@ def figure_localization(run_dirs, path):
     return True
 
 
+def read_resets(run_dir):
+    """A run's reset records (resets.jsonl, rrpo.reset_records); [] when it wrote none."""
+    path = os.path.join(run_dir, "resets.jsonl")
+    return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+
+
+def pick_tree(records):
+    """The first reset whose suffixes disagree (some right, some wrong): the kind that
+    carries signal; else the first reset; None when there are none."""
+    mixed = [r for r in records if len({s["reward"] for s in r["suffixes"]}) > 1]
+    return (mixed or records or [None])[0]
+
+
+def figure_reset_tree(run_dirs, path):
+    """One reset drawn as a tree: the seed's thoughts along the bottom row (the shared
+    prefix before h* grey, the discarded rest red), and each suffix as a branch from
+    x* = the prefix, ending in its reward (green: right, red: wrong). Returns False when
+    no run wrote reset records."""
+    record = pick_tree([r for run in run_dirs for r in read_resets(run)])
+    if record is None:
+        return False
+    plt = _plt()
+    h, n = record["h"], record["H_s"]
+    width = max([n] + [h - 1 + len(s["thoughts"]) for s in record["suffixes"]])
+    fig, ax = plt.subplots(figsize=(min(12, 2 + 0.8 * width), 1.2 + 0.5 * len(record["suffixes"])))
+    for k in range(1, n + 1):  # the seed
+        ax.plot(k, 0, "o", color="0.55" if k < h else "tab:red", ms=9)
+    ax.plot(range(1, n + 1), [0] * n, "-", color="0.7", zorder=0)
+    ax.text(n + 0.4, 0, "seed: wrong", va="center", color="tab:red")
+    for i, s in enumerate(record["suffixes"], 1):  # the branches from x*
+        xs = [h - 1] + list(range(h, h + len(s["thoughts"])))
+        ax.plot(xs, [0] + [i] * (len(xs) - 1), "-", color="tab:blue", alpha=0.6)
+        ax.plot(xs[1:], [i] * (len(xs) - 1), "o", color="tab:blue", ms=6)
+        right = s["reward"] >= 1
+        ax.text(
+            xs[-1] + 0.4,
+            i,
+            "right" if right else "wrong",
+            va="center",
+            color="tab:green" if right else "tab:red",
+        )
+    ax.axvline(h - 0.5, color="0.3", ls=":", lw=1)
+    how = f", read as {record['path']}" if record.get("path") else ""
+    ax.set_title(
+        f"A reset at h* = {h} of H_s = {n}{how}: problem {record['problem']} (step {record['step']})"
+    )
+    ax.set_xlabel("thought")
+    ax.set_yticks([])
+    ax.set_xlim(0, width + 2)
+    _save(fig, path)
+    return True
+
+
 def report(run_dirs, out, results=None, base=None):
     """Everything from run folders: Table 3 (when evaluation results are given),
     Tables 7-8 and the figures, into `out`."""
@@ -293,4 +348,6 @@ def report(run_dirs, out, results=None, base=None):
     written += ["fig4a_reset_indices.png", "fig7_signal.png", "fig3_validation.png"]
     if figure_localization(run_dirs, os.path.join(out, "fig4bcd_localization.png")):
         written.append("fig4bcd_localization.png")
+    if figure_reset_tree(run_dirs, os.path.join(out, "reset_tree.png")):
+        written.append("reset_tree.png")
     return written

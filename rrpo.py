@@ -293,6 +293,7 @@ def buffer_groups(found, cfg, fill, seconds):
         }
         for b, c, n, g in zip(owners, chosen, lengths, suffix_groups)
     ]
+    trees = reset_records(found, owners, seeds, chosen, suffix_groups)
     t_localize = fill.get("time/phase/localize_s", 0.0)
     dropped = sum(f.dropped_tokens for f in found)
     sampled = sum(len(f.stream) for f in found)
@@ -315,12 +316,50 @@ def buffer_groups(found, cfg, fill, seconds):
         "reset/search_rollouts": sampled,
         "reset/records": records,  # per seed: h*, H_s, a reference step if any, suffix pass rate
         "rollouts/generated": sampled + len(suffixes),
+        "reset/trees": trees,  # the reset records; grpo.train writes them to resets.jsonl
     }
     if any(c.parsed is not None for c in chosen):  # a localizer chose h*: how its answers read (srpo.py)
         failed = sum(c.parsed is False for c in chosen)
         stats.update({"localize/parse_failures": failed, "localize/fallback_rate": failed / len(chosen)})
         stats.update({f"localize/path/{p}": sum(c.path == p for c in chosen) for p in localize.PATHS})
     return groups, stats
+
+
+def reset_records(found, owners, seeds, chosen, suffix_groups):
+    """One record per seed, everything needed to read a reset back: the problem, the
+    seed's thoughts and answer, how h* was chosen (the localizer's answer and how it was
+    read), and each suffix's own thoughts (from h* on), answer and reward; the base
+    group's rewards beside them. The localizer's prompt is localize.LOCALIZE_PROMPT
+    filled with the seed's thoughts, so it is not stored again."""
+    records = []
+    for b, seed, c, g in zip(owners, seeds, chosen, suffix_groups):
+        problem = seed.problem
+        base = found[b].base or []
+        records.append(
+            {
+                "prompt": b,
+                "problem": problem.get("id"),
+                "question": problem.get("question"),
+                "gold": problem.get("answer"),
+                "seed": {"thoughts": seed.thought_texts, "answer": seed.answer, "finish": seed.finish_reason},
+                "H_s": len(seed.thought_ids),
+                "h": c.h,
+                "path": c.path,  # None for a random or oracle reset
+                "localizer_answer": c.answer,
+                "h_ref": c.h_ref,
+                "suffixes": [
+                    {
+                        "thoughts": r.thought_texts[c.h - 1 :],
+                        "answer": r.answer,
+                        "reward": r.reward,
+                        "finish": r.finish_reason,
+                    }
+                    for r in g.rollouts
+                ],
+                "base_rewards": [r.reward for r in base],
+            }
+        )
+    return records
 
 
 # -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ The run folder
   config.json      the resolved config the run started with (a resumed run keeps it)
   metrics.jsonl    one line per training step: {"step": k, "reward/base": ..., ...}
   eval.jsonl       one line per validation: {"step": updates done, "pass_rate": ..., "n": ...}
+  resets.jsonl     RRPO / SRPO: one line per seed, the reset record (rrpo.reset_records)
   checkpoint/      adapter/ (PEFT), trainable.pt, optimizer.pt, rng.pt, state.json {"next_step", "config"}
   summary.json     means over the run's steps
   vllm-adapters/   the last adapters served to vLLM (vllm_engine.py)
@@ -110,6 +111,7 @@ def resume(model, optimizer, run_dir):
     # metrics lines carry their step, eval lines the number of steps done before them
     for path, last in (
         (os.path.join(run_dir, "metrics.jsonl"), start - 1),
+        (os.path.join(run_dir, "resets.jsonl"), start - 1),
         (os.path.join(run_dir, "eval.jsonl"), start),
     ):
         kept = (

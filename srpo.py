@@ -11,6 +11,8 @@ Paper map (Algorithm 2)
                                      localization_requests(), self_localized_index()
   App. H    localization output tokens are counted (`tokens/localize`), which the
             paper's token totals left out
+  (release) `--localize-offset K` resets K thoughts before the located step, h* - K
+            (at least 1): the authors' release's offset ablation
   Sec. 5.3  `--localizer MODEL` localizes with another model instead of the policy;
             `--reference-localizer MODEL` also asks another model, for comparison only
             (the records behind Fig. 4b-d; the paper used Claude Opus 4.5). Both are
@@ -101,7 +103,8 @@ def self_localized_index(seed, answers, cfg, step, key):
         ref_key = grpo.step_key(cfg, step, grpo.KEY_REFERENCE_LOCALIZE, *key)
         ref = localize.read(answers[1], seed, engines.derive_key(ref_key, 0), cfg.localize_fallback)
         h_ref = ref.index if ref.parsed else None
-    return rrpo.ResetIndex(found.index, found.parsed, found.n_tokens, h_ref, found.path, found.text)
+    h = max(1, found.index - cfg.localize_offset)  # --localize-offset k: h* - k (0: the located step)
+    return rrpo.ResetIndex(h, found.parsed, found.n_tokens, h_ref, found.path, found.text)
 
 
 SELF_LOCALIZED = rrpo.ResetRule(choose=self_localized_index, ask=localization_requests)

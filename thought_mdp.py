@@ -12,14 +12,16 @@ Paper map
                    continuations from it                            reset_state()
   App. C, Tab. 5   caps: 20 thoughts, 256 tokens a thought, 4096 response and
                    2048 prompt tokens; temperature 0.7, top-p 0.95, no top-k   ThoughtConfig
-  App. D           the rollout prompt (our wording, same instructions)   ROLLOUT_PROMPT, encode_prompt()
+  App. D           the rollout prompt (our wording, same instructions), as plain
+                   text (raw, the authors' release) or a chat turn   ROLLOUT_PROMPT, encode_prompt()
   (ours)           one --flag per config field, help from its comment      add_flags(), given()
 
 The engines that sample the thoughts (HF transformers, vLLM) and model loading
 live in engines.py, vllm_engine.py and models.py; this file only needs their interface.
 
 Symbols
-  x_0                 -> Rollout.prompt_ids   list[int], chat-templated user turn + assistant header
+  x_0                 -> Rollout.prompt_ids   list[int]: the prompt as plain text (raw), or a chat
+                                              user turn + assistant header (chat)
   y~_h                -> Rollout.thought_ids[h-1]  list[int], the sampled ids of thought h
   H_s                 -> len(Rollout.thought_ids)
   h*                  -> Rollout.reset_index  (None for a rollout from x_0)
@@ -93,10 +95,15 @@ class ThoughtConfig:
     # let the last thought run into the response cap and be cut there (the default, as the authors'
     # release: a thought starts only while a whole one still fits the response cap)
     cut_last_thought: bool = False
+    # raw: the prompt as plain text, the question as given, no chat template (the authors' release: the
+    # paper's runs; the scripts' default for Hub models); chat: a user turn of the model's chat template
+    prompt_format: str = "chat"
 
+
+PROMPT_FORMATS = ("raw", "chat")  # how x_0 is written (encode_prompt)
 
 # ThoughtConfig fields added since runs were first saved, with the value those runs ran with
-BEFORE = dict(cut_last_thought=True)
+BEFORE = dict(cut_last_thought=True, prompt_format="chat")
 
 
 # The small caps of this file's and localize.py's CPU demos on the bundled model
@@ -161,11 +168,17 @@ When a step reaches the final answer, write it as \\boxed{{answer}} and end that
 Q: {question}"""  # noqa: E501 (the prompt's lines are its words)
 
 
-def format_question(problem):
-    """The question text of a problem, with its options or code instructions."""
+def format_question(problem, prompt_format="chat"):
+    """The question text of a problem: with its options and our per-kind instruction
+    (chat), or as given, its options listed and nothing added (raw, as the authors'
+    release, whose datasets carry the options inside the question)."""
     question = problem["question"]
-    if problem["kind"] == "choice" and problem.get("choices"):
-        options = "\n".join(f"{letter}) {text}" for letter, text in zip("ABCDEFGHIJ", problem["choices"]))
+    options = "\n".join(
+        f"{letter}) {text}" for letter, text in zip("ABCDEFGHIJ", problem.get("choices") or [])
+    )
+    if prompt_format == "raw":
+        return f"{question}\n{options}" if options and problem["kind"] == "choice" else question
+    if problem["kind"] == "choice" and options:
         question += f"\n\nOptions:\n{options}\n\nAnswer with the letter of the correct option."
     elif problem["kind"] == "yesno":
         question += "\n\nAnswer yes or no."
@@ -175,13 +188,23 @@ def format_question(problem):
 
 
 def encode_prompt(tokenizer, problem, cfg):
-    """x_0: the rollout prompt as a user turn, through the model's chat template,
-    ending with the assistant header so that thoughts continue the assistant turn."""
+    """x_0: the rollout prompt. chat: a user turn through the model's chat template,
+    ending with the assistant header so that thoughts continue the assistant turn;
+    raw: the prompt's text and a newline, tokenized as it is (the tokenizer's own
+    special tokens, e.g. a BOS, added), thoughts continuing right after it."""
+    if cfg.prompt_format == "raw":
+        text = ROLLOUT_PROMPT.format(question=format_question(problem, "raw")) + "\n"
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        return check_prompt_length(ids, problem, cfg)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the tokenizer has no chat template; the Thought MDP prompt is a chat user turn")
     messages = [{"role": "user", "content": ROLLOUT_PROMPT.format(question=format_question(problem))}]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return check_prompt_length(tokenizer(text, add_special_tokens=False)["input_ids"], problem, cfg)
+
+
+def check_prompt_length(ids, problem, cfg):
+    """x_0's ids, refused when longer than max_prompt_tokens (a truncated problem is another problem)."""
     if len(ids) > cfg.max_prompt_tokens:
         raise ValueError(
             f"prompt of problem {problem.get('id')} has {len(ids)} tokens "

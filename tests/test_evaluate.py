@@ -4,6 +4,7 @@ evaluation, the evaluation script, and loading a trained run's policy."""
 import json
 import os
 
+import numpy as np
 import pytest
 from conftest import ANSWERED, UNANSWERED
 
@@ -122,6 +123,38 @@ def test_interrupted_evaluation_resumes_where_it_stopped(trained_tiny, tiny_toke
     finally:
         tm.sample_rollouts = saved
     assert calls == [3]
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    assert ev.pass_at_k(5, 2, 1) == pytest.approx(0.4)  # k = 1: the fraction right
+    assert ev.pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2) / C(5,2)
+    assert ev.pass_at_k(5, 0, 3) == 0.0 and ev.pass_at_k(4, 3, 2) == 1.0  # no right one; no 2 wrong ones
+    # it is the mean, over every k-subset of the n samples, of "the subset holds a right one"
+    import itertools
+
+    right = [1, 0, 0, 1, 0, 0]
+    subsets = list(itertools.combinations(right, 3))
+    assert ev.pass_at_k(6, 2, 3) == pytest.approx(sum(map(any, subsets)) / len(subsets))
+
+
+def test_pass_at_k_samples_each_item_n_times(trained_tiny, tiny_tokenizer, tmp_path, capsys):
+    problems = [ANSWERED, UNANSWERED, dict(ANSWERED, id="t-add-again")]
+    engine = engines.HFEngine(trained_tiny, tiny_tokenizer)
+    cfg = tm.ThoughtConfig(temperature=1.0, max_thoughts=4, max_thought_tokens=32)
+    path = str(tmp_path / "tiny-pass2.jsonl")
+    score = ev.evaluate(engine, problems, path, cfg, k=2, n=4, key=5)
+    records = [json.loads(line) for line in open(path)]
+    assert [len(r["rewards"]) for r in records] == [4, 4, 4]
+    for r in records:
+        assert r["reward"] == pytest.approx(ev.pass_at_k(4, sum(x >= 1 for x in r["rewards"]), 2))
+    assert score == pytest.approx(np.mean([r["reward"] for r in records]))
+    for argv, message in [
+        (["--pass-at-k", "4", "--samples", "2"], "--samples 2 must be at least --pass-at-k 4"),
+        (["--samples", "3"], "--samples is for --pass-at-k"),
+    ]:
+        with pytest.raises(SystemExit):
+            ev.main(argv)
+        assert message in capsys.readouterr().err
 
 
 def test_evaluate_script_on_the_bundled_model(tmp_path, capsys):

@@ -406,3 +406,17 @@ def test_llama_decode_step_matches_transformers_forward(tiny_model):
     assert torch.allclose(runs[0], runs[1], atol=1e-5, rtol=0)
     lora = peft.get_peft_model(copy.deepcopy(tiny_model), peft.LoraConfig(r=2, target_modules=["q_proj"]))
     assert not llama_decode.supports(lora)
+
+
+def test_raw_prompt_is_plain_text_with_the_question_as_given(tiny_tokenizer):
+    """--prompt-format raw (the authors' release): the prompt's text tokenized as it is, no
+    chat template, no instruction of ours after the question; chat: a user turn."""
+    choice = {"id": "c", "kind": "choice", "question": "Pick one.", "choices": ["red", "blue"], "answer": "B"}
+    raw = tm.encode_prompt(tiny_tokenizer, choice, tm.ThoughtConfig(prompt_format="raw"))
+    text = tiny_tokenizer.decode(raw)
+    assert text == tm.ROLLOUT_PROMPT.format(question="Pick one.\nA) red\nB) blue") + "\n"
+    assert "<|im_start|>" not in text and "Answer with the letter" not in text
+    chat = tiny_tokenizer.decode(tm.encode_prompt(tiny_tokenizer, choice, tm.ThoughtConfig()))
+    assert chat.startswith("<|im_start|>user") and "Answer with the letter" in chat
+    yesno = {"id": "y", "kind": "yesno", "question": "Is 7 prime?", "answer": True}
+    assert tm.format_question(yesno, "raw") == "Is 7 prime?"

@@ -202,6 +202,30 @@ def test_a_rollout_with_no_thought_is_never_a_seed(tiny_tokenizer):
     assert [id(r) for r in found.base] == [id(found.stream[i]) for i in (0, 1, 3, 4)]
 
 
+def test_no_prefix_mask_trains_the_shared_prefix_too(tiny_model, tiny_tokenizer):
+    """The paper masks the reset prefix (Sec. 4.3); --no-prefix-mask, an ablation, does not."""
+    engine = ScriptedEngine(tiny_tokenizer, [False, True, True, True, True, True])
+    caps = tm.ThoughtConfig()
+    [seed] = tm.sample_rollouts(engine, [tm.initial_state(tiny_tokenizer, ANSWERED, caps)], 1, caps)
+    [suffix] = tm.sample_rollouts(engine, [tm.reset_state(seed, 2)], 1, caps)
+    assert suffix.n_prefix_tokens > 0
+    _, masked = grpo.token_logprobs(tiny_model, [suffix], 0, 1.0)
+    _, whole = grpo.token_logprobs(tiny_model, [suffix], 0, 1.0, prefix_mask=False)
+    assert masked.sum() == suffix.n_own_tokens and whole.sum() == len(suffix.response_ids)
+    assert config.parse_config(["--no-prefix-mask"], "srpo").no_prefix_mask
+
+
+def test_localize_offset_resets_earlier(tiny_tokenizer):
+    """The release's offset ablation: h* - k, never before step 1."""
+    caps = tm.ThoughtConfig()
+    state = tm.initial_state(tiny_tokenizer, ANSWERED, caps)
+    [seed] = tm.sample_rollouts(ScriptedEngine(tiny_tokenizer, [False]), [state], 1, caps)
+    answer = engines.Completion([1], "\\boxed{3}", "stop")
+    for offset, h in [(0, 3), (1, 2), (5, 1)]:
+        cfg = small_cfg(localize_offset=offset)
+        assert srpo.self_localized_index(seed, [answer], cfg, 0, (0, 0)).h == h
+
+
 def test_an_epoch_drops_its_last_partial_step():
     """The authors' release: 400 problems / 32 a step = 12 steps an epoch, 24 in two."""
     cfg = config.Config()
@@ -338,6 +362,22 @@ def test_each_script_runs_two_steps(model_dir, tmp_path, module, extra):
             assert key in m
     if module is not grpo:
         assert all(len(m["reset/indices"]) == len(m["reset/seed_lengths"]) for m in history)
+        # the reset record: one line a seed, with the seed, h* and every suffix's reward
+        records = [json.loads(line) for line in open(tmp_path / "run" / "resets.jsonl")]
+        assert len(records) == sum(len(m["reset/indices"]) for m in history)
+        assert [r["h"] for r in records] == [h for m in history for h in m["reset/indices"]]
+        for r in records:
+            assert len(r["seed"]["thoughts"]) == r["H_s"] and 1 <= r["h"] <= r["H_s"]
+            assert all(s["reward"] in (0.0, 1.0) for s in r["suffixes"]) and r["suffixes"]
+            assert (r["path"] in localize.PATHS) == (module is srpo)
+        assert "reset/trees" not in json.loads(
+            (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0]
+        )
+        import report
+
+        assert report.figure_reset_tree([str(tmp_path / "run")], str(tmp_path / "tree.png"))
+        assert (tmp_path / "tree.png").stat().st_size > 1000
+        assert not report.figure_reset_tree([str(tmp_path)], str(tmp_path / "none.png"))  # no records
 
 
 def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
@@ -410,7 +450,13 @@ def test_demo_presets_and_their_run_folders():
 def test_thought_flags_land_in_the_one_thought_config():
     cfg = config.parse_config(["--demo", "--max-thoughts", "5", "--temperature", "1.0"], "grpo")
     assert (cfg.thought.max_thoughts, cfg.thought.max_thought_tokens, cfg.thought.temperature) == (5, 24, 1.0)
-    assert config.parse_config([], "grpo").thought == tm.ThoughtConfig()  # the paper's caps (App. C)
+    # the paper's caps (App. C), the prompt as plain text as in the authors' release
+    assert config.parse_config([], "grpo").thought == tm.ThoughtConfig(prompt_format="raw")
+    assert (
+        config.parse_config(["--demo"], "grpo").thought.prompt_format == "chat"
+    )  # what the world was built on
+    assert config.parse_config(["--demo", "smollm2-135m"], "grpo").thought.prompt_format == "chat"
+    assert config.parse_config(["--prompt-format", "chat"], "grpo").thought.prompt_format == "chat"
     world = config.parse_config(
         ["--demo", "--model", "tiny-world:horizon=16"], "grpo"
     ).thought  # caps follow H
@@ -439,6 +485,9 @@ def test_every_flag_has_help_from_its_field_comment(capsys):
         (["--seed-budget", "3"], "--seed-budget 3"),
         (["--prompts-per-step", "6", "--minibatch-prompts", "4"], "multiple of --minibatch-prompts"),
         (["--temperature", "hot"], "--temperature"),
+        (["--prompt-format", "plain"], "--prompt-format: invalid choice"),
+        (["--localize-fallback", "middle"], "--localize-fallback: invalid choice"),
+        (["--localize-offset", "-1"], "--localize-offset must be at least 0"),
     ],
 )
 def test_bad_flags_are_refused_in_one_line(argv, message, capsys):
