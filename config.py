@@ -211,7 +211,12 @@ def parse_config(argv=None, method="grpo", check=None):
         help=tm.field_help(Config)["demo"],
     )
     # --max-thoughts, ..., --temperature, --top-p, --prompt-format
-    tm.add_flags(parser, tm.ThoughtConfig, Config().thought, choices={"prompt_format": tm.PROMPT_FORMATS})
+    tm.add_flags(
+        parser,
+        tm.ThoughtConfig,
+        Config().thought,
+        choices={"prompt_format": tm.PROMPT_FORMATS, "grader": tuple(tm.GRADERS)},
+    )
     for old, new in [("--seed", "run_key"), ("--vllm-seeded", "vllm_keyed")]:  # deprecated names
         kind = dict(action="store_true") if new == "vllm_keyed" else dict(type=int)
         parser.add_argument(

@@ -9,6 +9,8 @@ Paper map
   Sec. 5, Table 3     ten benchmarks, 500 items each (drawn with a run key), temperature 0,
                       the Thought-MDP prompt; the table itself           evaluate(), report.table3()
   Sec. 5, App. E-H    Tables 7-8 and Figures 3, 4, 7 from run folders    report.py (--report)
+  Sec. 5, Table 3     the same greedy rollouts also graded by the authors'
+                      release's rules (release_graders.py)             table3_paper_grader.md
   (release)           pass@k with the unbiased estimator, n samples an
                       item at the training temperature (--pass-at-k)     pass_at_k()
 
@@ -111,6 +113,25 @@ def pass_at_k(n, c, k):
     return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+def both_graders(problem, text):
+    """A greedy rollout's reward under each verifier (thought_mdp.GRADERS: ours and the
+    authors' release's), so that Table 3 can be read both ways."""
+    return {f"reward_{name}": grade(problem, text) for name, grade in tm.GRADERS.items()}
+
+
+def grader_column(out_path, problems, grader):
+    """The pass rate of `problems` under `grader`, from the records evaluate() wrote."""
+    found = {}
+    for line in open(out_path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        found[rec["id"]] = rec.get(f"reward_{grader}")
+    rates = [found.get(p["id"]) for p in problems]
+    return float(np.mean(rates)) if rates and None not in rates else float("nan")
+
+
 def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", fingerprint="", k=0, n=1, key=0):
     """Grade each problem once at temperature 0 (k = 0), or n times at cfg's temperature,
     scored by pass@k (k >= 1); results are appended to `out_path` (JSONL) item by item,
@@ -147,7 +168,7 @@ def evaluate(engine, problems, out_path, cfg=None, batch=16, desc="eval", finger
                 rec = {
                     "id": p["id"],
                     "reward": pass_at_k(n, sum(x >= 1 for x in rewards), k) if k else r.reward,
-                    **({"rewards": rewards} if k else {}),
+                    **({"rewards": rewards} if k else both_graders(p, r.text)),
                     "answer": r.answer,
                     "finish_reason": r.finish_reason,
                     "n_thoughts": len(r.thought_ids),
@@ -226,7 +247,10 @@ def main(argv=None):
     )
     # the caps and the prompt format; decoding is greedy
     tm.add_flags(
-        parser, tm.ThoughtConfig, skip=("temperature", "top_p"), choices={"prompt_format": tm.PROMPT_FORMATS}
+        parser,
+        tm.ThoughtConfig,
+        skip=("temperature", "top_p"),
+        choices={"prompt_format": tm.PROMPT_FORMATS, "grader": tuple(tm.GRADERS)},
     )
     args = parser.parse_args(argv)
     n_samples = args.samples or args.pass_at_k or 1
@@ -322,8 +346,34 @@ def main(argv=None):
         written = [f"pass_at_{k}.md", f"pass_at_{k}.csv", f"pass_at_{k}.json"]
         print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
         return base, scores
+    # the same rollouts under the authors' release's graders (release_graders.py), for the paper's Table 3
+    labels = [("base", None)] + [(os.path.basename(os.path.normpath(run)), run) for run in args.adapter]
+    paper = {
+        label: {
+            name: grader_column(os.path.join(args.out, label, f"{name}.jsonl"), problems, "paper")
+            for name, problems in suites.items()
+        }
+        for label, _ in labels
+    }
+    paper_runs = {}
+    for label, run in labels[1:]:
+        with open(os.path.join(run, "config.json")) as fh:
+            paper_runs.setdefault(json.load(fh)["method"], []).append(paper[label])
+    md_paper, csv_paper = (
+        report.table3(paper_runs, paper["base"], names)
+        if paper_runs
+        else report.table3({"base": [paper["base"]]}, None, names)
+    )
+    print("\nthe same rollouts graded by the authors' release's rules (release_graders.py)\n" + md_paper)
+    for ext, text in (("md", md_paper), ("csv", csv_paper)):
+        with open(os.path.join(args.out, f"table3_paper_grader.{ext}"), "w") as fh:
+            fh.write(text + "\n")
     with open(os.path.join(args.out, "pass_rates.json"), "w") as fh:
-        json.dump({"base": base, "runs": scores}, fh, indent=2)
+        json.dump(
+            {"base": base, "runs": scores, "paper_grader": {"base": paper["base"], "runs": paper_runs}},
+            fh,
+            indent=2,
+        )
     if scores:
         written = report.report(args.adapter, args.out, scores, base)
     else:  # the base model alone: Table 3 with its one row
@@ -331,6 +381,7 @@ def main(argv=None):
             with open(os.path.join(args.out, f"table3.{ext}"), "w") as fh:
                 fh.write(text + "\n")
         written = ["table3.md", "table3.csv", "pass_rates.json"]
+    written += ["table3_paper_grader.md", "table3_paper_grader.csv"]
     print("wrote " + ", ".join(os.path.join(args.out, w) for w in written))
     return base, scores
 

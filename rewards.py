@@ -426,6 +426,12 @@ GRADERS = {"math": grade_math, "choice": grade_choice, "yesno": grade_yesno, "co
 
 def score(problem, completion):
     """The terminal reward r_H in [0, 1] of `completion` for `problem` (Sec. 4.1)."""
+    check_problem(problem)
+    return float(GRADERS[problem["kind"]](problem, completion or ""))
+
+
+def check_problem(problem):
+    """Refuse a problem no grader can score, in one line that names it."""
     kind = problem.get("kind")
     if kind not in GRADERS:
         raise ValueError(
@@ -435,7 +441,6 @@ def score(problem, completion):
         raise ValueError(f"code problem {problem.get('id')} has no tests")
     if kind != "code" and "answer" not in problem:
         raise ValueError(f"{kind} problem {problem.get('id')} has no 'answer'")
-    return float(GRADERS[kind](problem, completion or ""))
 
 
 def main():

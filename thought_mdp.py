@@ -76,6 +76,7 @@ import torch
 
 import engines
 import models
+import release_graders
 import rewards
 
 STOP = "</thought>"
@@ -98,12 +99,16 @@ class ThoughtConfig:
     # raw: the prompt as plain text, the question as given, no chat template (the authors' release: the
     # paper's runs; the scripts' default for Hub models); chat: a user turn of the model's chat template
     prompt_format: str = "chat"
+    # the reward's verifier: ours (rewards.py: math-verify's equivalence, boxed answers) or paper
+    # (release_graders.py: the authors' release's extraction and MATH string normalisation)
+    grader: str = "ours"
 
 
 PROMPT_FORMATS = ("raw", "chat")  # how x_0 is written (encode_prompt)
+GRADERS = {"ours": rewards.score, "paper": release_graders.score}  # r_H's verifier (ThoughtConfig.grader)
 
 # ThoughtConfig fields added since runs were first saved, with the value those runs ran with
-BEFORE = dict(cut_last_thought=True, prompt_format="chat")
+BEFORE = dict(cut_last_thought=True, prompt_format="chat", grader="ours")
 
 
 # The small caps of this file's and localize.py's CPU demos on the bundled model
@@ -415,7 +420,7 @@ def to_rollout(state, tracker, tokenizer):
         thought_ids=state.thought_ids + own,
         thought_texts=state.thought_texts + texts,
         finish_reason=tracker.finish_reason,
-        reward=rewards.score(state.problem, text),
+        reward=GRADERS[tracker.cfg.grader](state.problem, text),
         answer=rewards.last_boxed(text),
         reset_index=state.reset_index,
     )

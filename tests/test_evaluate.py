@@ -176,7 +176,15 @@ def test_evaluate_script_on_the_bundled_model(tmp_path, capsys):
     )
     assert set(base) == {"bundled"} and 0.0 <= base["bundled"] <= 1.0 and runs == {}
     assert "| BASE |" in capsys.readouterr().out
-    assert len(open(tmp_path / "base" / "bundled.jsonl").read().splitlines()) == 2
+    records = [json.loads(line) for line in open(tmp_path / "base" / "bundled.jsonl")]
+    assert len(records) == 2
+    # both verifiers on the same rollouts: ours is the table's reward, the release's a second table
+    assert all(r["reward"] == r["reward_ours"] and r["reward_paper"] in (0.0, 1.0) for r in records)
+    paper = (tmp_path / "table3_paper_grader.md").read_text()
+    assert "| BASE |" in paper
+    assert ev.grader_column(
+        str(tmp_path / "base" / "bundled.jsonl"), [{"id": r["id"]} for r in records], "paper"
+    ) == (sum(r["reward_paper"] for r in records) / 2)
 
 
 def test_load_policy_takes_a_full_finetune_without_touching_the_base(tiny_tokenizer, tmp_path):

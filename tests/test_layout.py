@@ -71,7 +71,8 @@ def test_the_floors_of_the_layout():
     assert graph["sandbox"] == set() and graph["rewards"] == {"sandbox"}
     assert graph["models"] == set() and graph["llama_decode"] == set()
     assert graph["engines"] == {"models", "llama_decode"}
-    assert graph["thought_mdp"] <= {"models", "engines", "rewards"}
+    assert graph["release_graders"] == {"rewards"}  # the second verifier sits beside the first
+    assert graph["thought_mdp"] <= {"models", "engines", "rewards", "release_graders"}
     assert not graph["tiny_world"] & {
         "grpo",
         "rrpo",
