@@ -61,6 +61,9 @@ class Config:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # l2 gradient clipping
     clip_eps: float = 0.0  # PPO-style ratio clip; 0 = off (App. C, Table 4)
+    # rollout: each rollout's token sum over its own active tokens (Sec. 4.3); constant: over the
+    # response cap for every rollout (a control: the same weight for every token)
+    loss_normaliser: str = "rollout"
     # schedule
     # training problems: a name of benchmarks.py, "bundled", or a JSONL file
     data: str = "numina-olympiads-train"
@@ -131,6 +134,7 @@ class Config:
     method: str = "grpo"  # set by the script: grpo, rrpo or srpo
 
 
+LOSS_NORMALISERS = ("rollout", "constant")  # what divides a rollout's token sum in the loss (grpo.pg_loss)
 SPLITS = ("1x4", "2x4", "1x8")  # the budget splits of Sec. 5.1 (what each means: rrpo.split_sizes)
 BASE_GROUPS = ("excluded", "iid")  # how the base group relates to the seeds (rrpo.split_stream)
 SCHEDULES = ("pipelined", "phases", "sequential")  # how the prompts' requests share the engine
@@ -200,6 +204,7 @@ def parse_config(argv=None, method="grpo", check=None):
             "base_group": BASE_GROUPS,
             "schedule": SCHEDULES,
             "localize_fallback": localize.FALLBACKS,
+            "loss_normaliser": LOSS_NORMALISERS,
         },
     )
     parser.add_argument(

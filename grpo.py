@@ -33,6 +33,10 @@ Deviations and choices
     in N but not forwarded, which changes nothing but the time.
   * N in pg_loss is all rollouts of the mini-batch (every group of its prompts);
     the paper's 1/G per group is the same when every group has G rollouts.
+  * `--loss-normaliser constant` (a control, not the paper's loss) divides every
+    rollout's token sum by the response cap instead of its own active tokens:
+    a short suffix's tokens then weigh what a full rollout's do, so a reset
+    method's gain that survives it is not a step-size effect of short suffixes.
   * `--no-prefix-mask` (an ablation, the authors' release's no-mask variant)
     makes every response token of a shared-prefix rollout active, the reset
     prefix's included; the paper's loss masks the prefix.
@@ -93,12 +97,14 @@ def group_advantages(rewards):
     return (r - r.mean()) / std  # (G,)
 
 
-def pg_loss(logp, adv, mask, logp_old=None, clip_eps=0.0):
+def pg_loss(logp, adv, mask, logp_old=None, clip_eps=0.0, constant=None):
     """Sec. 4.3: -(1/N) sum_i (1/T_i) sum_t mask_it A_i log pi(y_it), for logp (N, T),
     adv (N,), mask (N, T). With clip_eps > 0 and logp_old (N, T), the per-token term
-    is PPO's clipped surrogate min(rho A, clip(rho, 1 -+ eps) A) instead (App. C, Table 4)."""
+    is PPO's clipped surrogate min(rho A, clip(rho, 1 -+ eps) A) instead (App. C, Table 4).
+    `constant` (--loss-normaliser constant, a control): T_i = that number for every
+    rollout, so every token weighs the same whatever its rollout's length."""
     assert logp.shape == mask.shape and adv.shape == logp.shape[:1], "logp, mask (N, T); adv (N,)"
-    T_i = mask.sum(1).clamp(min=1)  # (N,) active tokens per rollout
+    T_i = mask.sum(1).clamp(min=1) if constant is None else torch.full_like(adv, float(constant))  # (N,)
     if clip_eps > 0:
         rho = torch.exp(logp - logp_old)  # (N, T)
         per_token = torch.minimum(rho * adv[:, None], rho.clamp(1 - clip_eps, 1 + clip_eps) * adv[:, None])
@@ -251,7 +257,10 @@ def train_on_buffer(model, optimizer, groups, cfg, pad_id):
                 logp_old = torch.zeros_like(logp)
                 for i, (_, r, _) in enumerate(micro):
                     logp_old[i, logp.shape[1] - len(old[id(r)]) :] = old[id(r)]
-            loss = pg_loss(logp, adv, mask, logp_old, cfg.clip_eps) * len(micro) / N  # share of the 1/N mean
+            constant = cfg.thought.max_response_tokens if cfg.loss_normaliser == "constant" else None
+            loss = (
+                pg_loss(logp, adv, mask, logp_old, cfg.clip_eps, constant) * len(micro) / N
+            )  # share of the 1/N
             loss.backward()
             loss_total += loss.item()
             with torch.no_grad():  # App. G, from the logits of this very update

@@ -74,6 +74,24 @@ def test_pg_loss_with_clipping_equals_plain_loss_at_ratio_one():
     assert torch.all(lp3.grad[0] == 0) and torch.all(lp3.grad[1] != 0)
 
 
+def test_constant_normaliser_changes_only_the_normaliser():
+    """--loss-normaliser constant: every rollout's token sum over one constant C, by hand."""
+    logp = torch.tensor([[-1.0, -2.0, -3.0, -4.0], [-0.5, -1.5, -9.0, -9.0]])
+    mask = torch.tensor([[1.0, 1, 1, 1], [0, 0, 1, 1]])  # T_i = 4 and 2 (a suffix of 2 tokens)
+    adv = torch.tensor([1.0, -1.0])
+    # the paper's: -(1/2)((-10)/4 + (-1)(-18)/2) = -(1/2)(-2.5 + 9) = -3.25
+    assert grpo.pg_loss(logp, adv, mask).item() == pytest.approx(-3.25)
+    # constant C = 8: -(1/2)((-10)/8 + 18/8) = -0.5
+    assert grpo.pg_loss(logp, adv, mask, constant=8).item() == pytest.approx(-0.5)
+    lp1, lp2 = logp.clone().requires_grad_(True), logp.clone().requires_grad_(True)
+    grpo.pg_loss(lp1, adv, mask).backward()
+    grpo.pg_loss(lp2, adv, mask, constant=8).backward()
+    # the same gradient, row i scaled by T_i / C: only the normaliser moved
+    assert torch.allclose(lp2.grad, lp1.grad * torch.tensor([[4 / 8], [2 / 8]]))
+    cfg = config.parse_config(["--loss-normaliser", "constant"], "srpo")
+    assert cfg.loss_normaliser == "constant" and config.Config().loss_normaliser == "rollout"
+
+
 def test_group_advantages_by_hand():
     assert grpo.group_advantages([1, 0, 0, 1]).tolist() == [1, -1, -1, 1]
     assert grpo.group_advantages([1, 1, 1, 1]).tolist() == [0, 0, 0, 0]
