@@ -100,6 +100,13 @@ def pass_rate(theta):
     return float(np.prod(softmax(theta)[:, 0]))
 
 
+def exact_gradient(theta):
+    """The gradient of the pass rate J = prod_h pi_h(0) in the logits: J (e_0 - pi_h) at
+    every step h (the known answer the reference gradient of mechanism.py is checked on)."""
+    pi = softmax(theta)
+    return pass_rate(theta) * (np.eye(ACTIONS)[0] - pi)
+
+
 def sample(pi, shape, rng):
     """Actions of shape (*shape, H): each step's action drawn from its softmax."""
     u = rng.random((*shape, pi.shape[0], 1))
