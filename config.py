@@ -255,6 +255,12 @@ def parse_config(argv=None, method="grpo", check=None):
     if problem := benchmarks.name_problem(cfg.model, cfg.data, cfg.eval_data):  # a world's bad knob
         parser.error(problem)
     world = benchmarks.own_model(cfg.model)  # a classroom world's caps follow its horizon
+    if world:  # ... and it trains and validates on its own chains, unless --data / --eval-data say otherwise
+        named = tm.given(args, Config)
+        if "data" not in named and cfg.data.startswith("tiny-world"):
+            cfg.data = world.name("tiny-world-train")
+        if "eval_data" not in named and cfg.eval_data.startswith("tiny-world"):
+            cfg.eval_data = world.name()
     cfg.thought = dataclasses.replace(
         world.caps() if world else cfg.thought, **tm.given(args, tm.ThoughtConfig)
     )

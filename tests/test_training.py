@@ -479,6 +479,14 @@ def test_thought_flags_land_in_the_one_thought_config():
         ["--demo", "--model", "tiny-world:horizon=16"], "grpo"
     ).thought  # caps follow H
     assert (world.max_thoughts, world.max_response_tokens) == (18, 288)
+    # another world trains and validates on its own chains, not the default world's
+    cfg = config.parse_config(["--demo", "--model", "tiny-world:horizon=16"], "grpo")
+    assert (cfg.data, cfg.eval_data) == ("tiny-world-train:horizon=16", "tiny-world:horizon=16")
+    cfg = config.parse_config(
+        ["--demo", "--model", "tiny-world:horizon=16", "--data", "tiny-world-train"], "grpo"
+    )
+    assert cfg.data == "tiny-world-train"  # unless told otherwise
+    assert config.parse_config(["--demo"], "grpo").data == "tiny-world-train"
 
 
 def test_every_flag_has_help_from_its_field_comment(capsys):
