@@ -39,6 +39,7 @@ Choices, and why
 Run it
   python mechanism.py                                   # the default world's warm start, a few minutes
   python mechanism.py --model tiny-world:horizon=16:hard_at=late:hard_share=0.3
+  python mechanism.py --adapter RUN                     # at a training run's checkpoint instead
   python mechanism.py --buffers 4 --ref-batches 2       # a quick look
 """
 
