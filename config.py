@@ -120,6 +120,8 @@ class Config:
     # rewards (rewards.py, sandbox.py)
     # train on code problems where the sandbox has no namespaces (a program can then outlive its grade)
     allow_weak_sandbox: bool = False
+    # the code sandbox's isolation, recorded at start when the data holds code (sandbox.mode())
+    sandbox_mode: str = ""
     # run
     # the run's random key (the paper's "seeds" 0, 42, 420): data order, every row sampled,
     # the initialisation; --seed is its old name (deprecated: a seed is a failed rollout)

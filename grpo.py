@@ -437,6 +437,10 @@ def train(cfg, buffer_fn, share):
     problems = training_problems(cfg)
     if problem := sandbox_problem(problems, cfg):
         sys.exit(problem)
+    code = any(p.get("kind") == "code" for p in problems)
+    if code and not cfg.resume:  # the isolation the code is graded under, in the run's config
+        cfg = dataclasses.replace(cfg, sandbox_mode=sandbox.mode())
+        runs.prepare(cfg.out, dataclasses.asdict(cfg), overwrite=True)
     policy, tokenizer = load_policy(cfg, engine_kind)
     tp, microbatch, chose = gpus.hardware_defaults(
         engine_kind, cfg.tp, cfg.train_microbatch, policy, cfg.thought, cfg.vllm_memory, cfg.vllm_sleep
@@ -475,6 +479,9 @@ def train(cfg, buffer_fn, share):
         batch = step_problems(problems, cfg, step)
         engine.sync(policy, step)  # rollouts from the current policy (vLLM: this step's adapter)
         groups, stats = buffer_fn(engine, batch, cfg, step)  # Alg. 2, lines 1-7
+        if code:  # what the sandbox could not do this step: counted, never hidden in a 0 reward
+            stats["sandbox/mode"] = sandbox.mode()
+            stats.update({f"sandbox/failures/{k}": n for k, n in sandbox.take_failures().items()})
         for record in stats.pop("reset/trees", []):  # a reset method's records, one line per seed
             runs.append_jsonl(os.path.join(cfg.out, "resets.jsonl"), {"step": step, **record})
         for g in groups:  # Alg. 2, lines 8-10: advantages normalised within each group

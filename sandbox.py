@@ -11,6 +11,7 @@ Paper map
              is one sandbox process                                   Sandbox
   (ours)     isolation: PID and mount namespaces where Linux allows     mode(), BOOT
   (ours)     values cross as plain JSON, exact builtin types only       to_plain(), from_plain()
+  (ours)     infrastructure failures counted, not hidden in a 0 reward   take_failures()
 
 Symbols
   program     -> the candidate's source
@@ -229,10 +230,31 @@ def _probe_mode():
             out, code = box.run_stdin("")
         return "namespaces" if code == 0 and out.strip() == "42" else "process-group"
     except (OSError, CandidateError):  # unshare refused (no privilege), or the sandbox died at start
+        _FAILURES["probe"] += 1
         return "process-group"
 
 
 _MODE = []  # the isolation in use, probed once
+
+# Infrastructure failures since the last take_failures(), by kind: a sandbox that could not
+# start; a probe of namespaces that failed where `unshare` exists (the machine fell back to
+# process groups); a time limit reached while the machine was loaded (load average above its
+# cores), where the program may have been starved rather than slow.
+FAILURE_KINDS = ("start", "probe", "deadline_loaded")
+_FAILURES = dict.fromkeys(FAILURE_KINDS, 0)
+
+
+def take_failures():
+    """The infrastructure failures counted since the last call, by kind; the counts restart."""
+    counts = dict(_FAILURES)
+    _FAILURES.update(dict.fromkeys(FAILURE_KINDS, 0))
+    return counts
+
+
+def _time_limit():
+    """A time limit reached: also an infrastructure failure when the machine was loaded."""
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        _FAILURES["deadline_loaded"] += 1
 
 
 def mode():
@@ -341,7 +363,9 @@ class Sandbox:
                 os.close(req_r)
                 os.close(rep_w)
             self._send({"mode": job_mode, "program": program})
-        except BaseException:  # it could not start, or died before reading its job: leave nothing behind
+        except BaseException as e:  # it could not start, or died before reading its job: leave nothing behind
+            if isinstance(e, OSError):  # the machine could not start it: not the program's doing
+                _FAILURES["start"] += 1
             self.close()
             raise
 
@@ -397,6 +421,7 @@ class Sandbox:
             left = self.deadline - time.monotonic()
             ready, _, _ = select.select([self.rep_r], [], [], max(0.0, left))
             if left <= 0 or not ready:
+                _time_limit()
                 raise CandidateError("time limit")
             chunk = os.read(self.rep_r, 65536)
             if not chunk:
@@ -429,6 +454,7 @@ class Sandbox:
             left = self.deadline - time.monotonic()
             ready, _, _ = select.select([fd], [], [], max(0.0, left))
             if left <= 0 or not ready:
+                _time_limit()
                 return out.decode(errors="replace"), None  # time limit
             chunk = os.read(fd, 65536)
             if not chunk:

@@ -250,4 +250,5 @@ def test_training_on_code_needs_the_namespace_sandbox(tmp_path, monkeypatch, cap
         grpo.main(["--data", str(data), "--out", str(tmp_path / "run")])
     cfg = config.parse_config(["--data", str(data), "--allow-weak-sandbox"])
     assert grpo.sandbox_problem([problem], cfg) is None
+    assert cfg.sandbox_mode == ""  # recorded at start, once the data is known to hold code
     assert grpo.sandbox_problem([{"kind": "math", "answer": "1"}], config.parse_config([])) is None

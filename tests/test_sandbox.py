@@ -214,7 +214,31 @@ def test_a_sandbox_that_cannot_start_means_the_fallback_mode(monkeypatch):
             raise error
 
         monkeypatch.setattr(sandbox, "Sandbox", refuse)
+        sandbox.take_failures()
         assert sandbox._probe_mode() == "process-group"
+        assert sandbox.take_failures()["probe"] == 1  # the fall back is counted, not silent
+
+
+def test_infrastructure_failures_are_counted_not_hidden(monkeypatch):
+    """A sandbox the machine cannot start, or a time limit reached on a loaded machine,
+    still scores 0, and is counted (grpo.py logs the counts per step)."""
+    add = "def add(a, b):\n    return a + b\n"
+    test = {"type": "call", "fn_name": "add", "input": [2, 3], "output": 5}
+    sandbox.take_failures()
+
+    def no_fork(*args, **kw):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    with monkeypatch.context() as m:
+        m.setattr(sandbox.subprocess, "Popen", no_fork)
+        assert rewards.run_code_test(add, test) is False
+    assert sandbox.take_failures() == {"start": 1, "probe": 0, "deadline_loaded": 0}
+    spin = {"type": "stdin", "input": "", "output": "1"}
+    for load, counted in ((0.0, 0), (99.0, 1)):
+        monkeypatch.setattr(sandbox.os, "getloadavg", lambda load=load: (load, load, load))
+        assert rewards.run_code_test("while True: pass", spin, timeout=0.5) is False
+        assert sandbox.take_failures()["deadline_loaded"] == counted
+    assert rewards.run_code_test(add, test) is True and sandbox.take_failures()["start"] == 0
 
 
 def test_the_old_harness_attacks_would_have_won():

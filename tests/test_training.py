@@ -398,6 +398,26 @@ def test_each_script_runs_two_steps(model_dir, tmp_path, module, extra):
         assert not report.figure_reset_tree([str(tmp_path)], str(tmp_path / "none.png"))  # no records
 
 
+def test_a_run_on_code_records_its_isolation_and_infrastructure_failures(model_dir, tmp_path):
+    import sandbox
+
+    if sandbox.mode() != "namespaces":
+        pytest.skip(f"training on code is refused in mode {sandbox.mode()!r} (tested in test_rewards.py)")
+    data = tmp_path / "code.jsonl"
+    tests = [{"type": "call", "fn_name": "add", "input": [1, 2], "output": 3}]
+    rows = [{"id": f"c{i}", "kind": "code", "question": "Write add(a, b).", "tests": tests} for i in range(2)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = run_args(model_dir, tmp_path / "run", "--max-steps", "1")
+    args[args.index("--data") + 1] = str(data)
+    grpo.main(args)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["sandbox_mode"] == "namespaces"
+    [m] = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert m["sandbox/mode"] == "namespaces"
+    assert {k: m[f"sandbox/failures/{k}"] for k in sandbox.FAILURE_KINDS} == dict.fromkeys(
+        sandbox.FAILURE_KINDS, 0
+    )
+
+
 def test_grpo_learns_a_first_token_preference(tiny_tokenizer):
     """A real tiny model, the real loss and update: reward = first token in a fixed
     set of 60 ids (about 10% at the start). A few dozen GRPO steps raise it clearly."""
