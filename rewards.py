@@ -52,9 +52,10 @@ Code: the threat model (the policy is an optimiser pointed at this verifier)
     finite decimals token by token, with no tolerance (NaN matches nothing).
   * Where Linux gives the sandbox its own namespaces (sandbox.mode() ==
     "namespaces": util-linux unshare), no process outlives its grade, it
-    reaches no network or IPC of the host, and, as root, no file outside its
-    private /tmp changes; in a user namespace (a normal user) the program can
-    still undo its read-only mounts. Elsewhere a program that leaves its
+    reaches no network or IPC of the host, and no file outside its private
+    /tmp changes (as root it runs as nobody; under a normal user's judge its
+    mounts are locked in a nested user namespace, with no capability and
+    no_new_privs). Elsewhere a program that leaves its
     process group can survive its grade, and training on code is refused
     unless --allow-weak-sandbox.
   * A hostile program costs at most its time limit; it can still print

@@ -33,10 +33,13 @@ Isolation
   /tmp/work, gone with the namespace); the project folder and the data caches
   are covered by empty tmpfs, so the benchmark's files cannot be read. Under
   real root it then runs as user nobody, so that the process limit applies.
-  Not yet locked as a normal user: with `--user --map-root-user` the program
-  keeps root's capabilities in its user namespace and can undo those mounts
-  (unmount the tmpfs over /tmp, remount `/` read-write): a known gap, written down in
-  docs/grading-code.md.
+  As a normal user the judge's `--user --map-root-user` would leave the
+  program root's capabilities in its user namespace, enough to undo those
+  mounts; so BOOT then sets no_new_privs, enters a second, nested user and
+  mount namespace (the mounts copied into it are locked: no unmount, no
+  read-write remount), maps itself to uid 65534 and drops every capability
+  before the program starts (tests/test_sandbox.py tries the escapes as user
+  nobody).
   Fallback mode (no namespaces): a new session killed as a process group, user
   nobody under root, a temporary folder removed afterwards; a program that
   leaves its process group can outlive its grade there.
@@ -93,6 +96,8 @@ if cfg["mounts"]:
         path = fields[4].encode().decode("unicode_escape")
         points.append((path, sum(LOCKED.get(o, 0) for o in fields[5].split(","))))
     for path, flags in points:  # MS_BIND | MS_REMOUNT | MS_RDONLY, keeping the flags a user namespace locks
+        if cfg["lock"] and path == "/proc":  # its maps are written below; read-only after that
+            continue
         try:
             mount(None, path, None, 4096 | 32 | 1 | flags, None)
         except OSError:
@@ -104,6 +109,22 @@ if cfg["mounts"]:
     os.makedirs("/tmp/work", mode=0o777)
     os.chmod("/tmp/work", 0o777)
     cfg["workdir"] = "/tmp/work"
+    if cfg["lock"]:  # a normal user's judge: lock these mounts, then hold no capability at all
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: no exec gains privileges
+            raise OSError(ctypes.get_errno(), "no_new_privs")
+        # a second user namespace and mount namespace: mounts copied into a mount namespace
+        # of a less privileged user namespace are locked (no unmount, no read-write remount)
+        if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+            raise OSError(ctypes.get_errno(), "unshare")
+        for name, text in (("setgroups", "deny"), ("uid_map", "65534 0 1"), ("gid_map", "65534 0 1")):
+            with open("/proc/self/" + name, "w") as fh:
+                fh.write(text)
+        mount(None, "/proc", None, 4096 | 32 | 1 | 2 | 4 | 8, None)  # now /proc too: read-only, nosuid...
+        for cap in range(64):  # PR_CAPBSET_DROP: the bounding set, then capset: nothing held
+            libc.prctl(24, cap, 0, 0, 0)
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+        if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
 os.chdir(cfg["workdir"])
 mem = cfg["memory_mb"] << 20
 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
@@ -323,6 +344,7 @@ class Sandbox:
             "memory_mb": CODE_MEMORY_MB,
             "cpu_s": int(timeout) + 1,
             "drop": drop,
+            "lock": namespaces and os.geteuid() != 0,  # the judge in a user namespace: lock the mounts
             "nobody": NOBODY,
             "procs": CODE_MAX_PROCS,
             "runner": RUNNER,

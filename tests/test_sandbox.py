@@ -369,3 +369,64 @@ def test_a_program_reaches_no_listener_of_the_host_and_leaves_no_ipc_behind():
         listener.accept()
     listener.close()
     assert ctypes.CDLL(None).shmget(key, 0, 0) == -1  # no segment with that key on the host
+
+
+# The escapes a program tried against a normal user's judge (a user namespace): the
+# sandbox's mounts must be locked, with no capability held and no_new_privs set.
+UNDO_THE_SANDBOX = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+tried = {
+    "umount /tmp": libc.umount2(b"/tmp", 2),
+    "remount / read-write": libc.mount(None, b"/", None, 4096 | 32, None),
+    "umount /proc": libc.umount2(b"/proc", 2),
+    "umount the project's cover": libc.umount2(PROJECT.encode(), 2),
+    "mount a tmpfs": libc.mount(b"tmpfs", b"/tmp/work", b"tmpfs", 0, None),
+}
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+for path in ("/tmp/MARKER", PROJECT + "/MARKER"):
+    try:
+        open(path, "w").write("escaped")
+    except OSError:
+        pass
+print(sorted(k for k, v in tried.items() if v == 0), status["CapEff"].strip(), status["NoNewPrivs"].strip(),
+      os.getuid(), os.path.exists(PROJECT + "/sandbox.py"))
+"""
+
+AS_NOBODY = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import sandbox
+assert sandbox.mode() == "namespaces", sandbox.mode()
+with sandbox.Sandbox(sys.argv[2], "stdin") as box:
+    print(box.run_stdin("")[0])
+"""
+
+
+def test_a_normal_users_judge_cannot_be_undone(tmp_path):
+    """The judge as user nobody (CI runs as root, so this path needs setpriv): the program
+    in its user namespace finds its mounts locked, no capability and no_new_privs set,
+    and leaves no file on the host."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("needs root (to become nobody through setpriv) and /usr/bin/python3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not all(os.stat(p).st_mode & 0o005 == 0o005 for p in sandbox._parents(root)):
+        pytest.skip(f"user nobody cannot read the project folder {root}")
+    marker = f"srpo-escape-{secrets.token_hex(4)}"
+    program = UNDO_THE_SANDBOX.replace("MARKER", marker).replace("PROJECT", repr(root))
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", AS_NOBODY]
+        + [root, program],
+        capture_output=True,
+        text=True,
+        cwd="/tmp",
+        timeout=60,
+    )
+    if "user namespace" in done.stderr or "Operation not permitted" in done.stderr:
+        pytest.skip(f"no user namespaces for a normal user here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "[] 0000000000000000 1 65534 False"  # nothing undone, nothing held
+    assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(os.path.join(root, marker))
