@@ -12,6 +12,7 @@ Paper map
   (ours)     isolation: PID and mount namespaces where Linux allows     mode(), BOOT
   (ours)     values cross as plain JSON, exact builtin types only       to_plain(), from_plain()
   (ours)     infrastructure failures counted, not hidden in a 0 reward   take_failures()
+  (ours)     the sandbox as a whole in a cgroup, where the machine allows  Group, cgroup_support()
 
 Symbols
   program     -> the candidate's source
@@ -44,7 +45,10 @@ Isolation
   nobody under root, a temporary folder removed afterwards; a program that
   leaves its process group can outlive its grade there.
   Both modes: limits on wall-clock time, address space, CPU time, file size and
-  processes, and on the bytes of output the judge reads. `mode()` says which
+  processes, and on the bytes of output the judge reads; and, where the judge
+  may make a cgroup (v2 with memory and pids enabled for children, or v1), a
+  cgroup of its own that the sandbox joins before anything else: 1 GB and 64
+  processes for all its processes together (cgroup_support() says which). `mode()` says which
   mode this machine gives (probed once, by running a program in namespaces).
 
 Choices, and why
@@ -60,6 +64,7 @@ Run it
   python sandbox.py        # which isolation this machine gives, and what a program sees from inside
 """
 
+import atexit
 import inspect
 import json
 import os
@@ -76,6 +81,7 @@ CODE_TIMEOUT_S = 4.0  # wall-clock limit of one code test
 CODE_MEMORY_MB = 512  # address-space limit of a code test
 CODE_MAX_OUTPUT = 1 << 20  # bytes of stdout, and of one reply, the judge reads
 CODE_MAX_PROCS = 64  # processes the sandbox may run (RLIMIT_NPROC)
+CODE_GROUP_MEMORY_MB = 1024  # memory of the whole sandbox (its cgroup, where the machine gives one)
 NOBODY = 65534  # the uid and gid the sandbox runs as under real root
 PROJECT = os.path.dirname(os.path.abspath(__file__))
 
@@ -84,6 +90,9 @@ PROJECT = os.path.dirname(os.path.abspath(__file__))
 BOOT = r"""
 import ctypes, json, os, resource, sys
 cfg = json.loads(sys.argv[1])
+for group in cfg["cgroups"]:  # first of all: every process of the sandbox is in its cgroup
+    with open(group + "/cgroup.procs", "w") as fh:
+        fh.write(str(os.getpid()))
 if cfg["mounts"]:
     libc = ctypes.CDLL(None, use_errno=True)
     def mount(src, target, fstype, flags, data):
@@ -284,6 +293,131 @@ def mode():
     return _MODE[0]
 
 
+# -----------------------------------------------------------------------------
+# A cgroup for the sandbox as a whole, where this judge may make one
+
+
+def _cgroup_dirs():
+    """Where this process may make child cgroups with memory and process limits:
+    ("v2", [dir]) on a unified hierarchy whose memory and pids controllers are
+    enabled for children, ("v1", [memory dir, pids dir]) on the legacy one, or
+    (None, []) with the reason in cgroup_support()."""
+    try:
+        lines = [line.rstrip("\n").split(":", 2) for line in open("/proc/self/cgroup")]
+    except OSError:
+        return None, []
+    unified = [path for hid, ctrls, path in lines if hid == "0" and ctrls == ""]
+    if unified and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        own = "/sys/fs/cgroup" + unified[0]
+        try:
+            enabled = open(os.path.join(own, "cgroup.subtree_control")).read().split()
+        except OSError:
+            return None, []
+        ok = {"memory", "pids"} <= set(enabled) and os.access(own, os.W_OK)
+        return ("v2", [own]) if ok else (None, [])
+    found = {}
+    for _, ctrls, path in lines:
+        for controller in ("memory", "pids"):
+            if controller in ctrls.split(","):
+                found[controller] = f"/sys/fs/cgroup/{controller}{path}"
+    dirs = [found.get("memory"), found.get("pids")]
+    if all(d and os.path.isdir(d) and os.access(d, os.W_OK) for d in dirs):
+        return "v1", dirs
+    return None, []
+
+
+def cgroup_support():
+    """One line: whether the sandbox as a whole is capped here, and how."""
+    kind, dirs = _cgroup_dirs()
+    if kind is None:
+        return (
+            "no cgroup for the sandbox (no writable cgroup with the memory and pids controllers here): "
+            f"its processes are capped one by one ({CODE_MAX_PROCS} x {CODE_MEMORY_MB} MB)"
+        )
+    whole = f"{CODE_GROUP_MEMORY_MB} MB and {CODE_MAX_PROCS} processes"
+    return f"cgroup {kind}: the sandbox as a whole may use {whole}"
+
+
+_IDLE_GROUPS = []  # emptied groups kept for the next sandbox (a fresh group's first join is slow)
+
+
+def _remove(dirs):
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def _empty(dirs):
+    try:
+        return all(not open(os.path.join(d, "cgroup.procs")).read().strip() for d in dirs)
+    except OSError:
+        return False
+
+
+def release_groups():
+    """Remove the idle groups (at exit, and wherever a test wants the tree clean), once
+    their last processes are gone."""
+    while _IDLE_GROUPS:
+        dirs = _IDLE_GROUPS.pop()
+        for _ in range(100):
+            if _empty(dirs):
+                break
+            time.sleep(0.01)
+        _remove(dirs)
+
+
+atexit.register(release_groups)
+
+
+class Group:
+    """A cgroup for one sandbox at a time: a memory and a process limit for all its
+    processes together. An emptied group waits for the next sandbox (release_groups()
+    removes them). Does nothing where the machine gives none."""
+
+    count = 0
+
+    def __init__(self):
+        for i, dirs in enumerate(_IDLE_GROUPS):  # an earlier sandbox's group whose processes are gone
+            if _empty(dirs):
+                self.dirs = _IDLE_GROUPS.pop(i)
+                return
+        kind, parents = _cgroup_dirs()
+        Group.count += 1
+        name = f"srpo-sandbox-{os.getpid()}-{Group.count}"
+        self.dirs = []
+        try:
+            for parent in parents:
+                path = os.path.join(parent, name)
+                os.mkdir(path)
+                self.dirs.append(path)
+            limits = {
+                "v2": {
+                    "memory.max": CODE_GROUP_MEMORY_MB << 20,
+                    "memory.swap.max": 0,
+                    "pids.max": CODE_MAX_PROCS,
+                },
+                "v1": {"memory.limit_in_bytes": CODE_GROUP_MEMORY_MB << 20, "pids.max": CODE_MAX_PROCS},
+            }.get(kind, {})
+            for key, value in limits.items():
+                target = next((d for d in self.dirs if os.path.exists(os.path.join(d, key))), None)
+                if target is None and key != "memory.swap.max":
+                    raise OSError(f"no {key}")
+                if target:
+                    with open(os.path.join(target, key), "w") as fh:
+                        fh.write(str(value))
+        except OSError:  # the machine would not give one after all: no group, as where there is none
+            _remove(self.dirs)
+            self.dirs = []
+
+    def close(self):
+        """Give the group back: the next sandbox takes it once its processes are gone."""
+        if self.dirs:
+            _IDLE_GROUPS.append(self.dirs)
+        self.dirs = []
+
+
 def _interpreter():
     """(python, drop to nobody): under root, an interpreter user nobody can run."""
     if os.geteuid() != 0:
@@ -335,6 +469,7 @@ class Sandbox:
         self.workdir = None if namespaces else tempfile.mkdtemp(prefix="srpo_code_")
         if self.workdir:
             os.chmod(self.workdir, 0o777)
+        self.group = Group()  # memory and processes of the sandbox as a whole, where the machine allows
         req_r, self.req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
         cfg = {
@@ -349,6 +484,7 @@ class Sandbox:
             "procs": CODE_MAX_PROCS,
             "runner": RUNNER,
             "fds": [req_r, rep_w],
+            "cgroups": self.group.dirs,  # BOOT joins them first: everything it starts is inside
         }
         prefix = []
         if namespaces:
@@ -409,6 +545,8 @@ class Sandbox:
                 pass
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if getattr(self, "group", None):
+            self.group.close()
 
     def _kill(self):
         if self.proc.poll() is None:
@@ -520,6 +658,7 @@ def main():
     with Sandbox(program, "stdin") as box:
         out, code = box.run_stdin("")
     print(f"a program sees: {out.strip()} (exit code {code})")
+    print(cgroup_support())
     return mode()
 
 

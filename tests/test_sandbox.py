@@ -430,3 +430,35 @@ def test_a_normal_users_judge_cannot_be_undone(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[0] == "[] 0000000000000000 1 65534 False"  # nothing undone, nothing held
     assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(os.path.join(root, marker))
+
+
+MEMORY_HOGS = r"""
+import os, time
+kids = []
+for i in range(5):  # 5 x 300 MB, each under the per-process limit, 1.5 GB together
+    pid = os.fork()
+    if pid == 0:
+        x = bytearray(300 * 1024 * 1024)
+        for k in range(0, len(x), 4096):
+            x[k] = 1
+        time.sleep(1.0)
+        os._exit(0)
+    kids.append(pid)
+print(sum(os.waitpid(p, 0)[1] == 0 for p in kids))
+"""
+
+
+def test_the_sandbox_as_a_whole_is_capped_where_a_cgroup_can_be_made():
+    """Five processes of 300 MB each stay under the per-process limit; the sandbox's
+    cgroup (1 GB) stops them together, and the group is gone after the grade."""
+    import glob
+
+    if sandbox._cgroup_dirs()[0] is None:
+        pytest.skip(sandbox.cgroup_support())
+    with sandbox.Sandbox(MEMORY_HOGS, "stdin", timeout=20) as box:
+        out, code = box.run_stdin("")
+    assert code == 0 and int(out) < 5  # some were killed inside the group; the judge lives on
+    for group in sandbox._IDLE_GROUPS:  # the emptied group waits for the next sandbox ...
+        assert all(not open(d + "/cgroup.procs").read().strip() for d in group)
+    sandbox.release_groups()  # ... and is removed at exit
+    assert not glob.glob("/sys/fs/cgroup/**/srpo-sandbox-*", recursive=True)
