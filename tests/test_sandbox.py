@@ -462,3 +462,47 @@ def test_the_sandbox_as_a_whole_is_capped_where_a_cgroup_can_be_made():
         assert all(not open(d + "/cgroup.procs").read().strip() for d in group)
     sandbox.release_groups()  # ... and is removed at exit
     assert not glob.glob("/sys/fs/cgroup/**/srpo-sandbox-*", recursive=True)
+
+
+GRADE_AS_NOBODY = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import rewards, sandbox
+assert sandbox.mode() == "namespaces", sandbox.mode()
+programs = json.loads(sys.stdin.read())
+scores = {name: rewards.run_code_tests(program, tests) for name, (program, tests) in programs.items()}
+print(json.dumps(scores))
+"""
+
+
+def test_every_attack_fails_against_a_normal_users_judge(secret):
+    """The whole hostile suite again, graded by a judge running as user nobody (a user
+    namespace, locked mounts): every attack scores 0 and nothing is left behind."""
+    import json
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("needs root (to become nobody through setpriv) and /usr/bin/python3")
+    root = sandbox.PROJECT
+    if not all(os.stat(p).st_mode & 0o005 == 0o005 for p in sandbox._parents(root)):
+        pytest.skip(f"user nobody cannot read the project folder {root}")
+    token, path = secret
+    programs = {**hostile(token, path), **hostile_needing_namespaces(token, path)}
+    before = nobody_processes()
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"]
+        + [GRADE_AS_NOBODY, root],
+        input=json.dumps(programs),
+        capture_output=True,
+        text=True,
+        cwd="/tmp",
+        timeout=300,
+    )
+    if "user namespace" in done.stderr or "Operation not permitted" in done.stderr:
+        pytest.skip(f"no user namespaces for a normal user here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = json.loads(done.stdout.strip().splitlines()[-1])
+    assert scores == dict.fromkeys(programs, 0.0)
+    check_clean(token, before)
+    assert open(path).read() == token
