@@ -371,6 +371,31 @@ def test_a_program_reaches_no_listener_of_the_host_and_leaves_no_ipc_behind():
     assert ctypes.CDLL(None).shmget(key, 0, 0) == -1  # no segment with that key on the host
 
 
+def as_nobody(script, *args, stdin="", timeout=60):
+    """Run a Python script as user nobody through setpriv (the judge as a normal user):
+    its stdout; the test is skipped with the reason where this machine cannot."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("needs root (to become nobody through setpriv) and /usr/bin/python3")
+    if not all(os.stat(p).st_mode & 0o005 == 0o005 for p in sandbox._parents(sandbox.PROJECT)):
+        pytest.skip(f"user nobody cannot read the project folder {sandbox.PROJECT}")
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script]
+        + [sandbox.PROJECT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd="/tmp",
+        timeout=timeout,
+    )
+    if "user namespace" in done.stderr or "Operation not permitted" in done.stderr:
+        pytest.skip(f"no user namespaces for a normal user here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 # The escapes a program tried against a normal user's judge (a user namespace): the
 # sandbox's mounts must be locked, with no capability held and no_new_privs set.
 UNDO_THE_SANDBOX = r"""
@@ -403,32 +428,15 @@ with sandbox.Sandbox(sys.argv[2], "stdin") as box:
 """
 
 
-def test_a_normal_users_judge_cannot_be_undone(tmp_path):
+def test_a_normal_users_judge_cannot_be_undone():
     """The judge as user nobody (CI runs as root, so this path needs setpriv): the program
     in its user namespace finds its mounts locked, no capability and no_new_privs set,
     and leaves no file on the host."""
-    import shutil
-    import subprocess
-
-    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
-        pytest.skip("needs root (to become nobody through setpriv) and /usr/bin/python3")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not all(os.stat(p).st_mode & 0o005 == 0o005 for p in sandbox._parents(root)):
-        pytest.skip(f"user nobody cannot read the project folder {root}")
+    root = sandbox.PROJECT
     marker = f"srpo-escape-{secrets.token_hex(4)}"
     program = UNDO_THE_SANDBOX.replace("MARKER", marker).replace("PROJECT", repr(root))
-    done = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", AS_NOBODY]
-        + [root, program],
-        capture_output=True,
-        text=True,
-        cwd="/tmp",
-        timeout=60,
-    )
-    if "user namespace" in done.stderr or "Operation not permitted" in done.stderr:
-        pytest.skip(f"no user namespaces for a normal user here: {done.stderr.strip()[-200:]}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[0] == "[] 0000000000000000 1 65534 False"  # nothing undone, nothing held
+    out = as_nobody(AS_NOBODY, program)
+    assert out.split("\n")[0] == "[] 0000000000000000 1 65534 False"  # nothing undone, nothing held
     assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(os.path.join(root, marker))
 
 
@@ -479,30 +487,12 @@ def test_every_attack_fails_against_a_normal_users_judge(secret):
     """The whole hostile suite again, graded by a judge running as user nobody (a user
     namespace, locked mounts): every attack scores 0 and nothing is left behind."""
     import json
-    import shutil
-    import subprocess
 
-    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
-        pytest.skip("needs root (to become nobody through setpriv) and /usr/bin/python3")
-    root = sandbox.PROJECT
-    if not all(os.stat(p).st_mode & 0o005 == 0o005 for p in sandbox._parents(root)):
-        pytest.skip(f"user nobody cannot read the project folder {root}")
     token, path = secret
     programs = {**hostile(token, path), **hostile_needing_namespaces(token, path)}
     before = nobody_processes()
-    done = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"]
-        + [GRADE_AS_NOBODY, root],
-        input=json.dumps(programs),
-        capture_output=True,
-        text=True,
-        cwd="/tmp",
-        timeout=300,
-    )
-    if "user namespace" in done.stderr or "Operation not permitted" in done.stderr:
-        pytest.skip(f"no user namespaces for a normal user here: {done.stderr.strip()[-200:]}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    scores = json.loads(done.stdout.strip().splitlines()[-1])
+    out = as_nobody(GRADE_AS_NOBODY, stdin=json.dumps(programs), timeout=300)
+    scores = json.loads(out.strip().splitlines()[-1])
     assert scores == dict.fromkeys(programs, 0.0)
     check_clean(token, before)
     assert open(path).read() == token
