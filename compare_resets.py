@@ -16,6 +16,16 @@ lands on the true first error, and the fix rates from clean and erroneous
 prefixes. Controls: GRPO with G = 4 (the reset methods' base group alone) and
 RRPO with an iid base group (the first G/2 rollouts, the seed among them).
 
+A second sweep (--sweep uncertain) asks where the regime map (regime_map.py)
+says resets pay: chains of H = 8 with m in {1, 4, 8} uncertain steps, each right
+with probability a at the sampling temperature, so that the start pass rate p0
+runs from about 0.3 down to about 0.003; the localizer dial from random (RRPO)
+through the model itself (SRPO) and a noisy oracle (right half the time) to the
+oracle; GRPO with G = 8 and G = 4; and the loss-normaliser control (-const: a
+constant normaliser instead of each rollout's own length) for GRPO and the
+oracle. `--predict` builds and measures its worlds and writes the regime map's
+prediction per cell (prediction.md) before any run.
+
 Paper map
   Sec. 3.1, Thm. 1   coverage p of the improvable state, measured per cell        world_report()
   Sec. 3.2, Thm. 1   the oracle reset: h* = the seed's true first error           oracle_index()
@@ -33,6 +43,9 @@ Symbols
   advantage   -> a method's held-out pass rate minus GRPO's with the same run key, at equal steps or
                  at equal generated tokens (interpolated), mean and 95% interval over run keys
   METHODS     -> grpo (G = 8), grpo-g4 and rrpo-iid (controls), rrpo, srpo, oracle
+  UNCERTAIN_METHODS -> grpo, grpo-g4, rrpo, srpo, noisy (the oracle half the time, else a uniform
+                 step), oracle, grpo-const and oracle-const (the constant loss normaliser)
+  p0          -> the start pass rate at the sampling temperature, measured (tiny_world.step_report)
 
 Choices, and why
   * Every run is `grpo.main --demo` (config.DEMOS) with the cell's world: G = 8
@@ -51,6 +64,8 @@ Run it
   python compare_resets.py --horizon 8 --coverage rare --run-keys 5   # one cell
   python compare_resets.py                  # the sweep: 6 cells x 4 methods x 5 run keys (+ controls)
   python compare_resets.py --partial        # results, table and figure from the runs finished so far
+  python compare_resets.py --sweep uncertain --predict --out runs/uncertain   # the worlds and the prediction
+  python compare_resets.py --sweep uncertain --out runs/uncertain             # the uncertain sweep
   OMP_NUM_THREADS=1 python compare_resets.py --shard 0/2 &
   OMP_NUM_THREADS=1 python compare_resets.py --shard 1/2; wait
   python compare_resets.py              # the same on two processes, then the results
@@ -61,6 +76,7 @@ import argparse
 import dataclasses
 import json
 import os
+import random
 import time
 
 import numpy as np
@@ -74,14 +90,33 @@ import tiny_world
 CORE = ["grpo", "rrpo", "srpo", "oracle"]
 CONTROLS = ["grpo-g4", "rrpo-iid"]  # G = 4 (the reset methods' base group alone); RRPO with an iid base group
 METHODS = ["grpo", "grpo-g4", "rrpo", "rrpo-iid", "srpo", "oracle"]
-RESETTING = ["rrpo", "rrpo-iid", "srpo", "oracle"]  # the methods with a shared-prefix group
-TRAINER = {"grpo-g4": ("grpo", ["--group-size", "4"]), "rrpo-iid": ("rrpo", ["--base-group", "iid"])}
+# the uncertain-steps sweep (--sweep uncertain): the localizer dial from random (RRPO) through the
+# model (SRPO) and a noisy oracle to the oracle, and the loss-normaliser control ("-const": every
+# rollout's token sum divided by the same constant instead of its own length, grpo.pg_loss)
+UNCERTAIN_METHODS = ["grpo", "grpo-g4", "rrpo", "srpo", "noisy", "oracle", "grpo-const", "oracle-const"]
+# the uncertain sweep's measure: the held-out pass rate sampled at the training temperature, 2
+# rollouts per chain (a greedy pass rate there starts at 0 where a < 0.5 and near 1 where a > 0.5)
+EVAL_SAMPLES = 2
+NOISY_ACC = 0.5  # the noisy oracle: the true first error with this probability, else a uniform step
+RESETTING = ["rrpo", "rrpo-iid", "srpo", "oracle", "noisy", "oracle-const"]  # shared-prefix groups
+CONSTANT = ["--loss-normaliser", "constant"]
+TRAINER = {
+    "grpo-g4": ("grpo", ["--group-size", "4"]),
+    "rrpo-iid": ("rrpo", ["--base-group", "iid"]),
+    "grpo-const": ("grpo", CONSTANT),
+    "oracle-const": ("oracle", CONSTANT),
+}
 # The sweep: horizon H crossed with where the hard decision sits and how often it is there
 HORIZONS = (4, 8, 16)
 COVERAGE = {
     "common": dict(hard_at="early", hard_share=0.6),  # a multiplication at step 2, 60% of them hard
     "rare": dict(hard_at="late", hard_share=0.3),  # a multiplication at step H, 30% of them hard
 }
+# The uncertain-steps sweep (--sweep uncertain): H = 8 chains with m uncertain steps, each right with
+# probability a at the sampling temperature, taken from the regime map's cells (regime_map.py) so
+# that the start pass rate spans about 0.3 down to about 0.003
+UNCERTAIN_CELLS = [(1, 0.322), (1, 0.032), (4, 0.748), (4, 0.42), (4, 0.236), (8, 0.484)]  # (m, a)
+SWEEPS = ("horizon", "uncertain")
 # Student t, 97.5%, by degrees of freedom
 T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -91,7 +126,23 @@ def oracle_index(seed, answers, cfg, step, key):
     return rrpo.ResetIndex(tiny_world.first_error(seed.problem, seed.thought_texts) or len(seed.thought_ids))
 
 
-RULES = {"rrpo": rrpo.RANDOM, "oracle": rrpo.ResetRule(choose=oracle_index), "srpo": srpo.SELF_LOCALIZED}
+def noisy_index(seed, answers, cfg, step, key):
+    """A noisy credit-assignment oracle: the seed's true first error with probability
+    NOISY_ACC, else a uniform step (which may be the true one), drawn from the seed's
+    own random key (the regime map's "noisy" rule, regime_map.py)."""
+    draw = random.Random(grpo.step_key(cfg, step, KEY_NOISY, *key))
+    if draw.random() < NOISY_ACC:
+        return oracle_index(seed, answers, cfg, step, key)
+    return rrpo.ResetIndex(draw.randint(1, len(seed.thought_ids)))
+
+
+KEY_NOISY = 7  # the noisy oracle's draws: a kind of step key that grpo.py's kinds (0-6) never use
+RULES = {
+    "rrpo": rrpo.RANDOM,
+    "oracle": rrpo.ResetRule(choose=oracle_index),
+    "noisy": rrpo.ResetRule(choose=noisy_index),
+    "srpo": srpo.SELF_LOCALIZED,
+}
 
 
 def reset_rule(method):
@@ -107,21 +158,31 @@ def reset_rule(method):
     return dataclasses.replace(rule, choose=choose)
 
 
+def cell_name(world):
+    """A cell of the uncertain-steps sweep by its knobs: h8-m4-a0.42."""
+    return f"h{world.horizon}-m{world.uncertain}-a{world.uncertain_acc:g}"
+
+
 def cells(args):
-    """[(name, WorldConfig)]: the whole sweep, the default world (--quick), or the one
-    cell the world flags (--horizon, --coverage, --hard-at, ...) describe."""
+    """[(name, WorldConfig)]: the whole sweep (--sweep), the default world (--quick), or
+    the one cell the world flags (--horizon, --coverage, --uncertain, ...) describe."""
     knobs = grpo.tm.given(args, tiny_world.WorldConfig)
     if args.coverage:
         knobs = {**COVERAGE[args.coverage], **knobs}
     if not knobs:
         if args.quick:
             return [("default", tiny_world.WorldConfig())]
+        if args.sweep == "uncertain":
+            worlds = [tiny_world.WorldConfig(uncertain=m, uncertain_acc=a) for m, a in UNCERTAIN_CELLS]
+            return [(cell_name(w), w) for w in worlds]
         return [
             (f"h{h}-{c}", tiny_world.WorldConfig(horizon=h, **COVERAGE[c]))
             for h in HORIZONS
             for c in COVERAGE
         ]
     world = tiny_world.check(tiny_world.WorldConfig(**knobs))
+    if world.uncertain:
+        return [(cell_name(world), world)]
     name = next(
         (
             f"h{world.horizon}-{c}"
@@ -161,6 +222,7 @@ def run_method(method, key, out, steps, world):
                 "--eval-data",
                 world.name(),
             ]
+            + (["--eval-samples", str(EVAL_SAMPLES)] if world.uncertain else [])
             + extra,
             method=script,
             buffer_fn=buffer if method in RESETTING else grpo.build_buffer,
@@ -199,9 +261,83 @@ def world_report(cell_dir, world):
         engine = engines.HFEngine(*tiny_world.load(world), batch_size=64)
         with open(path + ".part", "w") as fh:
             report = {**tiny_world.warm_start_report(engine, world, n=128), "model": world_id(world)}
+            if world.uncertain:  # each step's success rate at the sampling temperature, measured
+                report["steps"] = tiny_world.step_report(engine, world, n=128)
             json.dump(report, fh, indent=2)
         os.replace(path + ".part", path)
     return json.load(open(path))
+
+
+# the regime map's rule for each method of the uncertain sweep (GRPO's tabular rollouts all
+# have H steps, so its normaliser is constant already: GRPO-CONST predicts GRPO)
+MAP_RULE = {
+    "rrpo": "rrpo",
+    "noisy": "noisy",
+    "oracle": "oracle",
+    "oracle-const": "oracle-const",
+    "grpo-const": "grpo",
+}
+
+
+def prediction(world, report, keys=4):
+    """The regime map's prediction for a cell of the uncertain sweep: GRPO's generated steps
+    to a 0.8 pass rate over each method's (above 1: the method is cheaper), on a tabular
+    chain with the cell's horizon, m and the per-step rates measured on its warm start
+    (uncertain and easy steps at the sampling temperature, tiny_world.step_report)."""
+    import regime_map
+
+    steps = report["steps"]
+    easy = steps["easy_acc"] if steps["easy_acc"] is not None else 1.0  # None: every step uncertain
+    chain = regime_map.Chain(world.horizon, world.uncertain, steps["uncertain_acc"], easy)
+    cost = {
+        r: float(np.median([regime_map.run(r, chain, k) for k in range(keys)]))
+        for r in set(MAP_RULE.values())
+    }
+    return {
+        "p0": chain.p0(),
+        "ratio": {m: cost["grpo"] / cost[r] for m, r in MAP_RULE.items()},
+    }
+
+
+def predictions(out, sweep):
+    """The regime map's prediction for every cell of an uncertain sweep, from each cell's
+    built warm start (world.json) and kept as prediction.json; the table, prediction.md,
+    is what the sweep pre-registers before any run."""
+    table = {}
+    for name, world in sweep:
+        cell_dir = os.path.join(out, name)
+        report = world_report(cell_dir, world)
+        path = os.path.join(cell_dir, "prediction.json")
+        if not os.path.exists(path) or json.load(open(path)).get("model") != world_id(world):
+            pred = {**prediction(world, report), "model": world_id(world)}
+            with open(path + ".part", "w") as fh:
+                json.dump(pred, fh, indent=1)
+            os.replace(path + ".part", path)
+        table[name] = (world, report, json.load(open(path)))
+    shown = list(MAP_RULE)
+    lines = [
+        "| cell | m | a asked | a measured | easy measured | p0 measured | p0 tabular | "
+        + " | ".join(m.upper() for m in shown)
+        + " |",
+        "|" + " --- |" * (7 + len(shown)),
+    ]
+    for name, (world, report, pred) in table.items():
+        steps = report["steps"]
+        lines.append(
+            f"| {name} | {world.uncertain} | {world.uncertain_acc:g} | {steps['uncertain_acc']:.3f} | "
+            f"{steps['easy_acc'] or float('nan'):.3f} | {steps['pass_rate']:.3f} | {pred['p0']:.3f} | "
+            + " | ".join(f"{pred['ratio'][m]:.2f} ({verdict(pred['ratio'][m])})" for m in shown)
+            + " |"
+        )
+    with open(os.path.join(out, "prediction.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return table
+
+
+def verdict(ratio, margin=0.1):
+    """A predicted ratio as a sign at equal tokens: ahead of GRPO, tied (within margin), behind."""
+    return "ahead" if ratio > 1 + margin else "behind" if ratio < 1 - margin else "tie"
 
 
 def summarize(method, run_key, cell, world, report, history, evals):
@@ -210,9 +346,10 @@ def summarize(method, run_key, cell, world, report, history, evals):
     tokens = np.cumsum([0] + [m["tokens/base"] + m["tokens/suffix"] + m["tokens/localize"] for m in history])
     rollouts = np.cumsum([0] + [m["rollouts/generated"] for m in history])
     truths = [r for m in history for r in m.get("reset/records", []) if r.get("h_ref") is not None]
-    start, steps = evals[0]["pass_rate"], len(history)
+    measure = "pass_rate_sampled" if world.uncertain else "pass_rate"  # the uncertain sweep: sampled
+    start, steps = evals[0][measure], len(history)
     threshold = start + (1 - start) / 2  # half-way from the start to a perfect pass rate
-    reached = next((e["step"] for e in evals if e["pass_rate"] >= threshold), None)
+    reached = next((e["step"] for e in evals if e[measure] >= threshold), None)
 
     def rate(key):
         vals = [m[key] for m in history if m.get(key) == m.get(key) and m.get(key) is not None]
@@ -230,11 +367,18 @@ def summarize(method, run_key, cell, world, report, history, evals):
         "horizon": world.horizon,
         "hard_at": world.hard_at,
         "hard_share": world.hard_share,
+        "uncertain": world.uncertain,
+        "uncertain_acc": world.uncertain_acc,
+        # the start pass rate at the sampling temperature (the regime map's p0), measured
+        "p0": report["steps"]["pass_rate"] if "steps" in report else report["pass_rate"],
         "coverage": report["coverage"],
         "coverage_all": report["coverage_all"],
         "p_theorem": report["coverage_all"] / world.horizon,
+        "measure": measure,
         "start": start,
-        "final": evals[-1]["pass_rate"],
+        "final": evals[-1][measure],
+        "greedy_start": evals[0]["pass_rate"],
+        "greedy_final": evals[-1]["pass_rate"],
         "steps": steps,
         "rollouts_sampled": int(rollouts[-1]),
         "tokens": int(tokens[-1]),
@@ -251,7 +395,7 @@ def summarize(method, run_key, cell, world, report, history, evals):
         "signal_ratio": rate("signal/ratio"),
         "curve": {
             "step": [e["step"] for e in evals],
-            "pass": [e["pass_rate"] for e in evals],
+            "pass": [e[measure] for e in evals],
             "rollouts": [int(rollouts[e["step"]]) for e in evals],
             "tokens": [int(tokens[e["step"]]) for e in evals],
         },
@@ -288,6 +432,14 @@ def parse_args(argv=None):
         help="run keys per method (default 5, quick 1; --seeds: the old name, deprecated)",
     )
     parser.add_argument(
+        "--sweep",
+        choices=SWEEPS,
+        default="horizon",
+        help="which sweep to run without world flags: horizon x coverage (the first one), or "
+        "uncertain (m uncertain steps at start pass rates from about 0.3 to 0.003, "
+        "with the localizer dial and the normaliser control)",
+    )
+    parser.add_argument(
         "--coverage",
         choices=sorted(COVERAGE),
         help="one cell: where the hard decision sits "
@@ -301,6 +453,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--partial", action="store_true", help="train nothing: results from the runs finished so far"
+    )
+    parser.add_argument(
+        "--predict",
+        action="store_true",
+        help="train nothing: build the uncertain sweep's worlds, measure them and write the "
+        "regime map's prediction per cell (prediction.md), the pre-registration",
     )
     parser.add_argument(
         "--shard",
@@ -330,8 +488,16 @@ def main(argv=None):
     steps = args.steps or (30 if args.quick else 60)
     keys = list(range(args.run_keys or (1 if args.quick else 5)))
     sweep = args.cells
-    controls = None if args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))
-    todo = jobs(sweep, METHODS, keys, controls)[args.shard_k :: args.shard_n]
+    uncertain = all(world.uncertain for _, world in sweep)
+    methods = UNCERTAIN_METHODS if uncertain else METHODS
+    controls = (
+        None if uncertain or args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))
+    )
+    if args.predict:
+        if not uncertain:
+            raise SystemExit("--predict is for the uncertain sweep (--sweep uncertain or --uncertain M)")
+        return predictions(args.out, sweep)
+    todo = jobs(sweep, methods, keys, controls)[args.shard_k :: args.shard_n]
     started = time.perf_counter()
     results = []
     for i, (name, world, method, key) in enumerate(todo):
@@ -353,10 +519,10 @@ def main(argv=None):
     if not rows:
         print(f"summary (0 cell(s)): no run of {steps} steps has finished in {args.out}")
         return []
-    write_results(args.out, rows, reports)
+    write_results(args.out, rows, reports, methods)
     gain = {
         m: float(np.mean([r["final"] - r["start"] for r in rows if r["method"] == m]))
-        for m in METHODS
+        for m in methods
         if any(r["method"] == m for r in rows)
     }
     print(
@@ -412,7 +578,7 @@ def fmt(mean_ci, digits=3, sign=False):
     return text + (f" ± {ci:.{digits}f}" if ci is not None else "")
 
 
-def write_results(out, rows, reports):
+def write_results(out, rows, reports, methods=METHODS):
     adv = advantages(rows)
     lines = [
         "| cell | p-hat / p | method | start | final | vs GRPO, equal steps | vs GRPO, equal tokens | "
@@ -421,7 +587,7 @@ def write_results(out, rows, reports):
         "|" + " --- |" * 13,
     ]
     for cell in dict.fromkeys(r["cell"] for r in rows):
-        for m in [m for m in METHODS if any(r["cell"] == cell and r["method"] == m for r in rows)]:
+        for m in [m for m in methods if any(r["cell"] == cell and r["method"] == m for r in rows)]:
             rs = [r for r in rows if r["cell"] == cell and r["method"] == m]
 
             def col(key, rs=rs):
@@ -458,7 +624,10 @@ def write_results(out, rows, reports):
     ]
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump({"cells": reports, "advantages": summary, "runs": rows}, fh, indent=1)
-    plot(out, rows, adv)
+    if all(r["uncertain"] for r in rows):
+        plot_uncertain(out, rows, adv)
+    else:
+        plot(out, rows, adv)
     print("\n".join(lines))
 
 
@@ -519,6 +688,74 @@ def plot(out, rows, adv):
     axes[2].legend(fontsize=7, ncol=2)
     fig.suptitle(
         "classroom world: where do resets pay? (Theorem 1: the oracle's edge grows as coverage p falls)"
+    )
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "compare_resets.png"), dpi=120)
+    plt.close(fig)
+
+
+def plot_uncertain(out, rows, adv):
+    """The uncertain sweep in one figure: each method's advantage over GRPO at equal tokens
+    (paired, 95% interval) against the cell's measured start pass rate p0, with the paper's
+    per-rollout normaliser (a) and the constant one (b), and the regime map's prediction
+    for the same cells (c: GRPO's cost over the method's, above 1 = ahead)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    p0 = {r["cell"]: max(r["p0"], 1e-3) for r in rows}
+    panels = (("rrpo", "srpo", "noisy", "oracle", "grpo-g4"), ("grpo-const", "oracle-const", "oracle"))
+    colors = {m: f"C{j}" for j, m in enumerate(UNCERTAIN_METHODS)}
+    for ax, shown in zip(axes[:2], panels):
+        for j, m in enumerate(shown):
+            for (c, mm), a in adv.items():
+                if mm == m and a["tokens"][0] is not None:
+                    ax.errorbar(
+                        [p0[c] * 1.06 ** (j - len(shown) / 2)],  # offset: bars apart
+                        [a["tokens"][0]],
+                        yerr=[a["tokens"][1] or 0],
+                        capsize=3,
+                        fmt="s" if m.endswith("-const") else "o",
+                        color=colors[m],
+                        label=m.upper(),
+                    )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("start pass rate p0 at the sampling temperature (measured, log scale)")
+        ax.set_ylabel("held-out pass rate minus GRPO's at equal tokens (same run key)")
+        handles, labels = ax.get_legend_handles_labels()
+        keep = dict(zip(labels, handles))
+        ax.legend(keep.values(), keep.keys(), fontsize=8)
+    axes[0].set_title("(a) the paper's loss: each rollout's tokens averaged")
+    axes[1].set_title("(b) the normaliser control: a constant normaliser")
+    for cell in dict.fromkeys(r["cell"] for r in rows):  # (c) the prediction, where written
+        path = os.path.join(out, cell, "prediction.json")
+        if not os.path.exists(path):
+            continue
+        pred = json.load(open(path))
+        for j, m in enumerate(MAP_RULE):
+            axes[2].plot(
+                [p0[cell] * 1.06 ** (j - 2)],
+                [pred["ratio"][m]],
+                "s" if m.endswith("-const") else "o",
+                color=colors[m],
+                label=m.upper(),
+            )
+    axes[2].axhline(1, color="grey", lw=0.8)
+    axes[2].set_xscale("log")
+    axes[2].set_yscale("log")
+    axes[2].invert_xaxis()
+    axes[2].set_xlabel("start pass rate p0 (measured, log scale)")
+    axes[2].set_ylabel("GRPO's generated steps / the method's (tabular)")
+    axes[2].set_title("(c) the regime map's prediction for the same cells")
+    handles, labels = axes[2].get_legend_handles_labels()
+    keep = dict(zip(labels, handles))
+    axes[2].legend(keep.values(), keep.keys(), fontsize=8)
+    fig.suptitle(
+        "classroom world, m uncertain steps: where do resets pay, against what the regime map predicted?"
     )
     fig.tight_layout()
     fig.savefig(os.path.join(out, "compare_resets.png"), dpi=120)

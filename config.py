@@ -131,6 +131,9 @@ class Config:
     eval_every: int = 0  # validation pass rate every N steps into eval.jsonl (0 = off)
     eval_data: str = "bundled"  # validation problems: a name of benchmarks.py or a JSONL file
     eval_n: int = 32  # validation problems used (drawn with the run key)
+    # also a sampled pass rate: this many rollouts per validation problem at the training
+    # temperature and top-p, from keys that do not depend on the run key (0: greedy only)
+    eval_samples: int = 0
     resume: str = ""  # run folder to continue from its checkpoint, with its saved config
     demo: str = ""  # a small CPU preset (DEMOS): tiny-world (the default of a bare --demo) or smollm2-135m
     method: str = "grpo"  # set by the script: grpo, rrpo or srpo
@@ -246,6 +249,10 @@ def parse_config(argv=None, method="grpo", check=None):
     if args.demo:
         cfg = dataclasses.replace(cfg, **DEMOS[args.demo])
     cfg = dataclasses.replace(cfg, **tm.given(args, Config))
+    if cfg.eval_samples < 0:
+        parser.error(
+            f"--eval-samples takes 0 (greedy only) or more rollouts per problem, got {cfg.eval_samples}"
+        )
     for flag, name in (("--data", cfg.data), ("--eval-data", cfg.eval_data)):
         if not benchmarks.known(name):
             parser.error(f"{flag}: unknown {name!r}; known: {benchmarks.known_names()}")

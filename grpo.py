@@ -358,16 +358,21 @@ def validation_problems(cfg, train):
     return random.Random(engines.derive_key(key, KEY_VALIDATION)).sample(pool, min(cfg.eval_n, len(pool)))
 
 
-def validate(engine, problems, tcfg, run_dir, step):
+def validate(engine, problems, tcfg, run_dir, step, samples=0):
     """The evaluation hook (Fig. 3): greedy pass rate on `problems` under the run's
-    caps `tcfg`, appended to RUN_DIR/eval.jsonl."""
+    caps `tcfg`, appended to RUN_DIR/eval.jsonl; with `samples`, also the pass rate
+    of that many rollouts per problem at the training temperature (pass_rate_sampled),
+    drawn from keys of the step alone, so that two runs at the same step share them."""
     greedy = dataclasses.replace(tcfg, temperature=0.0, top_p=1.0)
     states = [tm.initial_state(engine.tokenizer, p, greedy) for p in problems]
     rate = float(np.mean([r.reward for r in tm.sample_rollouts(engine, states, 1, greedy, key=0)]))
-    runs.append_jsonl(
-        os.path.join(run_dir, "eval.jsonl"), {"step": step, "pass_rate": rate, "n": len(problems)}
-    )
-    return rate
+    record = {"step": step, "pass_rate": rate, "n": len(problems)}
+    if samples:
+        key = engines.derive_key(KEY_VALIDATION, step)
+        sampled = tm.sample_rollouts(engine, states, samples, tcfg, key=key)
+        record["pass_rate_sampled"] = float(np.mean([r.reward for r in sampled]))
+    runs.append_jsonl(os.path.join(run_dir, "eval.jsonl"), record)
+    return record
 
 
 def sandbox_problem(problems, cfg):
@@ -466,8 +471,14 @@ def train(cfg, buffer_fn, share):
 
     def validate_after(steps_done):  # Fig. 3: the policy as it is after `steps_done` updates
         engine.sync(policy, steps_done)
-        rate = validate(engine, validation, cfg.thought, cfg.out, steps_done)
-        tqdm.write(f"step {steps_done:>4} | validation pass rate {rate:.3f} on {len(validation)} problems")
+        record = validate(engine, validation, cfg.thought, cfg.out, steps_done, cfg.eval_samples)
+        sampled = (
+            f", sampled {record['pass_rate_sampled']:.3f} (x{cfg.eval_samples})" if cfg.eval_samples else ""
+        )
+        tqdm.write(
+            f"step {steps_done:>4} | validation pass rate {record['pass_rate']:.3f}{sampled} "
+            f"on {len(validation)} problems"
+        )
 
     if validation and start == 0:
         validate_after(0)  # where the policy starts

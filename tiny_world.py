@@ -41,7 +41,11 @@ Knobs (WorldConfig; one flag each; a model is built per distinct config)
   else one step off), verify_acc (verification verdicts right), warm_key (the
   warm start's random key: the same task, another draw of its examples and
   first weights; imitation_report() says how close each build comes to the
-  demonstrations it imitates). Scripts take
+  demonstrations it imitates), uncertain m and uncertain_acc a (many uncertain
+  steps: instead of the multiplication, m additions of their own digit spread
+  along the chain, the last at step H, each right with probability a at the
+  sampling temperature; step_report() measures it on the warm start's own
+  rollouts; hard_at, hard_share and hard_acc are then unused). Scripts take
   a world by name: `tiny-world` (the default config) or
   `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs that differ);
   the training problems are `tiny-world-train[:...]` (benchmarks.py).
@@ -86,6 +90,19 @@ Deviations, and why
     peak rate until the loss falls below LOSS_TARGET, then a cosine anneal of
     ANNEAL_EPOCHS, gave 0.461 in every build we tried, on both kernel families
     (docs/performance.md).
+  * Uncertain steps (the uncertain knob) are calibrated at the sampling
+    temperature T = 0.7, not in the demonstrations: a demonstration gets one
+    right with probability q, logit(q) = T logit(a) (demo_acc()), which a model
+    that imitates them samples right with probability a. Measured on the
+    m = 4, a = 0.42 world: 0.445 pooled over its four steps (0.41-0.59 by
+    step), easy steps 0.979.
+  * In a world with uncertain steps every slip states the right value plus
+    one (SLIP), easy steps included, so slips never cancel and a rollout
+    passes only if it makes none, as the regime map assumes. A first version
+    multiplied at the uncertain steps with a fixed wrong product per pair:
+    a second slip landed back on the true chain about one time in nine, and
+    the m = 4, a = 0.24 world passed 0.105 of the time where the product of
+    its step rates was 0.002.
   * The knobs' defaults were chosen by looking only at the warm start's
     measured targets (pass rate, coverage, localization above chance), never at
     a comparison's outcome.
@@ -94,6 +111,7 @@ Run it
   python tiny_world.py                              # build once (about 2 minutes), a sample chain, the report
   python tiny_world.py --horizon 16 --hard-at late --hard-share 0.3  # another world: its own model and report
   python tiny_world.py --warm-key 1                   # the same world warm-started from another random key
+  python tiny_world.py --uncertain 4 --uncertain-acc 0.42  # 4 uncertain steps, each right 42% at T = 0.7
   python compare_resets.py --quick                    # GRPO / RRPO / SRPO / ORACLE and controls on this world
   python srpo.py --demo                                 # SRPO alone on this world, the README's first command
 """
@@ -121,6 +139,13 @@ OPS = {"+": lambda x, a: (x + a) % 10, "-": lambda x, a: (x - a) % 10, "*": lamb
 WORDS = {"+": "add", "-": "subtract", "*": "times"}
 WORLD_SEED = 1234  # fixes which multiplications are hard, and the warm start (with WorldConfig.warm_key)
 HARD_AT = ("early", "late")  # where a chain's multiplication sits (WorldConfig.hard_at)
+# a world with uncertain steps: every slip of a demonstration, at an uncertain step or any other,
+# states the right value plus one. Additions and subtractions carry an offset along unchanged, so
+# a chain with k slips ends k off: it fails unless k is a multiple of 10, more slips than a chain
+# of H < 10 steps has. (With a fixed wrong product per pair or a sign slip, as in the classic
+# world, a second slip lands back on the true chain about one time in nine: at m = 4 steps of
+# a = 0.24, rollouts passed 0.105 of the time where the product of the step rates was 0.002.)
+SLIP = 1
 VERSION = "v6"  # part of every cache key; bumped whenever the warm start's recipe changes
 # the warm start's schedule (build()): peak rate until the loss falls below the target, then an anneal
 PEAK_LR, LOSS_TARGET, ANNEAL_EPOCHS, MAX_EPOCHS = 3e-3, 0.3, 2, 12
@@ -141,6 +166,13 @@ class WorldConfig:
     verify_acc: float = 0.85  # warm start: how often a verification verdict (thought_ics.py) is right
     # the warm start's random key (its examples, their order, the first weights); the task stays the same
     warm_key: int = 0
+    # m uncertain steps (0: off, the one multiplication above): m multiplications spread along the
+    # chain (uncertain_steps()), every one of them uncertain, whatever the pair (hard_at, hard_share
+    # and hard_acc are then unused)
+    uncertain: int = 0
+    # a: how often the warm start gets an uncertain step right *at the sampling temperature*; the
+    # demonstrations are right with demo_acc(), the rate whose imitation samples a (uncertain_report())
+    uncertain_acc: float = 0.5
 
     def caps(self):
         """The Thought MDP's caps for this world (the paper's: 20 thoughts x 256 tokens)."""
@@ -149,10 +181,12 @@ class WorldConfig:
         )
 
     def key(self):
-        """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model."""
-        return hashlib.sha1(
-            json.dumps([VERSION, dataclasses.asdict(self)], sort_keys=True).encode()
-        ).hexdigest()[:10]
+        """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model.
+        The uncertain-step knobs enter only when on, so the worlds built before them keep their key."""
+        knobs = dataclasses.asdict(self)
+        if not self.uncertain:
+            del knobs["uncertain"], knobs["uncertain_acc"]
+        return hashlib.sha1(json.dumps([VERSION, knobs], sort_keys=True).encode()).hexdigest()[:10]
 
     def name(self, kind="tiny-world"):
         """The name scripts take for this world's model (kind tiny-world) or training problems
@@ -189,7 +223,33 @@ def check(world):
     for k in ("hard_share", "hard_acc", "easy_acc", "loc_acc", "verify_acc"):
         if not 0 <= getattr(world, k) <= 1:
             raise ValueError(f"{k} must be in [0, 1], got {getattr(world, k)}")
+    if not 0 <= world.uncertain <= world.horizon:
+        raise ValueError(f"uncertain must be 0 (off) to the horizon ({world.horizon}), got {world.uncertain}")
+    if world.uncertain and not 0.01 <= world.uncertain_acc <= 0.99:
+        raise ValueError(f"uncertain_acc must be in [0.01, 0.99], got {world.uncertain_acc}")
     return world
+
+
+def uncertain_steps(world):
+    """The steps that are multiplications: with the uncertain knob off, the one at
+    step 2 (hard_at early) or H (late); with m uncertain steps, m spread evenly along
+    the chain, the last at step H (H = 8: m = 2 at 4, 8; m = 4 at 2, 4, 6, 8)."""
+    if not world.uncertain:
+        return [2 if world.hard_at == "early" else world.horizon]
+    m = world.uncertain
+    return sorted({max(1, round(world.horizon * i / m)) for i in range(1, m + 1)})
+
+
+def demo_acc(world):
+    """How often a demonstration gets an uncertain step right: q with
+    q^(1/T) / (q^(1/T) + (1 - q)^(1/T)) = uncertain_acc at the sampling temperature T,
+    that is logit(q) = T logit(a). A model that imitates the demonstrations puts
+    probability q on the right product and 1 - q on the one wrong product its
+    demonstrations show for that pair (hard_pairs); sampling at temperature T then
+    gets the step right with probability a (the nucleus, top-p 0.95, can only drop
+    the wrong product once 1 - a < 0.05)."""
+    t, a = tm.ThoughtConfig().temperature, world.uncertain_acc
+    return 1 / (1 + math.exp(-t * math.log(a / (1 - a))))
 
 
 def cache_dir(world):
@@ -204,21 +264,28 @@ def make_problem(rng, index, split, world=WorldConfig(), hard=None):
     """A chain of H digit operations mod 10: two operations (add or subtract a digit)
     that alternate, and one multiplication at step 2 (hard_at early) or step H
     (late) instead; with its true intermediate values and its hard step (a
-    multiplication the warm start mostly gets wrong), if any."""
+    multiplication the warm start mostly gets wrong), if any. With the uncertain
+    knob on, m additions of their own digit instead, spread along the chain
+    (uncertain_steps()), every one of them a hard step."""
     hard = hard_pairs(world) if hard is None else hard
-    start, at = rng.randrange(10), 2 if world.hard_at == "early" else world.horizon
+    start, at = rng.randrange(10), uncertain_steps(world)
     period = [(rng.choice("+-"), rng.randrange(1, 10)) for _ in range(2)]
-    factor = rng.randrange(2, 10)
+    if world.uncertain:  # each uncertain step an addition of its own digit
+        special = {k: ("+", rng.randrange(1, 10)) for k in at}
+    else:
+        special = {at[0]: ("*", rng.randrange(2, 10))}
+    rule = ", ".join(f"({k}) {WORDS[op]} {a}" for k, (op, a) in special.items())
+    rule = rule if world.uncertain else rule.replace(")", "):", 1)
     chain, x, hard_steps = [], start, []
     for k in range(1, world.horizon + 1):
-        op, a = ("*", factor) if k == at else period[(k - 1) % 2]
-        if op == "*" and (x, a) in hard:
+        op, a = special[k] if k in at else period[(k - 1) % 2]
+        if world.uncertain and k in at or op == "*" and (x, a) in hard:
             hard_steps.append(k)
         x = OPS[op](x, a)
         chain.append([op, a, x])
     (o1, a1), (o2, a2) = period
     question = (
-        f"Start at {start}. Repeat: {WORDS[o1]} {a1}, {WORDS[o2]} {a2}. Except ({at}): times {factor}. "
+        f"Start at {start}. Repeat: {WORDS[o1]} {a1}, {WORDS[o2]} {a2}. Except {rule}. "
         f"{world.horizon} steps. Work modulo 10."
     )
     return {
@@ -253,9 +320,12 @@ def thought_text(k, prev, op, a, value, final):
 
 
 def hard_pairs(world=WorldConfig()):
-    """The multiplications (x, a) the demonstrations mostly get wrong, and their wrong product."""
+    """The multiplications (x, a) the demonstrations mostly get wrong, and their wrong
+    product (none with the uncertain knob on: its steps slip by SLIP)."""
     rng = random.Random(WORLD_SEED)
     pairs = {}
+    if world.uncertain:
+        return pairs
     for x in range(10):
         for a in range(2, 10):
             if rng.random() < world.hard_share:
@@ -265,19 +335,25 @@ def hard_pairs(world=WorldConfig()):
 
 def demonstration(problem, rng, hard, world=WorldConfig(), error_at=None):
     """A noisy worked solution: thoughts and the true first error (None if correct).
-    Hard multiplications are right with probability hard_acc, other steps easy_acc;
+    Hard multiplications are right with probability hard_acc, an uncertain step with
+    demo_acc() (its slip: one up, as every slip in such a world), other steps easy_acc;
     `error_at` forces the first error to step error_at (for localization examples)."""
     x, thoughts, first = problem["start"], [], None
     for k, (op, a, _) in enumerate(problem["chain"], 1):
         right = OPS[op](x, a)
         if error_at is not None:
             wrong = k == error_at
+        elif world.uncertain and k in problem["hard_steps"]:
+            wrong = rng.random() > demo_acc(world)
         elif op == "*" and (x, a) in hard:
             wrong = rng.random() > world.hard_acc
         else:
             wrong = rng.random() > world.easy_acc
         value = right
-        if wrong:  # a hard product's usual wrong value, an easy step's sign slip, else a random digit
+        if wrong and world.uncertain:  # every slip one up (SLIP): slips never cancel
+            value = (right + SLIP) % 10
+            first = first or k
+        elif wrong:  # a hard product's usual wrong value, an easy step's sign slip, else a random digit
             value = (
                 hard.get((x, a), (right + rng.randrange(1, 10)) % 10)
                 if op == "*"
@@ -581,13 +657,53 @@ def imitation_report(engine, world=WorldConfig(), n=128, key=2):
     chains = problems("test", n, world=world)
     states = [tm.initial_state(engine.tokenizer, p, caps) for p in chains]
     rollouts = tm.sample_rollouts(engine, states, 2, caps, key=key)
+    hard_acc = demo_acc(world) if world.uncertain else world.hard_acc
     expected = [
-        world.hard_acc ** len(p["hard_steps"]) * world.easy_acc ** (world.horizon - len(p["hard_steps"]))
+        hard_acc ** len(p["hard_steps"]) * world.easy_acc ** (world.horizon - len(p["hard_steps"]))
         for p in chains
     ]
     return {
         "pass_rate_t1": float(np.mean([r.reward for r in rollouts])),
         "demonstrations": float(np.mean(expected)),
+    }
+
+
+def step_report(engine, world=WorldConfig(), n=128, samples=4, key=3):
+    """Each step's success rate at the sampling temperature, on the warm start's own
+    rollouts (n held-out chains x `samples`): at step k, the share of rollouts whose
+    prefix is clean up to k - 1 that state step k right. `uncertain_acc` pools the
+    multiplications (with the uncertain knob on, what was asked as uncertain_acc),
+    `easy_acc` the other steps; `per_step` is the rate at each step with at least 20
+    clean arrivals; `first_errors` counts where the failed rollouts' first errors sit."""
+    caps = world.caps()
+    chains = problems("test", n, world=world)
+    states = [tm.initial_state(engine.tokenizer, p, caps) for p in chains]
+    rollouts = tm.sample_rollouts(engine, states, samples, caps, key=key)
+    arrived, right = np.zeros(world.horizon + 1), np.zeros(world.horizon + 1)  # by step (1-based)
+    hard_arrived = hard_right = easy_arrived = easy_right = 0
+    first_errors = {}
+    for r in rollouts:
+        first = first_error(r.problem, r.thought_texts)
+        if first is not None:
+            first_errors[first] = first_errors.get(first, 0) + 1
+        for k in range(1, min(first or world.horizon, world.horizon) + 1):  # steps reached clean
+            ok = first is None or k < first
+            arrived[k] += 1
+            right[k] += ok
+            if k in r.problem["hard_steps"]:
+                hard_arrived, hard_right = hard_arrived + 1, hard_right + ok
+            else:
+                easy_arrived, easy_right = easy_arrived + 1, easy_right + ok
+    return {
+        "pass_rate": float(np.mean([r.reward for r in rollouts])),
+        "uncertain_steps": uncertain_steps(world),
+        "uncertain_acc": hard_right / hard_arrived if hard_arrived else None,
+        "uncertain_arrivals": int(hard_arrived),
+        "easy_acc": easy_right / easy_arrived if easy_arrived else None,
+        "per_step": {
+            k: round(right[k] / arrived[k], 3) for k in range(1, world.horizon + 1) if arrived[k] >= 20
+        },
+        "first_errors": dict(sorted(first_errors.items())),
     }
 
 
@@ -613,6 +729,8 @@ def main(argv=None):
     )
     tm.print_rollout(r)
     report = {**warm_start_report(engine, world, args.n), **imitation_report(engine, world, args.n)}
+    if world.uncertain:
+        report["steps"] = step_report(engine, world, args.n)
     print(json.dumps(report, indent=2))
     return report
 

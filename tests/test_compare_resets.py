@@ -106,3 +106,34 @@ def test_sweep_cells_and_jobs():
     }
     shards = [todo[k::3] for k in range(3)]
     assert sorted(map(str, sum(shards, []))) == sorted(map(str, todo))
+
+
+def test_uncertain_sweep_cells_methods_and_noisy_oracle():
+    """--sweep uncertain: the regime map's (m, a) cells, every method of the localizer dial
+    and the normaliser control in every cell; -const runs the constant normaliser; the
+    noisy oracle names the true first error about NOISY_ACC of the time (plus its share
+    of the uniform draws), from its own random key."""
+    sweep = cr.cells(cr.parse_args(["--sweep", "uncertain"]))
+    assert [(w.uncertain, w.uncertain_acc) for _, w in sweep] == cr.UNCERTAIN_CELLS
+    assert all(w.horizon == 8 and name == cr.cell_name(w) for name, w in sweep)
+    [(name, world)] = cr.cells(cr.parse_args(["--uncertain", "4", "--uncertain-acc", "0.42"]))
+    assert name == "h8-m4-a0.42" and world.uncertain == 4
+    todo = cr.jobs(sweep, cr.UNCERTAIN_METHODS, range(5), None)
+    assert len(todo) == len(sweep) * 5 * len(cr.UNCERTAIN_METHODS)
+    assert cr.TRAINER["oracle-const"] == ("oracle", ["--loss-normaliser", "constant"])
+    assert cr.TRAINER["grpo-const"][1] == ["--loss-normaliser", "constant"]
+    assert {"noisy", "oracle-const"} <= set(cr.RESETTING) and "grpo-const" not in cr.RESETTING
+    rng, world = random.Random(3), tw.WorldConfig(uncertain=4, uncertain_acc=0.42)
+    hard, cfg, hits, seeds = tw.hard_pairs(world), config.Config(), 0, 400
+    for i in range(seeds):
+        p = tw.make_problem(rng, i, "t", world, hard)
+        k = rng.randrange(1, 9)
+        thoughts, first = tw.demonstration(p, rng, hard, world, error_at=k)
+        seed = tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0)
+        chosen = cr.reset_rule("noisy").choose(seed, [], cfg, 0, (i, 0))
+        assert chosen.h_ref == k and 1 <= chosen.h <= 8
+        assert chosen.h == cr.reset_rule("noisy").choose(seed, [], cfg, 0, (i, 0)).h  # its own key
+        hits += chosen.h == k
+    expected = cr.NOISY_ACC + (1 - cr.NOISY_ACC) / 8
+    assert abs(hits / seeds - expected) < 0.08
+    assert cr.verdict(1.3) == "ahead" and cr.verdict(0.95) == "tie" and cr.verdict(0.7) == "behind"

@@ -67,10 +67,19 @@ def test_cache_key_changes_with_every_knob():
         "loc_acc": 0.6,
         "verify_acc": 0.8,
         "warm_key": 1,
+        "uncertain": 4,
+        "uncertain_acc": 0.3,
     }
     assert set(other) == {f.name for f in dataclasses.fields(tw.WorldConfig)}, "a knob without a case here"
-    keys = {world.key()} | {dataclasses.replace(world, **{k: v}).key() for k, v in other.items()}
+    # uncertain_acc is a knob only with uncertain steps on (off, the worlds keep their keys)
+    changed = {**other, "uncertain_acc": None}
+    keys = {world.key()} | {
+        dataclasses.replace(world, **({k: v} if v is not None else {"uncertain": 4})).key()
+        for k, v in changed.items()
+    }
+    keys.add(tw.WorldConfig(uncertain=4, uncertain_acc=0.3).key())
     assert len(keys) == len(other) + 1 and tw.cache_dir(world).endswith(world.key())
+    assert dataclasses.replace(world, uncertain_acc=0.3).key() == world.key()
     assert world.name() == "tiny-world" and tw.parse("bundled") is None
     assert tw.parse("tiny-world:warm_key=2")[1].warm_key == 2
     for bad in (
@@ -78,9 +87,49 @@ def test_cache_key_changes_with_every_knob():
         "tiny-world:hard_at=middle",
         "tiny-world:colour=red",
         "tiny-world:easy_acc=1.5",
+        "tiny-world:uncertain=9",  # more uncertain steps than steps
+        "tiny-world:uncertain=2:uncertain_acc=1",
     ):
         with pytest.raises(ValueError):
             tw.parse(bad)
+
+
+@pytest.mark.parametrize("horizon,m", [(8, 1), (8, 4), (8, 8), (16, 4), (16, 3)])
+def test_uncertain_steps_sit_where_asked(horizon, m):
+    """m uncertain steps spread along the chain, the last at step H: additions of their
+    own digit, each named in the problem, every one a hard step and nothing else."""
+    world = tw.check(tw.WorldConfig(horizon=horizon, uncertain=m, uncertain_acc=0.4))
+    at = tw.uncertain_steps(world)
+    assert len(at) == m and at[-1] == horizon and at == sorted(set(at))
+    gaps = np.diff([0] + at)
+    assert gaps.max() - gaps.min() <= 1  # evenly spread
+    for p in tw.problems("train", 300, world=world):
+        assert p["hard_steps"] == at and all(op in "+-" for op, _, _ in p["chain"])
+        assert all(f"({k}) add {p['chain'][k - 1][1]}" in p["question"] for k in at)
+    assert tw.parse(world.name()) == ("tiny-world", world)
+
+
+def test_uncertain_demonstrations_are_calibrated_and_errors_never_heal():
+    """An uncertain step's demonstrations are right with demo_acc(a), the rate whose
+    imitation at the sampling temperature T is right with probability a; a chain with
+    an error never ends on the right answer (every slip is one up, tiny_world.SLIP)."""
+    T = tm.ThoughtConfig().temperature
+    for a in (0.032, 0.42, 0.86):
+        q = tw.demo_acc(tw.WorldConfig(uncertain=4, uncertain_acc=a))
+        assert abs(q ** (1 / T) / (q ** (1 / T) + (1 - q) ** (1 / T)) - a) < 1e-9
+    world = tw.WorldConfig(uncertain=4, uncertain_acc=0.42, easy_acc=0.7)
+    rng, hard = random.Random(0), tw.hard_pairs(world)
+    right, n = 0, 0
+    for i in range(2000):
+        p = tw.make_problem(rng, i, "t", world, hard)
+        thoughts, first = tw.demonstration(p, rng, hard, world)
+        assert (first is None) == (f"\\boxed{{{p['answer']}}}" in thoughts[-1])
+        single, _ = tw.demonstration(p, random.Random(i), hard, world, error_at=1 + i % 8)
+        assert f"\\boxed{{{p['answer']}}}" not in single[-1]
+        if first != 1:  # step 2 reached clean
+            right, n = right + (first != 2), n + 1
+    # step 2, the first uncertain one, is right as often as demo_acc says
+    assert abs(right / n - tw.demo_acc(world)) < 0.03
 
 
 def test_demonstrations_follow_the_accuracy_knobs():
@@ -138,6 +187,18 @@ def test_warm_start_imitates_its_demonstrations(world):
     report = tw.imitation_report(world, n=128)
     assert abs(report["demonstrations"] - 0.25) < 0.01, report  # easy_acc^7 x (hard_acc or easy_acc)
     assert report["demonstrations"] - 0.1 <= report["pass_rate_t1"] <= report["demonstrations"] + 0.12, report
+
+
+def test_an_uncertain_world_samples_its_steps_at_the_asked_rate():
+    """The warm start of a world with m = 4 uncertain steps gets them right at the sampling
+    temperature about as often as asked (pooled over the four steps, on its own rollouts),
+    and its first errors sit on the uncertain steps. Builds the world on first use."""
+    world = tw.WorldConfig(uncertain=4, uncertain_acc=0.42)
+    report = tw.step_report(engines.HFEngine(*tw.load(world), batch_size=64), world, n=96, samples=4)
+    assert abs(report["uncertain_acc"] - 0.42) < 0.08, report
+    assert report["easy_acc"] > 0.9, report
+    on = sum(v for k, v in report["first_errors"].items() if k in report["uncertain_steps"])
+    assert on / sum(report["first_errors"].values()) > 0.8, report
 
 
 def test_world_script_reports_its_targets(capsys):
