@@ -205,3 +205,22 @@ def test_world_script_reports_its_targets(capsys):
     report = tw.main(["--n", "16"])
     assert set(report) >= {"pass_rate", "localization_accuracy", "random_step_accuracy", "pass_rate_t1"}
     assert "a held-out problem: Start at" in capsys.readouterr().out
+
+
+def test_validation_records_a_sampled_pass_rate_on_shared_keys(world, tmp_path):
+    """--eval-samples N: beside the greedy pass rate, N rollouts per validation problem at
+    the training temperature, from keys of the step alone (two runs at one step share
+    them); a negative count is refused in one line."""
+    import config
+    import grpo
+
+    chains, caps = tw.problems("test", 16), tw.WorldConfig().caps()
+    first = grpo.validate(world, chains, caps, str(tmp_path), 3, samples=2)
+    again = grpo.validate(world, chains, caps, str(tmp_path), 3, samples=2)
+    later = grpo.validate(world, chains, caps, str(tmp_path), 4, samples=0)
+    assert first == again and 0 < first["pass_rate_sampled"] < 1, first
+    assert "pass_rate_sampled" not in later and later["pass_rate"] == first["pass_rate"]
+    assert len((tmp_path / "eval.jsonl").read_text().splitlines()) == 3
+    assert config.parse_config(["--demo", "--eval-samples", "2"], "grpo").eval_samples == 2
+    with pytest.raises(SystemExit):
+        config.parse_config(["--demo", "--eval-samples", "-1"], "grpo")
