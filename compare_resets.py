@@ -628,6 +628,7 @@ def write_results(out, rows, reports, methods=METHODS):
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump({"cells": reports, "advantages": summary, "runs": rows}, fh, indent=1)
     if all(r["uncertain"] for r in rows):
+        write_verdicts(out, rows, adv)
         plot_uncertain(out, rows, adv)
     else:
         plot(out, rows, adv)
@@ -697,6 +698,42 @@ def plot(out, rows, adv):
     plt.close(fig)
 
 
+def outcome(mean_ci):
+    """A measured advantage as a sign: ahead (its 95% interval above 0), behind, or tie."""
+    mean, ci = mean_ci
+    if mean is None or ci is None:
+        return "-"
+    return "ahead" if mean - ci > 0 else "behind" if mean + ci < 0 else "tie"
+
+
+def write_verdicts(out, rows, adv):
+    """The uncertain sweep's prediction and outcome side by side (verdicts.md): per cell and
+    method, the regime map's ratio and verdict (prediction.json, written before any run)
+    and the measured advantage over GRPO at equal tokens with its verdict."""
+    lines = [
+        "| cell | p0 | method | predicted (tabular cost ratio) | measured, equal tokens | "
+        "measured, equal steps | outcome | agree |",
+        "|" + " --- |" * 8,
+    ]
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        path = os.path.join(out, cell, "prediction.json")
+        ratio = json.load(open(path))["ratio"] if os.path.exists(path) else {}
+        p0 = next(r["p0"] for r in rows if r["cell"] == cell)
+        for m in UNCERTAIN_METHODS[1:]:
+            if (cell, m) not in adv:
+                continue
+            said = f"{ratio[m]:.2f} ({verdict(ratio[m])})" if m in ratio else "-"
+            got = outcome(adv[cell, m]["tokens"])
+            agree = "-" if m not in ratio or got == "-" else "yes" if got == verdict(ratio[m]) else "no"
+            lines.append(
+                f"| {cell} | {p0:.3f} | {m.upper()} | {said} | {fmt(adv[cell, m]['tokens'], sign=True)} | "
+                f"{fmt(adv[cell, m]['steps'], sign=True)} | {got} | {agree} |"
+            )
+    with open(os.path.join(out, "verdicts.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def plot_uncertain(out, rows, adv):
     """The uncertain sweep in one figure: each method's advantage over GRPO at equal tokens
     (paired, 95% interval) against the cell's measured start pass rate p0, with the paper's
@@ -725,8 +762,6 @@ def plot_uncertain(out, rows, adv):
                         label=m.upper(),
                     )
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log")
-        ax.invert_xaxis()
         ax.set_xlabel("start pass rate p0 at the sampling temperature (measured, log scale)")
         ax.set_ylabel("held-out pass rate minus GRPO's at equal tokens (same run key)")
         handles, labels = ax.get_legend_handles_labels()
@@ -748,9 +783,15 @@ def plot_uncertain(out, rows, adv):
                 label=m.upper(),
             )
     axes[2].axhline(1, color="grey", lw=0.8)
-    axes[2].set_xscale("log")
     axes[2].set_yscale("log")
-    axes[2].invert_xaxis()
+    axes[2].set_yticks([0.5, 0.7, 1, 1.5, 2, 3, 4], ["0.5", "0.7", "1", "1.5", "2", "3", "4"])
+    ticks = sorted(set(p0.values()))
+    m_of = {p0[r["cell"]]: r["uncertain"] for r in rows}
+    for ax in axes:  # each cell's p0 and m named on the axis
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{p:.3g}\nm = {m_of[p]}" for p in ticks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlim(max(ticks) * 1.5, min(ticks) / 1.5)  # p0 falling to the right
     axes[2].set_xlabel("start pass rate p0 (measured, log scale)")
     axes[2].set_ylabel("GRPO's generated steps / the method's (tabular)")
     axes[2].set_title("(c) the regime map's prediction for the same cells")
