@@ -745,7 +745,11 @@ def plot_uncertain(out, rows, adv):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    p0 = {r["cell"]: max(r["p0"], 1e-3) for r in rows}
+    # cells in order of falling start pass rate p0, evenly spaced (two cells may share a p0)
+    order = sorted(
+        dict.fromkeys(r["cell"] for r in rows), key=lambda c: -next(r["p0"] for r in rows if r["cell"] == c)
+    )
+    x = {c: i for i, c in enumerate(order)}
     panels = (("rrpo", "srpo", "noisy", "oracle", "grpo-g4"), ("grpo-const", "oracle-const", "oracle"))
     colors = {m: f"C{j}" for j, m in enumerate(UNCERTAIN_METHODS)}
     for ax, shown in zip(axes[:2], panels):
@@ -753,7 +757,7 @@ def plot_uncertain(out, rows, adv):
             for (c, mm), a in adv.items():
                 if mm == m and a["tokens"][0] is not None:
                     ax.errorbar(
-                        [p0[c] * 1.06 ** (j - len(shown) / 2)],  # offset: bars apart
+                        [x[c] + 0.08 * (j - len(shown) / 2)],  # offset: bars apart
                         [a["tokens"][0]],
                         yerr=[a["tokens"][1] or 0],
                         capsize=3,
@@ -762,7 +766,7 @@ def plot_uncertain(out, rows, adv):
                         label=m.upper(),
                     )
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("start pass rate p0 at the sampling temperature (measured, log scale)")
+        ax.set_xlabel("cells, by start pass rate p0 at the sampling temperature (measured), falling")
         ax.set_ylabel("held-out pass rate minus GRPO's at equal tokens (same run key)")
         handles, labels = ax.get_legend_handles_labels()
         keep = dict(zip(labels, handles))
@@ -776,7 +780,7 @@ def plot_uncertain(out, rows, adv):
         pred = json.load(open(path))
         for j, m in enumerate(MAP_RULE):
             axes[2].plot(
-                [p0[cell] * 1.06 ** (j - 2)],
+                [x[cell] + 0.08 * (j - 2)],
                 [pred["ratio"][m]],
                 "s" if m.endswith("-const") else "o",
                 color=colors[m],
@@ -785,14 +789,19 @@ def plot_uncertain(out, rows, adv):
     axes[2].axhline(1, color="grey", lw=0.8)
     axes[2].set_yscale("log")
     axes[2].set_yticks([0.5, 0.7, 1, 1.5, 2, 3, 4], ["0.5", "0.7", "1", "1.5", "2", "3", "4"])
-    ticks = sorted(set(p0.values()))
-    m_of = {p0[r["cell"]]: r["uncertain"] for r in rows}
-    for ax in axes:  # each cell's p0 and m named on the axis
-        ax.set_xscale("log")
-        ax.set_xticks(ticks, [f"{p:.3g}\nm = {m_of[p]}" for p in ticks], fontsize=8)
-        ax.minorticks_off()
-        ax.set_xlim(max(ticks) * 1.5, min(ticks) / 1.5)  # p0 falling to the right
-    axes[2].set_xlabel("start pass rate p0 (measured, log scale)")
+    axes[2].minorticks_off()
+    labels = []
+    for c in order:  # each cell's measured p0 and its m
+        r = next(r for r in rows if r["cell"] == c)
+        labels.append(
+            f"p0 {r['p0']:.3g}\nm = {r['uncertain']}"
+            if r["p0"] >= 1e-3
+            else f"p0 < 0.001\nm = {r['uncertain']}"
+        )
+    for ax in axes:
+        ax.set_xticks(range(len(order)), labels, fontsize=8)
+        ax.set_xlim(-0.5, len(order) - 0.5)
+    axes[2].set_xlabel("cells, by start pass rate p0 (measured), falling")
     axes[2].set_ylabel("GRPO's generated steps / the method's (tabular)")
     axes[2].set_title("(c) the regime map's prediction for the same cells")
     handles, labels = axes[2].get_legend_handles_labels()
