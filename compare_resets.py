@@ -19,7 +19,7 @@ RRPO with an iid base group (the first G/2 rollouts, the seed among them).
 A second sweep (--sweep uncertain) asks where the regime map (regime_map.py)
 says resets pay: chains of H = 8 with m in {1, 4, 8} uncertain steps, each right
 with probability a at the sampling temperature, so that the start pass rate p0
-runs from about 0.3 down to about 0.003; the localizer dial from random (RRPO)
+runs from about 0.3 down to about 0.001; the localizer dial from random (RRPO)
 through the model itself (SRPO) and a noisy oracle (right half the time) to the
 oracle; GRPO with G = 8 and G = 4; and the loss-normaliser control (-const: a
 constant normaliser instead of each rollout's own length) for GRPO and the
@@ -55,6 +55,11 @@ Choices, and why
   * 60 steps per run and the controls in two cells only: the budget of a
     sweep of 3 hours on 2 cores with 5 run keys per cell (100 steps would take
     about 4 hours).
+  * The uncertain sweep: 5 cells x 8 methods x 5 run keys x 40 steps (48 min on
+    2 cores in two shards), every method in every cell, and its pass rate
+    sampled at the training temperature (2 rollouts per held-out chain,
+    EVAL_SAMPLES): with a < 0.5 a greedy pass rate starts at 0, with a > 0.5
+    near 1. The greedy one is kept beside it (greedy_start, greedy_final).
   * A finished run (its summary.json written) is read back instead of trained
     again, so an interrupted sweep resumes where it stopped; `--shard K/N`
     splits the runs over N processes side by side (OMP_NUM_THREADS=1 each).
