@@ -783,7 +783,7 @@ def plot_uncertain(out, rows, adv):
         if not os.path.exists(path):
             continue
         pred = json.load(open(path))
-        for j, m in enumerate(MAP_RULE):
+        for j, m in enumerate(m for m in MAP_RULE if m in pred["ratio"]):
             axes[2].plot(
                 [x[cell] + 0.08 * (j - 2)],
                 [pred["ratio"][m]],

@@ -137,3 +137,46 @@ def test_uncertain_sweep_cells_methods_and_noisy_oracle():
     expected = cr.NOISY_ACC + (1 - cr.NOISY_ACC) / 8
     assert abs(hits / seeds - expected) < 0.08
     assert cr.verdict(1.3) == "ahead" and cr.verdict(0.95) == "tie" and cr.verdict(0.7) == "behind"
+
+
+def test_uncertain_verdicts_set_prediction_beside_outcome(tmp_path):
+    """verdicts.md names a measured advantage ahead, behind or tie by its 95% interval and
+    says whether the regime map's verdict (prediction.json) agreed; the figure is written.
+    The rows are written by hand here: this checks the table's logic, not a learning claim."""
+
+    def run(cell, method, key, final):
+        steps, tokens = [0, 10, 20], [0, 1000, 2000]
+        return {
+            "cell": cell,
+            "method": method,
+            "run_key": key,
+            "p0": 0.25 if cell == "h8-m4-a0.748" else 0.002,
+            "uncertain": 4,
+            "final": final,
+            "curve": {"step": steps, "pass": [0.2, (0.2 + final) / 2, final], "tokens": tokens},
+        }
+
+    rows = []
+    for key in range(3):
+        jitter = 0.01 * key
+        for cell in ("h8-m4-a0.748", "h8-m4-a0.236"):
+            rows.append(run(cell, "grpo", key, 0.8 + jitter))
+            rows.append(run(cell, "oracle", key, 0.6 + 2 * jitter))  # clearly behind
+            rows.append(run(cell, "rrpo", key, 0.8 + jitter + (0.05 if key else -0.05)))  # within noise
+    for cell, ratio in (
+        ("h8-m4-a0.748", {"oracle": 0.79, "rrpo": 0.57}),
+        ("h8-m4-a0.236", {"oracle": 1.22, "rrpo": 0.76}),
+    ):
+        (tmp_path / cell).mkdir()
+        (tmp_path / cell / "prediction.json").write_text(json.dumps({"p0": 0.1, "ratio": ratio}))
+    adv = cr.advantages(rows)
+    cr.write_verdicts(str(tmp_path), rows, adv)
+    cr.plot_uncertain(str(tmp_path), rows, adv)
+    lines = {
+        tuple(c.strip() for c in line.split("|")[1:4:2]): line
+        for line in (tmp_path / "verdicts.md").read_text().splitlines()[2:]
+    }
+    assert "| behind | yes |" in lines["h8-m4-a0.748", "ORACLE"]
+    assert "| behind | no |" in lines["h8-m4-a0.236", "ORACLE"]  # the map said ahead
+    assert "| tie | no |" in lines["h8-m4-a0.748", "RRPO"]
+    assert (tmp_path / "compare_resets.png").stat().st_size > 10_000
