@@ -444,7 +444,7 @@ def parse_args(argv=None):
         choices=SWEEPS,
         default="horizon",
         help="which sweep to run without world flags: horizon x coverage (the first one), or "
-        "uncertain (m uncertain steps at start pass rates from about 0.3 to 0.003, "
+        "uncertain (m uncertain steps at start pass rates from about 0.3 to 0.001, "
         "with the localizer dial and the normaliser control)",
     )
     parser.add_argument(
@@ -481,6 +481,8 @@ def parse_args(argv=None):
         args.cells = cells(args)
     except ValueError as e:
         parser.error(str(e))
+    if args.predict and not all(world.uncertain for _, world in args.cells):
+        parser.error("--predict is for the uncertain sweep (--sweep uncertain or --uncertain M)")
     args.shard_k, args.shard_n = 0, 1
     if args.shard:
         try:
@@ -502,8 +504,6 @@ def main(argv=None):
         None if uncertain or args.controls == "all" or len(sweep) == 1 else set(args.controls.split(","))
     )
     if args.predict:
-        if not uncertain:
-            raise SystemExit("--predict is for the uncertain sweep (--sweep uncertain or --uncertain M)")
         return predictions(args.out, sweep)
     todo = jobs(sweep, methods, keys, controls)[args.shard_k :: args.shard_n]
     started = time.perf_counter()
@@ -633,8 +633,9 @@ def write_results(out, rows, reports, methods=METHODS):
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump({"cells": reports, "advantages": summary, "runs": rows}, fh, indent=1)
     if all(r["uncertain"] for r in rows):
-        write_verdicts(out, rows, adv)
-        plot_uncertain(out, rows, adv)
+        ratios = read_predictions(out, dict.fromkeys(r["cell"] for r in rows))
+        write_verdicts(out, rows, adv, ratios)
+        plot_uncertain(out, rows, adv, ratios)
     else:
         plot(out, rows, adv)
     print("\n".join(lines))
@@ -711,18 +712,24 @@ def outcome(mean_ci):
     return "ahead" if mean - ci > 0 else "behind" if mean + ci < 0 else "tie"
 
 
-def write_verdicts(out, rows, adv):
+def read_predictions(out, cells):
+    """{cell: {method: the regime map's cost ratio}} from each cell's prediction.json
+    (written by --predict before any run); a cell without one is left out."""
+    paths = {cell: os.path.join(out, cell, "prediction.json") for cell in cells}
+    return {cell: json.load(open(path))["ratio"] for cell, path in paths.items() if os.path.exists(path)}
+
+
+def write_verdicts(out, rows, adv, ratios):
     """The uncertain sweep's prediction and outcome side by side (verdicts.md): per cell and
-    method, the regime map's ratio and verdict (prediction.json, written before any run)
-    and the measured advantage over GRPO at equal tokens with its verdict."""
+    method, the regime map's ratio and verdict (`ratios`, read_predictions) and the
+    measured advantage over GRPO at equal tokens with its verdict."""
     lines = [
         "| cell | p0 | method | predicted (tabular cost ratio) | measured, equal tokens | "
         "measured, equal steps | outcome | agree |",
         "|" + " --- |" * 8,
     ]
     for cell in dict.fromkeys(r["cell"] for r in rows):
-        path = os.path.join(out, cell, "prediction.json")
-        ratio = json.load(open(path))["ratio"] if os.path.exists(path) else {}
+        ratio = ratios.get(cell, {})
         p0 = next(r["p0"] for r in rows if r["cell"] == cell)
         for m in UNCERTAIN_METHODS[1:]:
             if (cell, m) not in adv:
@@ -739,7 +746,7 @@ def write_verdicts(out, rows, adv):
     print("\n".join(lines))
 
 
-def plot_uncertain(out, rows, adv):
+def plot_uncertain(out, rows, adv, ratios):
     """The uncertain sweep in one figure: each method's advantage over GRPO at equal tokens
     (paired, 95% interval) against the cell's measured start pass rate p0, with the paper's
     per-rollout normaliser (a) and the constant one (b), and the regime map's prediction
@@ -778,15 +785,11 @@ def plot_uncertain(out, rows, adv):
         ax.legend(keep.values(), keep.keys(), fontsize=8)
     axes[0].set_title("(a) the paper's loss: each rollout's tokens averaged")
     axes[1].set_title("(b) the normaliser control: a constant normaliser")
-    for cell in dict.fromkeys(r["cell"] for r in rows):  # (c) the prediction, where written
-        path = os.path.join(out, cell, "prediction.json")
-        if not os.path.exists(path):
-            continue
-        pred = json.load(open(path))
-        for j, m in enumerate(m for m in MAP_RULE if m in pred["ratio"]):
+    for cell, ratio in ratios.items():  # (c) the prediction, where written
+        for j, m in enumerate(m for m in MAP_RULE if m in ratio):
             axes[2].plot(
                 [x[cell] + 0.08 * (j - 2)],
-                [pred["ratio"][m]],
+                [ratio[m]],
                 "s" if m.endswith("-const") else "o",
                 color=colors[m],
                 label=m.upper(),

@@ -170,8 +170,10 @@ def test_uncertain_verdicts_set_prediction_beside_outcome(tmp_path):
         (tmp_path / cell).mkdir()
         (tmp_path / cell / "prediction.json").write_text(json.dumps({"p0": 0.1, "ratio": ratio}))
     adv = cr.advantages(rows)
-    cr.write_verdicts(str(tmp_path), rows, adv)
-    cr.plot_uncertain(str(tmp_path), rows, adv)
+    ratios = cr.read_predictions(str(tmp_path), ["h8-m4-a0.748", "h8-m4-a0.236", "h8-m1-a0.322"])
+    assert set(ratios) == {"h8-m4-a0.748", "h8-m4-a0.236"}  # a cell without prediction.json is left out
+    cr.write_verdicts(str(tmp_path), rows, adv, ratios)
+    cr.plot_uncertain(str(tmp_path), rows, adv, ratios)
     lines = {
         tuple(c.strip() for c in line.split("|")[1:4:2]): line
         for line in (tmp_path / "verdicts.md").read_text().splitlines()[2:]
