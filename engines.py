@@ -523,14 +523,21 @@ class HFEngine:
 
     def __init__(self, model, tokenizer, batch_size=32):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        # decode a plain Llama with llama_decode.py; SRPO_HF_DECODE=1 keeps transformers' forward
-        self.plain_llama = llama_decode.supports(model) and not os.environ.get("SRPO_HF_DECODE")
+        # decode a plain Llama on the CPU with llama_decode.py (it keeps a packed copy of the
+        # weights); on a GPU, or with SRPO_HF_DECODE=1, transformers' forward
+        self.plain_llama = (
+            llama_decode.supports(model)
+            and model.device.type == "cpu"
+            and not os.environ.get("SRPO_HF_DECODE")
+        )
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
 
     def sync(self, policy, step):
-        """Rollouts come from `self.model`, the very object the trainer updates: nothing to copy."""
+        """Rollouts come from `self.model`, the very object the trainer updates: nothing to
+        copy, only llama_decode's packed weights to rebuild at the next decode step."""
         assert policy is self.model, "the HF engine samples from the policy object itself"
+        llama_decode.unpack(self.model)
 
     def sleep(self):
         """Nothing to free: the trainer and the sampler share the weights."""

@@ -7,11 +7,13 @@ few MFLOP; through transformers' forward, the Python around that arithmetic
 (output capturing, mask building, module hooks, keyword plumbing) took more
 time than the arithmetic in our profile of the classroom demo
 (docs/performance.md). This file runs the same arithmetic on the same weights
-for one new token per row, with the cache of engines.SlackLayer, and nothing else.
+for one new token per row, with the cache of engines.SlackLayer, in as few torch
+calls as we could: each call costs a few microseconds of dispatch on the CPU,
+whatever its size, and a step of the classroom model is about a hundred of them.
 
 Paper map
   App. H     the cost of sampling, the bulk of a training step            decode_step()
-  (ours)     the engine's decode path for plain Llama models               supports()
+  (ours)     the engine's decode path for plain Llama models               supports(), packed()
 
 What it computes is LlamaForCausalLM's forward for a single position (the
 transformers Llama model): per layer, x += o(attn(rope(q(n1(x))), rope(k), v))
@@ -19,11 +21,22 @@ and x += down(silu(gate(n2(x))) * up(n2(x))), then logits = lm_head(norm(x)),
 with RMSNorm, rotary embeddings (the model's own rotary module), grouped-query
 attention over the row's cached keys and a mask for its left padding.
 
+How the calls are saved (`packed`, rebuilt whenever a weight changes)
+  * One matrix per layer for q, k and v, with the norm's weight folded into its
+    columns (n1(x) W^T = rms(x) (W diag(w1))^T), and the same for gate and up.
+  * The rotary embedding needs rotate_half(q) = (-q2, q1) per head; rotate_half is
+    a signed permutation of q's coordinates, so its rows are in the same matrix
+    (the rows of W_q permuted and negated): rope(q) = q cos + rotate_half(q) sin
+    is then one multiply-add over q and k together.
+  * cos and sin come from a table of the model's rotary module over every position.
+  * x += out W_o^T is one addmm with W_o^T stored transposed.
+
 Symbols (B rows, T cached columns with the new one, D hidden, H heads, Hkv key/value heads, d = D / H)
   tokens     -> (B,) the token each row sampled last
   mask       -> (B, T) 1 on a row's real columns, 0 on its left padding
-  positions  -> (B, 1) each row's position: its real columns before the new one
-  x          -> (B, 1, D) the residual stream of the new token
+  positions  -> (B,) each row's position: its real columns before the new one
+  x          -> (B, D) the residual stream of the new token
+  p          -> (B, 2 (H + Hkv) d + Hkv d) one layer's [q, k, rotate_half(q), rotate_half(k), v]
   q, k, v    -> (B, H or Hkv, 1, d)
 
 Deviations and choices
@@ -32,13 +45,17 @@ Deviations and choices
     anything else decodes through transformers' forward (engines.Decoder).
     The classroom world's model and the bundled SmolLM2-135M qualify; a LoRA
     policy (SmolLM2's demo) does not.
-  * Float rounding: the operations are transformers' own for RMSNorm, the
-    rotary embedding and the projections, but the attention call differs
-    (grouped heads and the padding mask handed to scaled_dot_product_attention
-    directly), so the logits are not guaranteed bit for bit transformers'.
-    On the classroom model they were (the demo drew the same tokens in all 100
-    steps); the test allows 1e-5 (tests/test_thought_mdp.py). Where they differ,
-    a near-tie may sample another token.
+  * The packed weights are a second copy of the model's matrices (about 1.1x
+    their size): fine for the CPU models this path is for, and the reason it is
+    only used on the CPU. They are rebuilt when any parameter's storage or
+    in-place version changes (optimizer steps and load_state_dict both count),
+    and at every HFEngine.sync; a write through `param.data` is not seen between
+    two syncs, so the project never does one.
+  * Float rounding: folding the norm weights into the matrices and fusing the
+    products changes the order of a few roundings, so the logits are not
+    transformers' bit for bit: they agree within 1e-4 (tests/test_thought_mdp.py;
+    about 1e-5 on the classroom model), and a near-tie may sample another token.
+    docs/performance.md measures that the demos' results are unchanged.
 
 Run it
   python thought_mdp.py --benchmark     # the engine decodes through this file where supported
@@ -64,18 +81,66 @@ def supports(model):
     )
 
 
-def rms_norm(x, norm):
-    """transformers' LlamaRMSNorm, inline: x / sqrt(mean(x^2) + eps) * weight, in float32."""
-    dtype = x.dtype
-    x = x.to(torch.float32)
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * x.to(dtype)
+def signed_swap(weight, heads, d):
+    """Rows of a projection `weight` (heads d, D) that give rotate_half of its output:
+    per head, the second half negated, then the first half."""
+    w = weight.view(heads, d, -1)
+    return torch.cat((-w[:, d // 2 :], w[:, : d // 2]), 1).reshape(heads * d, -1)
 
 
-def rope(x, cos, sin):
-    """Rotary embedding of (B, heads, 1, d) with cos, sin (B, 1, 1, d): x cos + rotate_half(x) sin."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), -1) * sin
+def weights_key(params):
+    """Changes whenever one of `params` is moved to new storage or written in place."""
+    return tuple((p.data_ptr(), p._version) for p in params)
+
+
+@torch.no_grad()
+def packed(model):
+    """The model's weights as decode_step reads them (see the module docstring),
+    kept on the model and rebuilt when its weights change."""
+    cached = getattr(model, "_packed_decode", None)  # (parameters, their key, the weights)
+    if cached is not None and weights_key(cached[0]) == cached[1]:
+        return cached[2]
+    params = list(model.parameters())
+    inner, config = model.model, model.config
+    H, Hkv = config.num_attention_heads, config.num_key_value_heads
+    d = getattr(config, "head_dim", None) or config.hidden_size // H
+    layers = []
+    for layer in inner.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        q, k = attn.q_proj.weight, attn.k_proj.weight
+        qkv = torch.cat([q, k, signed_swap(q, H, d), signed_swap(k, Hkv, d), attn.v_proj.weight])
+        gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+        layers.append(
+            (
+                (qkv * layer.input_layernorm.weight).contiguous(),  # norm weight folded into the columns
+                attn.o_proj.weight.t().contiguous(),
+                (gate_up * layer.post_attention_layernorm.weight).contiguous(),
+                mlp.down_proj.weight.t().contiguous(),
+                layer.input_layernorm.variance_epsilon,
+                layer.post_attention_layernorm.variance_epsilon,
+                attn.scaling,
+            )
+        )
+    positions = torch.arange(config.max_position_embeddings, device=model.device)[None]
+    cos, sin = inner.rotary_emb(inner.embed_tokens.weight[:1][None], positions)  # (1, P, d) each
+    weights = dict(
+        H=H,
+        Hkv=Hkv,
+        d=d,
+        embed=inner.embed_tokens.weight,
+        layers=layers,
+        cos=cos[0].contiguous(),  # (P, d)
+        sin=sin[0].contiguous(),
+        eps=inner.norm.variance_epsilon,
+        head=(model.lm_head.weight * inner.norm.weight).contiguous(),  # (V, D)
+    )
+    model._packed_decode = (params, weights_key(params), weights)
+    return weights
+
+
+def unpack(model):
+    """Forget the packed weights (HFEngine.sync: a parameter object may have been replaced)."""
+    model.__dict__.pop("_packed_decode", None)
 
 
 @torch.no_grad()
@@ -83,33 +148,27 @@ def decode_step(model, tokens, mask, cache):
     """Logits (B, V) of the next token of every row, after appending `tokens` (B,) to
     `cache` (a DynamicCache whose layers are engines.SlackLayer); `mask` (B, T) covers
     the cached columns and the new one."""
-    inner, config = model.model, model.config
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    d = getattr(config, "head_dim", None) or config.hidden_size // heads
-    B = tokens.shape[0]
-    x = inner.embed_tokens(tokens[:, None])  # (B, 1, D)
-    positions = mask.sum(-1, keepdim=True) - 1  # (B, 1)
-    cos, sin = inner.rotary_emb(x, positions)  # (B, 1, d) each
-    cos, sin = cos[:, None], sin[:, None]  # (B, 1, 1, d)
+    w = packed(model)
+    H, Hkv, d = w["H"], w["Hkv"], w["d"]
+    B, D, qk = tokens.shape[0], H * d, (H + Hkv) * d
+    x = F.embedding(tokens, w["embed"])  # (B, D)
+    positions = mask.sum(-1) - 1  # (B,)
+    cos = w["cos"][positions].repeat(1, H + Hkv)  # (B, (H + Hkv) d): every q and k head
+    sin = w["sin"][positions].repeat(1, H + Hkv)
     attend = mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-    for layer, slot in zip(inner.layers, cache.layers):
-        attn, mlp = layer.self_attn, layer.mlp
-        h = rms_norm(x, layer.input_layernorm)
-        q = F.linear(h, attn.q_proj.weight).view(B, 1, heads, d).transpose(1, 2)  # (B, H, 1, d)
-        k = F.linear(h, attn.k_proj.weight).view(B, 1, kv_heads, d).transpose(1, 2)  # (B, Hkv, 1, d)
-        v = F.linear(h, attn.v_proj.weight).view(B, 1, kv_heads, d).transpose(1, 2)
-        keys, values = slot.update(rope(k, cos, sin), v)  # (B, Hkv, T, d)
+    for (qkv, o_t, gate_up, down_t, eps1, eps2, scale), slot in zip(w["layers"], cache.layers):
+        p = F.linear(F.rms_norm(x, (D,), eps=eps1), qkv)  # (B, 2 qk + Hkv d)
+        roped = torch.addcmul(p[:, :qk] * cos, p[:, qk : 2 * qk], sin)  # (B, qk): rope(q), rope(k)
+        keys, values = slot.update(roped[:, D:].view(B, Hkv, 1, d), p[:, 2 * qk :].view(B, Hkv, 1, d))
         out = F.scaled_dot_product_attention(
-            rope(q, cos, sin),
+            roped[:, :D].view(B, H, 1, d),
             keys,
             values,
             attn_mask=attend,
-            scale=attn.scaling,
-            enable_gqa=heads != kv_heads,
+            scale=scale,
+            enable_gqa=H != Hkv,
         )  # (B, H, 1, d)
-        x = x + F.linear(out.transpose(1, 2).reshape(B, 1, heads * d), attn.o_proj.weight)
-        h = rms_norm(x, layer.post_attention_layernorm)
-        x = x + F.linear(
-            F.silu(F.linear(h, mlp.gate_proj.weight)) * F.linear(h, mlp.up_proj.weight), mlp.down_proj.weight
-        )
-    return F.linear(rms_norm(x, inner.norm), model.lm_head.weight)[:, -1]  # (B, V)
+        x = torch.addmm(x, out.view(B, D), o_t)
+        gate, up = F.linear(F.rms_norm(x, (D,), eps=eps2), gate_up).chunk(2, -1)  # (B, I) each
+        x = torch.addmm(x, F.silu(gate) * up, down_t)
+    return F.linear(F.rms_norm(x, (D,), eps=w["eps"]), w["head"])  # (B, V)

@@ -199,6 +199,9 @@ def warm_up():
             _worker = _MathWorker()
 
 
+INTEGER = re.compile(r"-?[0-9]+")  # a plain decimal integer, compared without math-verify
+
+
 def math_equal(gold, pred, timeout=MATH_TIMEOUT_S):
     """Is `pred` equivalent to `gold`? False on a parse failure or a timeout.
     Safe from any thread: the time limit is enforced here, not by a signal."""
@@ -208,6 +211,8 @@ def math_equal(gold, pred, timeout=MATH_TIMEOUT_S):
     gold, pred = str(gold), str(pred)
     if normalize_math(gold) == normalize_math(pred):
         return True
+    if INTEGER.fullmatch(gold.strip()) and INTEGER.fullmatch(pred.strip()):  # two integers: no parser needed
+        return int(gold) == int(pred)
     warm_up()
     with _worker_lock:
         try:

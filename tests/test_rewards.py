@@ -103,6 +103,18 @@ def test_math_grading_works_from_threads_and_times_out():
     assert rewards.math_equal("\\frac{1}{2}", "0.5") is True  # a fresh worker took over
 
 
+def test_two_integers_are_compared_as_math_verify_compares_them():
+    """The shortcut for a plain integer against a plain integer (the classroom world's
+    answers) says what math-verify says, leading zeros and signs included."""
+    from math_verify import parse, verify
+
+    pairs = [("7", "8"), ("7", "07"), ("-3", "3"), ("-0", "0"), ("12", "012"), ("100", "1000"), ("5", " 5")]
+    for gold, pred in pairs:
+        expected = bool(verify(parse("$" + gold + "$"), parse("\\boxed{" + pred + "}")))
+        assert rewards.math_equal(gold, pred) is expected, (gold, pred)
+    assert rewards.INTEGER.fullmatch("7") and not rewards.INTEGER.fullmatch("7.0")
+
+
 def test_bad_problems_are_refused_clearly():
     with pytest.raises(ValueError, match="kind"):
         rewards.score({"kind": "essay", "answer": "x"}, "\\boxed{x}")
