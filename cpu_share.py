@@ -77,11 +77,16 @@ def live_runs():
     return pids
 
 
+def cores():
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class Share:
     """This process's registration: refresh() sets torch's threads to its share."""
 
     def __init__(self):
-        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.cores = cores()
         self.fixed = fixed_threads()
         self.path = os.path.join(REGISTRY, str(os.getpid()))
         self.threads = None

@@ -5,6 +5,7 @@ grpo/rrpo/srpo code."""
 import json
 import random
 
+import pytest
 from conftest import ScriptedEngine
 
 import compare_resets as cr
@@ -35,7 +36,8 @@ def test_oracle_resets_at_the_true_first_error_and_records_it(tiny_tokenizer):
 
 def test_quick_comparison_every_method_learns(tmp_path, capsys):
     """`python compare_resets.py --quick`: one run key x 30 steps per method through
-    the real grpo/rrpo/srpo code; each must raise its greedy held-out pass rate."""
+    the real grpo/rrpo/srpo code (in one process per core, --jobs); each must raise
+    its greedy held-out pass rate."""
     rows = cr.main(["--quick", "--out", str(tmp_path)])
     assert [r["method"] for r in rows] == cr.METHODS
     for r in rows:
@@ -106,6 +108,9 @@ def test_sweep_cells_and_jobs():
     }
     shards = [todo[k::3] for k in range(3)]
     assert sorted(map(str, sum(shards, []))) == sorted(map(str, todo))
+    assert cr.parse_args(["--jobs", "3"]).jobs == 3 and cr.parse_args([]).jobs == 0  # 0: one per core
+    with pytest.raises(SystemExit):
+        cr.parse_args(["--jobs", "-1"])
 
 
 def test_uncertain_sweep_cells_methods_and_noisy_oracle():
