@@ -9,6 +9,12 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
+# pytest-xdist's workers (pytest.ini: -n) split the cores between them: each takes its share of
+# torch's threads (cpu_share.py reads SRPO_THREADS), so no two workers' OpenMP threads fight
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("SRPO_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
+    torch.set_num_threads(int(os.environ["SRPO_THREADS"]))
 
 import engines  # noqa: E402
 import models  # noqa: E402
@@ -19,6 +25,21 @@ ANSWERED = {"id": "t-add", "kind": "math", "question": "What is 2 + 3?", "answer
 ANSWERED_RESPONSE = "Add the two numbers.</thought>\n2 + 3 = 5, so the answer is \\boxed{5}.</thought>"
 UNANSWERED = {"id": "t-eos", "kind": "math", "question": "What is 4 + 4?", "answer": "8"}
 UNANSWERED_RESPONSE = "Four and four.</thought>\nI am not sure."
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pytest.ini): one test process per core, at most 4 (each loads its own models)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """The tests that grade code run in one test process, one after the other: they check
+    that no process of the sandbox's user outlives a grade, which another test process's
+    grading at the same moment would break (pytest.ini: --dist loadgroup)."""
+    for item in items:
+        if item.module.__name__ in ("test_sandbox", "test_rewards") or "_code_" in item.name:
+            item.add_marker(pytest.mark.xdist_group("sandbox"))
 
 
 def build_tokenizer():
