@@ -32,14 +32,40 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
+# the uncertain world of tests/test_tiny_world.py: m = 4 uncertain steps, each right 42% of the time
+UNCERTAIN_WORLD = dict(uncertain=4, uncertain_acc=0.42)
+
+
+def pytest_sessionstart(session):
+    """With test processes (-n), this one builds the uncertain world first, with every core
+    (2-3 minutes on 2 cores, once per machine): a test process that built it would have one core."""
+    if (
+        _workers == 1
+        and getattr(session.config.option, "numprocesses", None)
+        and "PYTEST_XDIST_WORKER" not in os.environ
+    ):
+        import tiny_world
+
+        tiny_world.load(tiny_world.WorldConfig(**UNCERTAIN_WORLD))
+
+
+# the two longest tests (a fresh machine builds an uncertain world in the first), started first
+LONGEST = (
+    "test_an_uncertain_world_samples_its_steps_at_the_asked_rate",
+    "test_quick_comparison_every_method_learns",
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """The tests that grade code run in one test process, one after the other: they check
     that no process of the sandbox's user outlives a grade, which another test process's
-    grading at the same moment would break (pytest.ini: --dist loadgroup)."""
+    grading at the same moment would break (pytest.ini: --dist loadgroup). The longest
+    tests go first, so that the test processes do not end waiting on one of them."""
     for item in items:
         if item.module.__name__ in ("test_sandbox", "test_rewards") or "_code_" in item.name:
             item.add_marker(pytest.mark.xdist_group("sandbox"))
+    items.sort(key=lambda item: item.name not in LONGEST)  # stable: the rest keep their order
 
 
 def build_tokenizer():

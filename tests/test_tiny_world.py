@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from conftest import UNCERTAIN_WORLD
 
 import engines
 import thought_mdp as tm
@@ -192,7 +193,7 @@ def test_an_uncertain_world_samples_its_steps_at_the_asked_rate():
     """The warm start of a world with m = 4 uncertain steps gets them right at the sampling
     temperature about as often as asked (pooled over the four steps, on its own rollouts),
     and its first errors sit on the uncertain steps. Builds the world on first use."""
-    world = tw.WorldConfig(uncertain=4, uncertain_acc=0.42)
+    world = tw.WorldConfig(**UNCERTAIN_WORLD)  # m = 4, a = 0.42
     report = tw.step_report(engines.HFEngine(*tw.load(world), batch_size=64), world, n=96, samples=4)
     assert abs(report["uncertain_acc"] - 0.42) < 0.08, report
     assert report["easy_acc"] > 0.9, report
