@@ -172,8 +172,10 @@ def reset_rule(method):
 
 
 def cell_name(world):
-    """A cell of the uncertain-steps sweep by its knobs: h8-m4-a0.42."""
-    return f"h{world.horizon}-m{world.uncertain}-a{world.uncertain_acc:g}"
+    """A cell of the uncertain-steps sweep by its knobs: h8-m4-a0.42 (h16-m8-a0.65-loc4 with
+    four times the localization examples)."""
+    name = f"h{world.horizon}-m{world.uncertain}-a{world.uncertain_acc:g}"
+    return name + (f"-loc{world.loc_scale:g}" if world.loc_scale != 1 else "")
 
 
 def cells(args):

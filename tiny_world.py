@@ -173,6 +173,10 @@ class WorldConfig:
     # a: how often the warm start gets an uncertain step right *at the sampling temperature*; the
     # demonstrations are right with demo_acc(), the rate whose imitation samples a (step_report())
     uncertain_acc: float = 0.5
+    # warm start: the localization examples, a multiple of the default count (3000, and for chains
+    # longer than 8 steps 3000 x 8 / H, as many steps as H = 8's); at H = 16 the default's 1500
+    # leave self-localization at chance, 4 (6000) is the fix to try
+    loc_scale: float = 1.0
 
     def caps(self):
         """The Thought MDP's caps for this world (the paper's: 20 thoughts x 256 tokens)."""
@@ -182,10 +186,13 @@ class WorldConfig:
 
     def key(self):
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model.
-        The uncertain-step knobs enter only when on, so the worlds built before them keep their key."""
+        The uncertain-step knobs enter only when on, and loc_scale only when not 1, so the worlds
+        built before them keep their key."""
         knobs = dataclasses.asdict(self)
         if not self.uncertain:
             del knobs["uncertain"], knobs["uncertain_acc"]
+        if self.loc_scale == 1.0:
+            del knobs["loc_scale"]
         return hashlib.sha1(json.dumps([VERSION, knobs], sort_keys=True).encode()).hexdigest()[:10]
 
     def name(self, kind="tiny-world"):
@@ -227,6 +234,8 @@ def check(world):
         raise ValueError(f"uncertain must be 0 (off) to the horizon ({world.horizon}), got {world.uncertain}")
     if world.uncertain and not 0.01 <= world.uncertain_acc <= 0.99:
         raise ValueError(f"uncertain_acc must be in [0.01, 0.99], got {world.uncertain_acc}")
+    if not 0 < world.loc_scale <= 10:
+        raise ValueError(f"loc_scale must be in (0, 10], got {world.loc_scale}")
     return world
 
 
@@ -459,6 +468,14 @@ def build_tokenizer(texts):
     return tok
 
 
+def example_counts(world, n_demos=4000, n_loc=3000, n_verify=2000):
+    """The warm start's demonstrations, localization and verification examples: every one
+    at H <= 8, 8 / H of them for longer chains (the same number of steps), and the
+    localization examples times loc_scale."""
+    scale = min(1.0, 8 / world.horizon)
+    return int(n_demos * scale), int(n_loc * scale * world.loc_scale), int(n_verify * scale)
+
+
 def build(
     world=WorldConfig(),
     out_dir=None,
@@ -480,8 +497,8 @@ def build(
     torch.manual_seed(key)
     hard = hard_pairs(world)
     cfg = tm.ThoughtConfig()
-    scale = min(1.0, 8 / world.horizon)  # the default H = 8 takes every example, longer chains fewer
-    n_demos, n_loc, n_verify = int(n_demos * scale), int(n_loc * scale), int(n_verify * scale)
+    n_demos, n_loc, n_verify = example_counts(world, n_demos, n_loc, n_verify)
+    scale = min(1.0, 8 / world.horizon)
     demos = []
     for i in range(n_demos):
         p = make_problem(rng, i, "warm", world, hard)

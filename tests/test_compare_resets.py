@@ -123,6 +123,8 @@ def test_uncertain_sweep_cells_methods_and_noisy_oracle():
     assert all(w.horizon == 8 and name == cr.cell_name(w) for name, w in sweep)
     [(name, world)] = cr.cells(cr.parse_args(["--uncertain", "4", "--uncertain-acc", "0.42"]))
     assert name == "h8-m4-a0.42" and world.uncertain == 4
+    [(name, world)] = cr.cells(cr.parse_args(["--horizon", "16", "--uncertain", "8", "--loc-scale", "4"]))
+    assert name == "h16-m8-a0.5-loc4" and world.loc_scale == 4
     todo = cr.jobs(sweep, cr.UNCERTAIN_METHODS, range(5), None)
     assert len(todo) == len(sweep) * 5 * len(cr.UNCERTAIN_METHODS)
     assert cr.TRAINER["oracle-const"] == ("oracle", ["--loss-normaliser", "constant"])

@@ -70,6 +70,7 @@ def test_cache_key_changes_with_every_knob():
         "warm_key": 1,
         "uncertain": 4,
         "uncertain_acc": 0.3,
+        "loc_scale": 4.0,
     }
     assert set(other) == {f.name for f in dataclasses.fields(tw.WorldConfig)}, "a knob without a case here"
     # uncertain_acc is a knob only with uncertain steps on (off, the worlds keep their keys):
@@ -80,6 +81,10 @@ def test_cache_key_changes_with_every_knob():
     keys.add(tw.WorldConfig(uncertain=4, uncertain_acc=0.3).key())
     assert len(keys) == len(other) + 1 and tw.cache_dir(world).endswith(world.key())
     assert dataclasses.replace(world, uncertain_acc=0.3).key() == world.key()
+    assert world.key() == "5b553a1aef"  # the default world's key from before loc_scale existed
+    assert tw.example_counts(world) == (4000, 3000, 2000)
+    assert tw.example_counts(tw.WorldConfig(horizon=16)) == (2000, 1500, 1000)
+    assert tw.example_counts(tw.WorldConfig(horizon=16, loc_scale=4)) == (2000, 6000, 1000)
     assert world.name() == "tiny-world" and tw.parse("bundled") is None
     assert tw.parse("tiny-world:warm_key=2")[1].warm_key == 2
     for bad in (
@@ -89,6 +94,7 @@ def test_cache_key_changes_with_every_knob():
         "tiny-world:easy_acc=1.5",
         "tiny-world:uncertain=9",  # more uncertain steps than steps
         "tiny-world:uncertain=2:uncertain_acc=1",
+        "tiny-world:loc_scale=0",
     ):
         with pytest.raises(ValueError):
             tw.parse(bad)
