@@ -188,7 +188,8 @@ class WorldConfig:
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model.
         The uncertain-step knobs enter only when on, and loc_scale only when not 1, so the worlds
         built before them keep their key."""
-        knobs = dataclasses.asdict(self)
+        # every knob in its field's type: loc_scale=4 and loc_scale=4.0 are one world
+        knobs = {f.name: f.type(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if not self.uncertain:
             del knobs["uncertain"], knobs["uncertain_acc"]
         if self.loc_scale == 1.0:

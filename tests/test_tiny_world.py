@@ -82,6 +82,7 @@ def test_cache_key_changes_with_every_knob():
     assert len(keys) == len(other) + 1 and tw.cache_dir(world).endswith(world.key())
     assert dataclasses.replace(world, uncertain_acc=0.3).key() == world.key()
     assert world.key() == "5b553a1aef"  # the default world's key from before loc_scale existed
+    assert tw.WorldConfig(loc_scale=4).key() == tw.WorldConfig(loc_scale=4.0).key()  # one world
     assert tw.example_counts(world) == (4000, 3000, 2000)
     assert tw.example_counts(tw.WorldConfig(horizon=16)) == (2000, 1500, 1000)
     assert tw.example_counts(tw.WorldConfig(horizon=16, loc_scale=4)) == (2000, 6000, 1000)
