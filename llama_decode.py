@@ -25,9 +25,10 @@ How the calls are saved (`packed`, rebuilt whenever a weight changes)
   * One matrix per layer for q, k and v, with the norm's weight folded into its
     columns (n1(x) W^T = rms(x) (W diag(w1))^T), and the same for gate and up.
   * The rotary embedding needs rotate_half(q) = (-q2, q1) per head; rotate_half is
-    a signed permutation of q's coordinates, so its rows are in the same matrix
-    (the rows of W_q permuted and negated): rope(q) = q cos + rotate_half(q) sin
-    is then one multiply-add over q and k together.
+    a signed permutation of q's coordinates, so for a narrow model (width up to
+    ROTATE_ROWS_UP_TO) its rows are in the same matrix (the rows of W_q permuted
+    and negated): rope(q) = q cos + rotate_half(q) sin is then one multiply-add
+    over q and k together. A wider model computes rotate_half with torch calls.
   * cos and sin come from a table of the model's rotary module over every position.
   * x += out W_o^T is one addmm with W_o^T stored transposed.
 
@@ -37,6 +38,7 @@ Symbols (B rows, T cached columns with the new one, D hidden, H heads, Hkv key/v
   positions  -> (B,) each row's position: its real columns before the new one
   x          -> (B, D) the residual stream of the new token
   p          -> (B, 2 (H + Hkv) d + Hkv d) one layer's [q, k, rotate_half(q), rotate_half(k), v]
+                (wider than ROTATE_ROWS_UP_TO: [q, k, v])
   q, k, v    -> (B, H or Hkv, 1, d)
 
 Deviations and choices
@@ -81,6 +83,12 @@ def supports(model):
     )
 
 
+# up to this width the rows of rotate_half(q) and rotate_half(k) join the q, k, v matrix (three
+# torch calls fewer a layer); wider, their products cost more than the calls (SmolLM2, width
+# 576: 8% fewer tokens/s on thought_mdp.py --benchmark), and rotate_half is a few torch calls
+ROTATE_ROWS_UP_TO = 256
+
+
 def signed_swap(weight, heads, d):
     """Rows of a projection `weight` (heads d, D) that give rotate_half of its output:
     per head, the second half negated, then the first half."""
@@ -102,13 +110,15 @@ def packed(model):
         return cached[2]
     params = list(model.parameters())
     inner, config = model.model, model.config
+    rows = config.hidden_size <= ROTATE_ROWS_UP_TO  # rotate_half's rows in the matrix, or cat ops
     H, Hkv = config.num_attention_heads, config.num_key_value_heads
     d = getattr(config, "head_dim", None) or config.hidden_size // H
     layers = []
     for layer in inner.layers:
         attn, mlp = layer.self_attn, layer.mlp
         q, k = attn.q_proj.weight, attn.k_proj.weight
-        qkv = torch.cat([q, k, signed_swap(q, H, d), signed_swap(k, Hkv, d), attn.v_proj.weight])
+        turned = [signed_swap(q, H, d), signed_swap(k, Hkv, d)] if rows else []
+        qkv = torch.cat([q, k, *turned, attn.v_proj.weight])
         gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
         layers.append(
             (
@@ -124,6 +134,7 @@ def packed(model):
     positions = torch.arange(config.max_position_embeddings, device=model.device)[None]
     cos, sin = inner.rotary_emb(inner.embed_tokens.weight[:1][None], positions)  # (1, P, d) each
     weights = dict(
+        rows=rows,
         H=H,
         Hkv=Hkv,
         d=d,
@@ -157,9 +168,14 @@ def decode_step(model, tokens, mask, cache):
     sin = w["sin"][positions].repeat(1, H + Hkv)
     attend = mask.bool()[:, None, None, :]  # (B, 1, 1, T)
     for (qkv, o_t, gate_up, down_t, eps1, eps2, scale), slot in zip(w["layers"], cache.layers):
-        p = F.linear(F.rms_norm(x, (D,), eps=eps1), qkv)  # (B, 2 qk + Hkv d)
-        roped = torch.addcmul(p[:, :qk] * cos, p[:, qk : 2 * qk], sin)  # (B, qk): rope(q), rope(k)
-        keys, values = slot.update(roped[:, D:].view(B, Hkv, 1, d), p[:, 2 * qk :].view(B, Hkv, 1, d))
+        p = F.linear(F.rms_norm(x, (D,), eps=eps1), qkv)  # (B, 2 qk + Hkv d), or (B, qk + Hkv d)
+        if w["rows"]:
+            turned, v = p[:, qk : 2 * qk], p[:, 2 * qk :]
+        else:  # rotate_half per head with torch ops
+            heads = p[:, :qk].view(B, H + Hkv, d)
+            turned, v = torch.cat((-heads[..., d // 2 :], heads[..., : d // 2]), -1).view(B, qk), p[:, qk:]
+        roped = torch.addcmul(p[:, :qk] * cos, turned, sin)  # (B, qk): rope(q), rope(k)
+        keys, values = slot.update(roped[:, D:].view(B, Hkv, 1, d), v.view(B, Hkv, 1, d))
         out = F.scaled_dot_product_attention(
             roped[:, :D].view(B, H, 1, d),
             keys,

@@ -404,7 +404,7 @@ def llama_decode_gap(model):
     return (runs[0] - runs[1]).abs().max().item()
 
 
-def test_llama_decode_step_matches_transformers_forward(tiny_model):
+def test_llama_decode_step_matches_transformers_forward(tiny_model, monkeypatch):
     """llama_decode.decode_step, the engine's decode path for plain Llama models, gives
     transformers' logits (grouped-query heads, left padding, a growing cache), also
     after an optimizer step changed the weights it keeps packed; a model it does not
@@ -423,6 +423,11 @@ def test_llama_decode_step_matches_transformers_forward(tiny_model):
     optimizer.step()
     assert llama_decode.packed(model) is not packed  # rebuilt after the step
     assert llama_decode_gap(model) < 1e-4
+    monkeypatch.setattr(
+        llama_decode, "ROTATE_ROWS_UP_TO", 0
+    )  # a wide model's path: rotate_half by torch calls
+    llama_decode.unpack(model)
+    assert not llama_decode.packed(model)["rows"] and llama_decode_gap(model) < 1e-4
     lora = peft.get_peft_model(copy.deepcopy(tiny_model), peft.LoraConfig(r=2, target_modules=["q_proj"]))
     assert not llama_decode.supports(lora)
 
