@@ -39,10 +39,12 @@ UNCERTAIN_WORLD = dict(uncertain=4, uncertain_acc=0.42)
 def pytest_sessionstart(session):
     """With test processes (-n), this one builds the uncertain world first, with every core
     (2-3 minutes on 2 cores, once per machine): a test process that built it would have one core."""
+    asked = [a.split("::")[0] for a in session.config.args]  # the paths asked for (pytest.ini: tests)
     if (
         _workers == 1
         and getattr(session.config.option, "numprocesses", None)
         and "PYTEST_XDIST_WORKER" not in os.environ
+        and any(os.path.isdir(a) or a.endswith("test_tiny_world.py") for a in asked)
     ):
         import tiny_world
 
