@@ -469,11 +469,16 @@ def build_tokenizer(texts):
     return tok
 
 
+def horizon_scale(world):
+    """The share of the warm start's examples a chain of H steps gets: every one at H <= 8,
+    8 / H for longer chains (as many tokens, and optimizer steps, as at H = 8)."""
+    return min(1.0, 8 / world.horizon)
+
+
 def example_counts(world, n_demos=4000, n_loc=3000, n_verify=2000):
-    """The warm start's demonstrations, localization and verification examples: every one
-    at H <= 8, 8 / H of them for longer chains (the same number of steps), and the
-    localization examples times loc_scale."""
-    scale = min(1.0, 8 / world.horizon)
+    """The warm start's demonstrations, localization and verification examples
+    (horizon_scale() of each), the localization examples times loc_scale."""
+    scale = horizon_scale(world)
     return int(n_demos * scale), int(n_loc * scale * world.loc_scale), int(n_verify * scale)
 
 
@@ -499,7 +504,7 @@ def build(
     hard = hard_pairs(world)
     cfg = tm.ThoughtConfig()
     n_demos, n_loc, n_verify = example_counts(world, n_demos, n_loc, n_verify)
-    scale = min(1.0, 8 / world.horizon)
+    scale = horizon_scale(world)
     demos = []
     for i in range(n_demos):
         p = make_problem(rng, i, "warm", world, hard)

@@ -9,11 +9,14 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
+
+import cpu_share  # noqa: E402
+
 # pytest-xdist's workers (pytest.ini: -n) split the cores between them: each takes its share of
 # torch's threads (cpu_share.py reads SRPO_THREADS), so no two workers' OpenMP threads fight
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    os.environ.setdefault("SRPO_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
+    os.environ.setdefault("SRPO_THREADS", str(max(1, cpu_share.cores() // _workers)))
     torch.set_num_threads(int(os.environ["SRPO_THREADS"]))
 
 import engines  # noqa: E402
@@ -29,7 +32,7 @@ UNANSWERED_RESPONSE = "Four and four.</thought>\nI am not sure."
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pytest.ini): one test process per core, at most 4 (each loads its own models)."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, min(4, cpu_share.cores()))
 
 
 # the uncertain world of tests/test_tiny_world.py: m = 4 uncertain steps, each right 42% of the time

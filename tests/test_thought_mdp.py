@@ -423,9 +423,8 @@ def test_llama_decode_step_matches_transformers_forward(tiny_model, monkeypatch)
     optimizer.step()
     assert llama_decode.packed(model) is not packed  # rebuilt after the step
     assert llama_decode_gap(model) < 1e-4
-    monkeypatch.setattr(
-        llama_decode, "ROTATE_ROWS_UP_TO", 0
-    )  # a wide model's path: rotate_half by torch calls
+    # a wide model's path: rotate_half by torch calls
+    monkeypatch.setattr(llama_decode, "ROTATE_ROWS_UP_TO", 0)
     llama_decode.unpack(model)
     assert not llama_decode.packed(model)["rows"] and llama_decode_gap(model) < 1e-4
     lora = peft.get_peft_model(copy.deepcopy(tiny_model), peft.LoraConfig(r=2, target_modules=["q_proj"]))
