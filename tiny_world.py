@@ -45,7 +45,9 @@ Knobs (WorldConfig; one flag each; a model is built per distinct config)
   steps: instead of the multiplication, m additions of their own digit spread
   along the chain, the last at step H, each right with probability a at the
   sampling temperature; step_report() measures it on the warm start's own
-  rollouts; hard_at, hard_share and hard_acc are then unused). Scripts take
+  rollouts; hard_at, hard_share and hard_acc are then unused), loc_scale (the
+  warm start's localization examples, a multiple of the default count; 4 at
+  H = 16 still left self-localization at chance, docs/classroom.md). Scripts take
   a world by name: `tiny-world` (the default config) or
   `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs that differ);
   the training problems are `tiny-world-train[:...]` (benchmarks.py).
