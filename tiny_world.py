@@ -47,7 +47,12 @@ Knobs (WorldConfig; one flag each; a model is built per distinct config)
   sampling temperature; step_report() measures it on the warm start's own
   rollouts; hard_at, hard_share and hard_acc are then unused), loc_scale (the
   warm start's localization examples, a multiple of the default count; 4 at
-  H = 16 still left self-localization at chance, docs/classroom.md). Scripts take
+  H = 16 still left self-localization at chance, docs/classroom.md), max_epochs
+  (the cap on the warm start's epochs), loc_uniform (the share of localization
+  examples whose error sits at a uniform step) and layers (the Llama's depth).
+  Self-localization here names where errors usually sit rather than reading
+  the chain, and none of loc_scale, loc_uniform and layers changed that
+  (warm_start_report(), docs/classroom.md). Scripts take
   a world by name: `tiny-world` (the default config) or
   `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs that differ);
   the training problems are `tiny-world-train[:...]` (benchmarks.py).
@@ -119,6 +124,7 @@ Run it
 """
 
 import argparse
+import collections
 import dataclasses
 import fcntl
 import hashlib
@@ -179,6 +185,15 @@ class WorldConfig:
     # longer than 8 steps 3000 x 8 / H, as many steps as H = 8's); at H = 16 the default's 1500
     # leave self-localization at chance, 4 (6000) is the fix to try
     loc_scale: float = 1.0
+    # warm start: the share of the localization examples whose first error sits at a uniform step;
+    # the others carry the demonstrations' own errors, mostly at the most common step
+    loc_uniform: float = 0.5
+    # the warm-started Llama's layers (width 128, 4 heads; about 0.2M parameters a layer)
+    layers: int = 4
+    # the warm start's epochs at most (build()): a world whose loss stays above LOSS_TARGET at the
+    # peak rate trains this long (an H = 4 world with m = 2 uncertain steps sat at 0.60); the tests
+    # build their uncertain world with 4
+    max_epochs: int = MAX_EPOCHS
 
     def caps(self):
         """The Thought MDP's caps for this world (the paper's: 20 thoughts x 256 tokens)."""
@@ -188,14 +203,20 @@ class WorldConfig:
 
     def key(self):
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model.
-        The uncertain-step knobs enter only when on, and loc_scale only when not 1, so the worlds
-        built before them keep their key."""
+        The uncertain-step knobs enter only when on, and loc_scale and max_epochs only when not
+        their defaults, so the worlds built before them keep their key."""
         # every knob in its field's type: loc_scale=4 and loc_scale=4.0 are one world
         knobs = {f.name: f.type(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if not self.uncertain:
             del knobs["uncertain"], knobs["uncertain_acc"]
         if self.loc_scale == 1.0:
             del knobs["loc_scale"]
+        if self.max_epochs == MAX_EPOCHS:
+            del knobs["max_epochs"]
+        if self.loc_uniform == 0.5:
+            del knobs["loc_uniform"]
+        if self.layers == 4:
+            del knobs["layers"]
         return hashlib.sha1(json.dumps([VERSION, knobs], sort_keys=True).encode()).hexdigest()[:10]
 
     def name(self, kind="tiny-world"):
@@ -230,7 +251,7 @@ def check(world):
         raise ValueError(f"hard_at must be one of {', '.join(HARD_AT)}, got {world.hard_at!r}")
     if not 3 <= world.horizon <= 40:
         raise ValueError(f"horizon must be 3-40 steps, got {world.horizon}")
-    for k in ("hard_share", "hard_acc", "easy_acc", "loc_acc", "verify_acc"):
+    for k in ("hard_share", "hard_acc", "easy_acc", "loc_acc", "verify_acc", "loc_uniform"):
         if not 0 <= getattr(world, k) <= 1:
             raise ValueError(f"{k} must be in [0, 1], got {getattr(world, k)}")
     if not 0 <= world.uncertain <= world.horizon:
@@ -239,6 +260,12 @@ def check(world):
         raise ValueError(f"uncertain_acc must be in [0.01, 0.99], got {world.uncertain_acc}")
     if not 0 < world.loc_scale <= 10:
         raise ValueError(f"loc_scale must be in (0, 10], got {world.loc_scale}")
+    if not 1 <= world.layers <= 16:
+        raise ValueError(f"layers must be 1-16, got {world.layers}")
+    if not ANNEAL_EPOCHS < world.max_epochs <= 40:
+        raise ValueError(
+            f"max_epochs must be {ANNEAL_EPOCHS + 1}-40 (longer than the anneal), got {world.max_epochs}"
+        )
     return world
 
 
@@ -406,14 +433,14 @@ def reached_clean(problem, thought_texts):
 
 def localization_examples(rng, hard, n, world=WorldConfig()):
     """(failed rollout, label) pairs: a chain with its first error at a known step,
-    half of them with the demonstrations' own noise (so errors sit where the
-    policy makes them, mostly on hard multiplications) and half at a uniform
-    step; labelled correctly with probability loc_acc and one step off otherwise
+    a share 1 - loc_uniform (half by default) with the demonstrations' own noise (so
+    errors sit where the policy makes them, mostly on hard multiplications) and the
+    rest at a uniform step; labelled correctly with probability loc_acc and one step off otherwise
     (kept inside the chain, so at its first and last step a slip may land right)."""
     out = []
     while len(out) < n:
         p = make_problem(rng, len(out), "loc", world, hard)
-        if rng.random() < 0.5:
+        if rng.random() < 1 - world.loc_uniform:
             thoughts, k = demonstration(p, rng, hard, world)
             if k is None:
                 continue
@@ -490,7 +517,6 @@ def build(
     n_demos=4000,
     n_loc=3000,
     n_verify=2000,
-    max_epochs=MAX_EPOCHS,
     progress=True,
 ):
     """Tokenizer + tiny Llama warm-started on noisy demonstrations, localization
@@ -543,7 +569,7 @@ def build(
         vocab_size=len(tokenizer),
         hidden_size=128,
         intermediate_size=384,
-        num_hidden_layers=4,
+        num_hidden_layers=world.layers,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=1024,
@@ -560,7 +586,7 @@ def build(
     # The schedule follows the loss, not the clock (docs/performance.md): half an epoch of
     # warm-up, the peak rate until the loss (mean of the last 100 steps) falls below LOSS_TARGET,
     # which it does in one sudden drop whose timing depends on the random key and on float
-    # rounding, then a cosine anneal over ANNEAL_EPOCHS; at max_epochs at the latest.
+    # rounding, then a cosine anneal over ANNEAL_EPOCHS; at world.max_epochs at the latest.
     model.train()
     step, recent, anneal_at, epoch = 0, [], None, 0
     while anneal_at is None or step < anneal_at + ANNEAL_EPOCHS * per_epoch:
@@ -568,7 +594,7 @@ def build(
         for b in range(0, per_epoch * bs, bs):
             if anneal_at is None and (
                 (len(recent) == 100 and np.mean(recent) < LOSS_TARGET)
-                or step >= (max_epochs - ANNEAL_EPOCHS) * per_epoch
+                or step >= (world.max_epochs - ANNEAL_EPOCHS) * per_epoch
             ):
                 anneal_at = step
             if anneal_at is None:
@@ -646,7 +672,11 @@ def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
     on a problem with a hard step that reach its first hard step with a clean
     prefix) and the share of all rollouts that
     do; where first errors sit (mean depth / H); and how often self-localization
-    names the true first error of the policy's own failures, against a random step."""
+    names the true first error of the policy's own failures, against a random step and
+    against always naming the sample's most common first-error step (mode_step), with its
+    accuracy on the failures that do not fail there (off_mode), and on n held-out chains
+    whose first error sits at a uniform step (uniform, chance 1 / H): what reading the chain
+    adds to knowing where errors usually sit."""
     caps = world.caps()
     states = [tm.initial_state(engine.tokenizer, p, caps) for p in problems("test", n, world=world)]
     rollouts = tm.sample_rollouts(engine, states, 2, caps, key=key)
@@ -656,6 +686,18 @@ def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
     greedy_localizer = localize.LocalizeConfig(**localize.BEFORE_RELEASE)  # as the reports were measured
     found = [loc.index for loc in localize.localize(engine, failed, greedy_localizer)]
     reached = [reached_clean(r.problem, r.thought_texts) for r in rollouts]
+    # chains whose first error sits at a uniform step (no label noise): what reading the chain
+    # buys where the usual place of errors does not help (chance: 1 / H)
+    rng, hard = random.Random(key), hard_pairs(world)
+    uniform, at = [], []
+    for p in problems("test", n, key=key, world=world):
+        at.append(rng.randint(1, world.horizon))
+        thoughts, _ = demonstration(p, rng, hard, world, error_at=at[-1])
+        uniform.append(tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0))
+    read = [loc.index for loc in localize.localize(engine, uniform, greedy_localizer)]
+    # the stricter baseline: a localizer that always names this sample's most common first error
+    mode, at_mode = max(collections.Counter(truth).items(), key=lambda kv: kv[1]) if truth else (None, 0)
+    off_mode = [h == t for h, t in zip(found, truth) if t != mode]
     return {
         "world": world.name(),
         "pass_rate": float(np.mean([r.reward for r in rollouts])),
@@ -668,6 +710,11 @@ def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
         "truth_known": all(t is not None for t in truth),
         "localization_accuracy": float(np.mean([h == t for h, t in zip(found, truth)])),
         "random_step_accuracy": float(np.mean([1 / len(r.thought_ids) for r in failed])),
+        "mode_step": mode,
+        "mode_step_accuracy": at_mode / len(truth) if truth else float("nan"),
+        # on the failures whose first error is not at the most common step: reading the chain
+        "localization_accuracy_off_mode": float(np.mean(off_mode)) if off_mode else float("nan"),
+        "localization_accuracy_uniform": float(np.mean([h == k for h, k in zip(read, at)])),
     }
 
 

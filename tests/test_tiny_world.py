@@ -71,6 +71,9 @@ def test_cache_key_changes_with_every_knob():
         "uncertain": 4,
         "uncertain_acc": 0.3,
         "loc_scale": 4.0,
+        "max_epochs": 4,
+        "loc_uniform": 1.0,
+        "layers": 8,
     }
     assert set(other) == {f.name for f in dataclasses.fields(tw.WorldConfig)}, "a knob without a case here"
     # uncertain_acc is a knob only with uncertain steps on (off, the worlds keep their keys):
@@ -81,7 +84,7 @@ def test_cache_key_changes_with_every_knob():
     keys.add(tw.WorldConfig(uncertain=4, uncertain_acc=0.3).key())
     assert len(keys) == len(other) + 1 and tw.cache_dir(world).endswith(world.key())
     assert dataclasses.replace(world, uncertain_acc=0.3).key() == world.key()
-    assert world.key() == "5b553a1aef"  # the default world's key from before loc_scale existed
+    assert world.key() == "5b553a1aef"  # the default world's key from before loc_scale and max_epochs
     assert tw.WorldConfig(loc_scale=4).key() == tw.WorldConfig(loc_scale=4.0).key()  # one world
     assert tw.example_counts(world) == (4000, 3000, 2000)
     assert tw.example_counts(tw.WorldConfig(horizon=16)) == (2000, 1500, 1000)
@@ -96,6 +99,9 @@ def test_cache_key_changes_with_every_knob():
         "tiny-world:uncertain=9",  # more uncertain steps than steps
         "tiny-world:uncertain=2:uncertain_acc=1",
         "tiny-world:loc_scale=0",
+        "tiny-world:max_epochs=2",  # no longer than its anneal
+        "tiny-world:loc_uniform=1.5",
+        "tiny-world:layers=0",
     ):
         with pytest.raises(ValueError):
             tw.parse(bad)
@@ -158,6 +164,13 @@ def test_demonstrations_follow_the_accuracy_knobs():
     # a label one step off is clipped to the chain: at its first and last step half the slips stay right
     expected = np.mean([0.4 + 0.6 * 0.5 * (k in (1, 8)) for k in truth])
     assert abs(np.mean(right) - expected) < 0.06 and expected < 0.6
+    # loc_uniform: the share of examples whose first error sits at a uniform step; the rest
+    # carry the demonstrations' errors, which in this world sit mostly at the multiplication
+    for share, at_two in ((0.5, (0.3, 0.45)), (1.0, (0.08, 0.18))):  # about 0.37 and 1 / 8
+        world = tw.WorldConfig(loc_uniform=share)
+        examples = tw.localization_examples(random.Random(2), tw.hard_pairs(world), 1000, world)
+        truth = [tw.first_error(r.problem, r.thought_texts) for r, _ in examples]
+        assert at_two[0] < truth.count(2) / len(truth) < at_two[1], (share, truth.count(2))
 
 
 def test_held_out_problems_never_repeat_training_chains():
@@ -180,6 +193,8 @@ def test_warm_start_is_in_the_intended_range(world):
     assert 0.2 <= report["pass_rate"] <= 0.5, report
     assert report["truth_known"], "a failed chain has a first error"
     assert report["random_step_accuracy"] + 0.15 < report["localization_accuracy"] < 0.95, report
+    # the stricter baseline sees the world's concentration: most first errors at the multiplication
+    assert report["mode_step"] == 2 and report["mode_step_accuracy"] > 0.6, report
 
 
 def test_warm_start_imitates_its_demonstrations(world):
@@ -199,8 +214,9 @@ def test_warm_start_imitates_its_demonstrations(world):
 def test_an_uncertain_world_samples_its_steps_at_the_asked_rate():
     """The warm start of a world with m = 4 uncertain steps gets them right at the sampling
     temperature about as often as asked (pooled over the four steps, on its own rollouts),
-    and its first errors sit on the uncertain steps. Builds the world on first use."""
-    world = tw.WorldConfig(**UNCERTAIN_WORLD)  # m = 4, a = 0.42
+    and its first errors sit on the uncertain steps. Builds the world on first use, its warm
+    start capped at 4 epochs (the knob max_epochs), which is enough for the calibration."""
+    world = tw.WorldConfig(**UNCERTAIN_WORLD)  # m = 4, a = 0.42, at most 4 epochs
     report = tw.step_report(engines.HFEngine(*tw.load(world), batch_size=64), world, n=96, samples=4)
     assert abs(report["uncertain_acc"] - 0.42) < 0.08, report
     assert report["easy_acc"] > 0.9, report
