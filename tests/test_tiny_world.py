@@ -214,9 +214,10 @@ def test_warm_start_imitates_its_demonstrations(world):
 def test_an_uncertain_world_samples_its_steps_at_the_asked_rate():
     """The warm start of a world with m = 4 uncertain steps gets them right at the sampling
     temperature about as often as asked (pooled over the four steps, on its own rollouts),
-    and its first errors sit on the uncertain steps. Builds the world on first use, its warm
-    start capped at 4 epochs (the knob max_epochs), which is enough for the calibration."""
-    world = tw.WorldConfig(**UNCERTAIN_WORLD)  # m = 4, a = 0.42, at most 4 epochs
+    and its first errors sit on the uncertain steps. Builds the world on first use: a 2-layer
+    model warm-started for at most 4 epochs (knobs layers and max_epochs), which is enough for
+    the calibration and builds in about a minute."""
+    world = tw.WorldConfig(**UNCERTAIN_WORLD)  # m = 4, a = 0.42, 2 layers, at most 4 epochs
     report = tw.step_report(engines.HFEngine(*tw.load(world), batch_size=64), world, n=96, samples=4)
     assert abs(report["uncertain_acc"] - 0.42) < 0.08, report
     assert report["easy_acc"] > 0.9, report
