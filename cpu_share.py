@@ -14,6 +14,7 @@ alone it keeps every core, two runs on 2 cores take one each.
 
 Paper map
   (ours)    sharing the CPU between runs side by side                      claim(), Share
+  (ours)    the same for scripts that are not training runs                 for_script()
 
 Symbols
   cores     -> the cores this process may run on (os.sched_getaffinity)
@@ -33,6 +34,7 @@ Run it
   python srpo.py --demo & python srpo.py --demo --out runs/second   # each prints "threads: 1 ..."
 """
 
+import atexit
 import os
 
 import torch
@@ -125,3 +127,14 @@ class Share:
 def claim():
     """Register this process as a training run; use as `with claim() as share:`."""
     return Share()
+
+
+def for_script():
+    """For a script that is not a training loop (a world build and report, a demo, a
+    benchmark): register it like a run for the rest of the process and set its share once,
+    printing the choice. A count fixed by SRPO_THREADS or OMP_NUM_THREADS is kept, so a
+    test process that fixed its share keeps it."""
+    share = Share()
+    atexit.register(share.release)
+    print(share.refresh())
+    return share

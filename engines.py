@@ -69,6 +69,7 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+import cpu_share
 import llama_decode
 import models
 
@@ -580,7 +581,7 @@ def main(argv=None):
         "--run-key", "--seed", type=int, default=0, help="the random key (--seed: its old name, deprecated)"
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
+    cpu_share.for_script()  # torch's threads: this script's share of the cores
     engine = HFEngine(*models.load_model(args.model))
     text = engine.tokenizer.apply_chat_template(
         [{"role": "user", "content": args.prompt}], add_generation_prompt=True, tokenize=False

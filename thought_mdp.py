@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import cpu_share
 import engines
 import models
 import release_graders
@@ -525,7 +526,7 @@ def main(argv=None):
     add_flags(parser, ThoughtConfig, DEMO_CAPS)
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(DEMO_CAPS, **given(args, ThoughtConfig))
-    torch.set_num_threads(os.cpu_count() or 1)
+    cpu_share.for_script()  # torch's threads: this script's share of the cores
     model, tokenizer = models.load_model(args.model)
     engine = engines.HFEngine(model, tokenizer)
     problems = [p for p in load_problems() if p["kind"] == "math"][: args.problems]

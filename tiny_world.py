@@ -138,6 +138,7 @@ import time
 import numpy as np
 import torch
 
+import cpu_share
 import engines
 import localize
 import models
@@ -790,7 +791,7 @@ def main(argv=None):
         world = check(WorldConfig(**tm.given(args, WorldConfig)))
     except ValueError as e:
         parser.error(str(e))
-    torch.set_num_threads(os.cpu_count() or 1)
+    cpu_share.for_script()  # torch's threads: this script's share of the cores
     start = time.perf_counter()
     engine = engines.HFEngine(*load(world), batch_size=64)
     print(f"world {world.name()} loaded in {time.perf_counter() - start:.0f} s from {cache_dir(world)}")

@@ -33,3 +33,25 @@ def test_runs_side_by_side_split_the_cores(tmp_path, monkeypatch):
             assert "fixed by SRPO_THREADS" in fixed.refresh() and not (tmp_path / str(os.getpid())).exists()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_script_keeps_a_fixed_count_and_otherwise_takes_its_share(tmp_path, monkeypatch, capsys):
+    """The world's report, the Thought MDP demo and the engine demo call for_script(): with
+    SRPO_THREADS set (as each test process sets it) they keep that count, where they once
+    set every core and left the test process fighting its neighbour for them."""
+    monkeypatch.setattr(cpu_share, "REGISTRY", str(tmp_path))
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SRPO_THREADS", "1")
+        cpu_share.for_script()
+        assert torch.get_num_threads() == 1 and not (tmp_path / str(os.getpid())).exists()
+        assert "fixed by SRPO_THREADS" in capsys.readouterr().out
+        monkeypatch.delenv("SRPO_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        (tmp_path / str(os.getppid())).touch()  # a training run beside it (our parent process)
+        share = cpu_share.for_script()
+        assert (tmp_path / str(os.getpid())).exists()  # registered, so the run beside sees it
+        assert torch.get_num_threads() == max(1, cpu_share.cores() // 2)
+        share.release()
+    finally:
+        torch.set_num_threads(before)
