@@ -184,7 +184,7 @@ class WorldConfig:
     uncertain_acc: float = 0.5
     # warm start: the localization examples, a multiple of the default count (3000, and for chains
     # longer than 8 steps 3000 x 8 / H, as many steps as H = 8's); at H = 16 the default's 1500
-    # leave self-localization at chance, 4 (6000) is the fix to try
+    # leave self-localization at chance, and 4 (6000) did not lift it
     loc_scale: float = 1.0
     # warm start: the share of the localization examples whose first error sits at a uniform step;
     # the others carry the demonstrations' own errors, mostly at the most common step
@@ -204,8 +204,8 @@ class WorldConfig:
 
     def key(self):
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model.
-        The uncertain-step knobs enter only when on, and loc_scale and max_epochs only when not
-        their defaults, so the worlds built before them keep their key."""
+        The uncertain-step knobs enter only when on, and loc_scale, loc_uniform, layers and
+        max_epochs only away from their defaults, so the worlds built before them keep their key."""
         # every knob in its field's type: loc_scale=4 and loc_scale=4.0 are one world
         knobs = {f.name: f.type(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if not self.uncertain:
