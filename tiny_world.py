@@ -160,6 +160,10 @@ VERSION = "v6"  # part of every cache key; bumped whenever the warm start's reci
 PEAK_LR, LOSS_TARGET, ANNEAL_EPOCHS, MAX_EPOCHS = 3e-3, 0.3, 2, 12
 
 
+# knobs added after worlds had been built and cached: in the key only away from their defaults
+LATER_KNOBS = ("loc_scale", "loc_uniform", "layers", "max_epochs")
+
+
 @dataclasses.dataclass(frozen=True)
 class WorldConfig:
     # the classroom world's knobs; a model is built and cached per distinct config
@@ -204,20 +208,15 @@ class WorldConfig:
 
     def key(self):
         """A short hash of every knob: the cache folder's name, so a changed knob never reuses a model.
-        The uncertain-step knobs enter only when on, and loc_scale, loc_uniform, layers and
-        max_epochs only away from their defaults, so the worlds built before them keep their key."""
+        The uncertain-step knobs enter only when on, and LATER_KNOBS only away from their
+        defaults, so the worlds built before them keep their key."""
         # every knob in its field's type: loc_scale=4 and loc_scale=4.0 are one world
         knobs = {f.name: f.type(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if not self.uncertain:
             del knobs["uncertain"], knobs["uncertain_acc"]
-        if self.loc_scale == 1.0:
-            del knobs["loc_scale"]
-        if self.max_epochs == MAX_EPOCHS:
-            del knobs["max_epochs"]
-        if self.loc_uniform == 0.5:
-            del knobs["loc_uniform"]
-        if self.layers == 4:
-            del knobs["layers"]
+        for name in LATER_KNOBS:  # at its default, a knob added later leaves the key as it was
+            if getattr(self, name) == getattr(WorldConfig, name):
+                del knobs[name]
         return hashlib.sha1(json.dumps([VERSION, knobs], sort_keys=True).encode()).hexdigest()[:10]
 
     def name(self, kind="tiny-world"):
@@ -432,6 +431,12 @@ def reached_clean(problem, thought_texts):
 # Tokenizer, model, warm start
 
 
+def chain_rollout(problem, thoughts, reward=0.0):
+    """A written chain of thoughts as a Rollout (token ids are not needed to render it for a
+    localizer or a verifier, so each thought gets a placeholder)."""
+    return tm.Rollout(problem, [], [[0]] * len(thoughts), thoughts, "answer", reward)
+
+
 def localization_examples(rng, hard, n, world=WorldConfig()):
     """(failed rollout, label) pairs: a chain with its first error at a known step,
     a share 1 - loc_uniform (half by default) with the demonstrations' own noise (so
@@ -449,7 +454,7 @@ def localization_examples(rng, hard, n, world=WorldConfig()):
             k = rng.randrange(1, len(p["chain"]) + 1)
             thoughts, _ = demonstration(p, rng, hard, world, error_at=k)
         label = k if rng.random() < world.loc_acc else min(max(1, k + rng.choice([-1, 1])), len(thoughts))
-        rollout = tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0)
+        rollout = chain_rollout(p, thoughts)
         out.append((rollout, f"\\boxed{{{label}}}"))
     return out
 
@@ -465,7 +470,7 @@ def verification_examples(rng, hard, n, world=WorldConfig()):
         verdict = (first is None) != (rng.random() > world.verify_acc)
         out.append(
             (
-                tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", float(first is None)),
+                chain_rollout(p, thoughts, float(first is None)),
                 "\\boxed{yes}" if verdict else "\\boxed{no}",
             )
         )
@@ -694,10 +699,10 @@ def warm_start_report(engine, world=WorldConfig(), n=128, key=1):
     for p in problems("test", n, key=key, world=world):
         at.append(rng.randint(1, world.horizon))
         thoughts, _ = demonstration(p, rng, hard, world, error_at=at[-1])
-        uniform.append(tm.Rollout(p, [], [[0]] * len(thoughts), thoughts, "answer", 0.0))
+        uniform.append(chain_rollout(p, thoughts))
     read = [loc.index for loc in localize.localize(engine, uniform, greedy_localizer)]
     # the stricter baseline: a localizer that always names this sample's most common first error
-    mode, at_mode = max(collections.Counter(truth).items(), key=lambda kv: kv[1]) if truth else (None, 0)
+    [(mode, at_mode)] = collections.Counter(truth).most_common(1) or [(None, 0)]
     off_mode = [h == t for h, t in zip(found, truth) if t != mode]
     return {
         "world": world.name(),
