@@ -24,8 +24,9 @@ Paper map
   App. C    the policy serves its own rollouts (on-policy)    HFEngine.sync() (the same object: nothing to do)
   (ours)    continuous batching with the KV cache on the CPU, rows
             joining while it runs, each distinct prompt prefilled once   Decoder
-  (ours)    a KV cache with room to grow (no copy per token); plain Llama
-            models decode without transformers' per-call machinery     SlackLayer, llama_decode.py
+  (ours)    a KV cache with room to grow (no copy per token), rows that leave
+            by swap-remove; plain Llama models prefill and decode
+            without transformers' per-call machinery          SlackLayer, swap_remove(), llama_decode.py
 
 Symbols (B rows in a batch, T tokens, V vocabulary)
   logits      -> (B, V) the next-token logits of every live row
@@ -49,7 +50,12 @@ Deviations and choices
     are called keys throughout the project: in the paper, a seed is a failed
     rollout.)
   * Nucleus sampling sorts only the top 16 probabilities (else 512) when they
-    already cover top-p, instead of the whole vocabulary (the same draw, faster).
+    already cover top-p, instead of the whole vocabulary, and not at all for a row
+    whose top token alone holds more than top-p (most rows of a trained policy):
+    the same draws, faster. A uniform that rounds to 1.0 in float32 is kept
+    below it (it used to pick a token past the nucleus, about once in 3e7 draws).
+  * A row that finishes leaves its cache slot to the batch's last row (swap-remove):
+    one row's keys and values are copied instead of the whole cache.
   * Loading a model by name is models.py's job; this file only samples.
 
 Run it
@@ -196,29 +202,65 @@ def sample_next(logits, temperature, top_p, u):
     greedy at temperature 0, else temperature then nucleus (top-p) sampling with
     top-k off (App. C), by inverting the nucleus's CDF at u. Each row's draw uses its
     own u only, so a row samples the same token whatever else is in the batch.
-    temperature and top_p: floats, or (B,) per row."""
-    B = logits.shape[0]
-    temperature = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device).expand(B)  # (B,)
-    top_p = torch.as_tensor(top_p, dtype=torch.float32, device=logits.device).expand(B)  # (B,)
-    greedy = logits.argmax(-1)  # (B,)
-    if bool((temperature <= 0).all()):
-        return greedy
-    probs = torch.softmax(logits.float() / temperature.clamp(min=1e-4)[:, None], -1)  # (B, V)
+    temperature and top_p: floats, or (B,) per row (a list whose values are all
+    equal counts as one float: the usual case, and the cheap one)."""
+    B, device = logits.shape[0], logits.device
+    temperature, top_p = one_value(temperature), one_value(top_p)
+    if isinstance(temperature, float):  # every row alike: no per-row tensors, no argmax unless greedy
+        if temperature <= 0:
+            return logits.argmax(-1)
+        temp = torch.full((B, 1), max(temperature, 1e-4), dtype=torch.float32, device=device)  # (B, 1)
+        greedy = None
+    else:
+        temperature = torch.as_tensor(temperature, dtype=torch.float32, device=device).expand(B)  # (B,)
+        greedy = logits.argmax(-1)  # (B,)
+        if bool((temperature <= 0).all()):
+            return greedy
+        temp = temperature.clamp(min=1e-4)[:, None]  # (B, 1)
+    top_p = torch.as_tensor(top_p, dtype=torch.float32, device=device)  # () or (B,)
+    top_p = top_p if top_p.dim() == 0 else top_p.expand(B)
+    # below 1 in float32 (a draw of 1.0 would pick past the nucleus)
+    u = torch.as_tensor(u, dtype=torch.float32, device=device).clamp(max=1 - 2**-23)  # (B,)
+    probs = torch.softmax(logits.float() / temp, -1)  # (B, V)
+    # a row whose top token alone holds more than top_p (and more than half, so it is
+    # the only top token) has a nucleus of that one token: its draw is the top token.
+    # Most rows of a trained policy are such rows; only the others are sorted below
+    top, drawn = probs.max(-1)  # (B,) each
+    unsure = (top <= top_p.clamp(min=0.5)).nonzero()[:, 0]  # rows with more than one candidate
+    if len(unsure):
+        rows = slice(None) if len(unsure) == B else unsure
+        tp = top_p if top_p.dim() == 0 else top_p[rows][:, None]  # () or (b, 1)
+        drawn = drawn.clone()
+        drawn[rows] = nucleus_draw(probs[rows], tp, u[rows])
+    return drawn if greedy is None else torch.where(temperature <= 0, greedy, drawn)
+
+
+def nucleus_draw(probs, top_p, u):
+    """The token at u of each row's nucleus: probs (b, V), top_p () or (b, 1), u (b,)."""
     # the nucleus usually lies in the top few tokens: sort only the top 16, else the top
     # 512, else the whole vocabulary. The token after the top k is outside every row's
     # nucleus once the top k's cumulative mass exceeds top_p, and then the draw below is
     # the one a full sort would give (the same cumulative sums of the same sorted values)
     for k in (16, 512, probs.shape[-1]):
-        sorted_probs, order = probs.topk(min(k, probs.shape[-1]), -1)  # (B, k), descending
-        total = sorted_probs.cumsum(-1)  # (B, k)
-        if k >= probs.shape[-1] or bool((total[:, -1] > top_p).all()):
+        sorted_probs, order = probs.topk(min(k, probs.shape[-1]), -1)  # (b, k), descending
+        total = sorted_probs.cumsum(-1)  # (b, k)
+        if k >= probs.shape[-1] or bool((total[:, -1:] > top_p).all()):
             break
     # past the nucleus; the top one always stays
-    outside = total - sorted_probs > top_p[:, None]
-    cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)  # (B, k), unnormalised
-    target = torch.as_tensor(u, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]  # (B,)
-    pick = torch.searchsorted(cdf, target[:, None], right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
-    return torch.where(temperature <= 0, greedy, order.gather(-1, pick).squeeze(-1))  # (B,)
+    outside = total - sorted_probs > top_p
+    cdf = sorted_probs.masked_fill(outside, 0.0).cumsum(-1)  # (b, k), unnormalised
+    target = u * cdf[:, -1]  # (b,)
+    pick = torch.searchsorted(cdf, target[:, None], right=True).clamp(max=cdf.shape[-1] - 1)  # (b, 1)
+    return order.gather(-1, pick).squeeze(-1)  # (b,)
+
+
+def one_value(setting):
+    """A per-row sampling setting as one float when every row has the same value."""
+    if isinstance(setting, (int, float)):
+        return float(setting)
+    if isinstance(setting, (list, tuple)) and setting and all(s == setting[0] for s in setting):
+        return float(setting[0])
+    return setting
 
 
 @dataclass
@@ -330,25 +372,27 @@ class Decoder:
         keys = [tuple(p) for p in prompts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.prefixes))
         if missing:
-            model, cache = self.engine.model, DynamicCache()
+            model = self.engine.model
             input_ids, mask = pad_batch(missing, self.engine.pad_id)  # (U, T) left-padded
             input_ids, mask = input_ids.to(model.device), mask.to(model.device)
-            logits = model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1]  # (U, V)
+            if self.engine.plain_llama:  # the same arithmetic without transformers' machinery
+                kv, logits = llama_decode.prefill(model, input_ids, mask)  # [(keys, values)], (U, V)
+            else:
+                cache = DynamicCache()
+                logits = model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits[:, -1]  # (U, V)
+                kv = [(layer.keys, layer.values) for layer in cache.layers]
             for u, ids in enumerate(missing):  # row u without its padding
                 self.prefixes[ids] = (
                     [
-                        (
-                            layer.keys[u : u + 1, :, -len(ids) :].clone(),
-                            layer.values[u : u + 1, :, -len(ids) :].clone(),
-                        )
-                        for layer in cache.layers
+                        (k[u : u + 1, :, -len(ids) :].clone(), v[u : u + 1, :, -len(ids) :].clone())
+                        for k, v in kv
                     ],
                     logits[u : u + 1],
                 )
@@ -405,20 +449,22 @@ class Decoder:
             [r.top_p for r in self.rows],
             [r.rng.random() for r in self.rows],
         )
-        keep = [
+        leaving = [
             j
             for j, token in enumerate(tokens.tolist())
-            if not self.rows[j].cancelled and not self.rows[j].watcher.push(token)
+            if self.rows[j].cancelled or self.rows[j].watcher.push(token)
         ]
         done = [r for r in self.rows if r.watcher.done]
         tags = [r.tag for r in self.rows]
+        keep = swap_remove(live, leaving)
         self.rows = [self.rows[j] for j in keep]
         if not keep:
             self.state = None
         else:
-            if len(keep) < live:  # finished rows leave the batch and the cache
+            if leaving:  # finished rows leave the batch and the cache: the last rows take their slots
                 index = torch.tensor(keep, device=mask.device)
-                cache.batch_select_indices(index)
+                for layer in cache.layers:
+                    layer.keep_rows(keep)
                 tokens, mask = tokens[index], mask[index]
                 lead = int((mask.cumsum(-1) == 0).sum(-1).min())  # columns that are padding in every row
                 if lead:
@@ -442,10 +488,22 @@ class Decoder:
         return done
 
 
+def swap_remove(n, leaving):
+    """The rows that stay when the rows `leaving` of n go, in their new order: each
+    leaving row's slot is taken by the last staying row, so only those rows move
+    (SlackLayer.keep_rows) instead of every row after the first one that left."""
+    order = list(range(n))
+    for j in sorted(leaving, reverse=True):
+        order[j] = order[-1]
+        order.pop()
+    return order
+
+
 class SlackLayer(DynamicLayer):
-    """One layer of the decoder's KV cache, with room to grow: keys and values sit at
-    columns [start, end) of buffers (B, heads, end + room, d), and a decode step writes
-    its token into the next free column. transformers' DynamicLayer concatenates the
+    """One layer of the decoder's KV cache, with room to grow: the n live rows' keys and
+    values sit at rows [0, n) and columns [start, end) of buffers (B, heads, end + room,
+    d) (rows past n were freed by keep_rows), and a decode step writes its token into
+    the next free column. transformers' DynamicLayer concatenates the
     whole cache with the new token instead, a copy of every cached key and value per
     token and layer (half of a classroom decode step's operator time at 64 rows).
     Same values, same attention inputs (keys and values are views of the buffers):
@@ -482,27 +540,41 @@ class SlackLayer(DynamicLayer):
             self.key_buffer[rows, :, T - t : T] = keys
             self.value_buffer[rows, :, T - t : T] = values
             row += keys.shape[0]
-        self.start, self.end = 0, T
+        self.n, self.start, self.end = B, 0, T
         self._view()
 
     def _view(self):
-        self.keys = self.key_buffer[:, :, self.start : self.end]  # (B, heads, T, d)
-        self.values = self.value_buffer[:, :, self.start : self.end]
+        self.keys = self.key_buffer[: self.n, :, self.start : self.end]  # (B, heads, T, d)
+        self.values = self.value_buffer[: self.n, :, self.start : self.end]
 
     def update(self, key_states, value_states, *args, **kwargs):
         """Append the new tokens' keys and values (B, heads, n, d); the cache as attention reads it."""
         n = key_states.shape[-2]
         if self.end + n > self.key_buffer.shape[-2]:  # full: move to buffers with fresh room
             self._fill([(self.keys, self.values)])
-        self.key_buffer[:, :, self.end : self.end + n] = key_states
-        self.value_buffer[:, :, self.end : self.end + n] = value_states
+        self.key_buffer[: self.n, :, self.end : self.end + n] = key_states
+        self.value_buffer[: self.n, :, self.end : self.end + n] = value_states
         self.end += n
         self._view()
         return self.keys, self.values
 
     def batch_select_indices(self, indices):
-        """Keep only the rows `indices` (rows that finished leave the batch)."""
+        """Keep only the rows `indices`, in that order (transformers' cache interface)."""
         self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+        self.n = len(indices)
+        self._view()
+
+    def keep_rows(self, order):
+        """Keep the rows `order` (a list), where every kept row either stays in its own
+        place (order[i] == i) or moves from past the new end (order[i] >= len(order)):
+        the decoder's swap-remove. Only the moved rows are copied; the buffers keep
+        their size (the rows past the new end are free)."""
+        cols = slice(self.start, self.end)  # only the used columns
+        for i, o in enumerate(order):
+            if o != i:  # usually one row or none: a copy each is fewer calls than gathering
+                self.key_buffer[i, :, cols] = self.key_buffer[o, :, cols]
+                self.value_buffer[i, :, cols] = self.value_buffer[o, :, cols]
+        self.n = len(order)
         self._view()
 
     def drop_front(self, n):

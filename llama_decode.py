@@ -1,5 +1,6 @@
-"""llama_decode.py: one decode step of a Llama-architecture model, written out in
-plain torch for the HF engine's continuous batch (engines.Decoder).
+"""llama_decode.py: one decode step of a Llama-architecture model, and the prefill of
+its prompts, written out in plain torch for the HF engine's continuous batch
+(engines.Decoder).
 
 Not a part of the paper: machinery that makes the CPU runs fast (App. H's concern,
 on our hardware). A decode step of the classroom world's 1M-parameter model is a
@@ -14,12 +15,15 @@ whatever its size, and a step of the classroom model is about a hundred of them.
 Paper map
   App. H     the cost of sampling, the bulk of a training step            decode_step()
   (ours)     the engine's decode path for plain Llama models               supports(), packed()
+  (ours)     the prompts' keys, values and last logits in one pass         prefill()
 
 What it computes is LlamaForCausalLM's forward for a single position (the
 transformers Llama model): per layer, x += o(attn(rope(q(n1(x))), rope(k), v))
 and x += down(silu(gate(n2(x))) * up(n2(x))), then logits = lm_head(norm(x)),
 with RMSNorm, rotary embeddings (the model's own rotary module), grouped-query
-attention over the row's cached keys and a mask for its left padding.
+attention over the row's cached keys and a mask for its left padding. prefill()
+runs the same layers over whole left-padded prompts with causal attention, for
+the keys and values the decoder caches and each prompt's last logits.
 
 How the calls are saved (`packed`, rebuilt whenever a weight changes)
   * One matrix per layer for q, k and v, with the norm's weight folded into its
@@ -29,7 +33,8 @@ How the calls are saved (`packed`, rebuilt whenever a weight changes)
     ROTATE_ROWS_UP_TO) its rows are in the same matrix (the rows of W_q permuted
     and negated): rope(q) = q cos + rotate_half(q) sin is then one multiply-add
     over q and k together. A wider model computes rotate_half with torch calls.
-  * cos and sin come from a table of the model's rotary module over every position.
+  * cos and sin come from a table of the model's rotary module over every position
+    (for a narrow model, repeated over the heads: one index a step).
   * x += out W_o^T is one addmm with W_o^T stored transposed.
 
 Symbols (B rows, T cached columns with the new one, D hidden, H heads, Hkv key/value heads, d = D / H)
@@ -142,6 +147,9 @@ def packed(model):
         layers=layers,
         cos=cos[0].contiguous(),  # (P, d)
         sin=sin[0].contiguous(),
+        # narrow models: cos and sin already repeated over every q and k head, side by side,
+        # so a step reads both with one index: (P, 2 (H + Hkv) d)
+        rope=torch.cat((cos[0].repeat(1, H + Hkv), sin[0].repeat(1, H + Hkv)), -1) if rows else None,
         eps=inner.norm.variance_epsilon,
         head=(model.lm_head.weight * inner.norm.weight).contiguous(),  # (V, D)
     )
@@ -154,6 +162,60 @@ def unpack(model):
     model.__dict__.pop("_packed_decode", None)
 
 
+def rope_qk(w, p, cos, sin):
+    """rope(q) and rope(k) side by side (N, (H + Hkv) d) from one layer's product p (N, ...)."""
+    H, Hkv, d = w["H"], w["Hkv"], w["d"]
+    qk = (H + Hkv) * d
+    if w["rows"]:
+        turned = p[:, qk : 2 * qk]
+    else:  # rotate_half per head with torch ops
+        heads = p[:, :qk].view(-1, H + Hkv, d)
+        turned = torch.cat((-heads[..., d // 2 :], heads[..., : d // 2]), -1).view(-1, qk)
+    return torch.addcmul(p[:, :qk] * cos, turned, sin)
+
+
+def rope_tables(w, positions):
+    """cos and sin (N, (H + Hkv) d) at `positions` (N,), repeated over every q and k head."""
+    if w["rope"] is not None:
+        both = w["rope"][positions]
+        qk = both.shape[-1] // 2
+        return both[:, :qk], both[:, qk:]
+    heads = w["H"] + w["Hkv"]
+    return w["cos"][positions].repeat(1, heads), w["sin"][positions].repeat(1, heads)
+
+
+@torch.no_grad()
+def prefill(model, ids, mask):
+    """The prompts' keys and values and their last logits, as LlamaForCausalLM's forward
+    gives them: ids and mask (U, T), left-padded, positions counted from each row's
+    first real token. Returns ([(keys, values) (U, Hkv, T, d) per layer], logits (U, V)).
+    A padding position attends to itself only (its values are never read; this keeps
+    every softmax finite)."""
+    w = packed(model)
+    H, Hkv, d = w["H"], w["Hkv"], w["d"]
+    U, T = ids.shape
+    D = H * d
+    x = F.embedding(ids, w["embed"]).view(U * T, D)  # (U T, D)
+    cos, sin = rope_tables(w, (mask.cumsum(-1) - 1).clamp(min=0).view(-1))  # (U T, qk) each
+    causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+    attend = (causal & mask.bool()[:, None, :]) | torch.eye(T, dtype=torch.bool, device=ids.device)
+    attend = attend[:, None]  # (U, 1, T, T)
+    kv = []
+    for qkv, o_t, gate_up, down_t, eps1, eps2, scale in w["layers"]:
+        p = F.linear(F.rms_norm(x, (D,), eps=eps1), qkv)  # (U T, ...)
+        roped = rope_qk(w, p, cos, sin)  # (U T, qk)
+        q = roped[:, :D].view(U, T, H, d).transpose(1, 2)  # (U, H, T, d)
+        k = roped[:, D:].reshape(U, T, Hkv, d).transpose(1, 2).contiguous()  # (U, Hkv, T, d)
+        v = p[:, -Hkv * d :].reshape(U, T, Hkv, d).transpose(1, 2).contiguous()
+        kv.append((k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, scale=scale, enable_gqa=H != Hkv)
+        x = torch.addmm(x, out.transpose(1, 2).reshape(U * T, D), o_t)
+        gate, up = F.linear(F.rms_norm(x, (D,), eps=eps2), gate_up).chunk(2, -1)
+        x = torch.addmm(x, F.silu(gate) * up, down_t)
+    last = x.view(U, T, D)[:, -1]  # (U, D): each row's last token (left padding)
+    return kv, F.linear(F.rms_norm(last, (D,), eps=w["eps"]), w["head"])
+
+
 @torch.no_grad()
 def decode_step(model, tokens, mask, cache):
     """Logits (B, V) of the next token of every row, after appending `tokens` (B,) to
@@ -161,20 +223,14 @@ def decode_step(model, tokens, mask, cache):
     the cached columns and the new one."""
     w = packed(model)
     H, Hkv, d = w["H"], w["Hkv"], w["d"]
-    B, D, qk = tokens.shape[0], H * d, (H + Hkv) * d
+    B, D = tokens.shape[0], H * d
     x = F.embedding(tokens, w["embed"])  # (B, D)
     positions = mask.sum(-1) - 1  # (B,)
-    cos = w["cos"][positions].repeat(1, H + Hkv)  # (B, (H + Hkv) d): every q and k head
-    sin = w["sin"][positions].repeat(1, H + Hkv)
+    cos, sin = rope_tables(w, positions)  # (B, (H + Hkv) d) each: every q and k head
     attend = mask.bool()[:, None, None, :]  # (B, 1, 1, T)
     for (qkv, o_t, gate_up, down_t, eps1, eps2, scale), slot in zip(w["layers"], cache.layers):
         p = F.linear(F.rms_norm(x, (D,), eps=eps1), qkv)  # (B, 2 qk + Hkv d), or (B, qk + Hkv d)
-        if w["rows"]:
-            turned, v = p[:, qk : 2 * qk], p[:, 2 * qk :]
-        else:  # rotate_half per head with torch ops
-            heads = p[:, :qk].view(B, H + Hkv, d)
-            turned, v = torch.cat((-heads[..., d // 2 :], heads[..., : d // 2]), -1).view(B, qk), p[:, qk:]
-        roped = torch.addcmul(p[:, :qk] * cos, turned, sin)  # (B, qk): rope(q), rope(k)
+        roped, v = rope_qk(w, p, cos, sin), p[:, -Hkv * d :]  # (B, qk): rope(q), rope(k); (B, Hkv d)
         keys, values = slot.update(roped[:, D:].view(B, Hkv, 1, d), v.view(B, Hkv, 1, d))
         out = F.scaled_dot_product_attention(
             roped[:, :D].view(B, H, 1, d),

@@ -201,6 +201,19 @@ def test_top_p_sampling_keeps_to_the_nucleus():
     assert engines.sample_next(two, 1.0, 1.0, [0.0, 0.79]).tolist() == [0, 1]
 
 
+def test_a_draw_at_the_top_of_the_unit_interval_stays_in_the_nucleus():
+    """A uniform just below 1 is 1.0 in float32: the draw is still the nucleus's last
+    token (it used to be the 16th most likely one), and a row whose top token holds
+    more than top_p draws that token, whatever its uniform."""
+    logits = torch.log(torch.tensor([[0.6, 0.38] + [0.02 / 30] * 30]))  # nucleus at 0.95: tokens 0 and 1
+    assert torch.tensor(1 - 1e-9, dtype=torch.float32).item() == 1.0
+    assert engines.sample_next(logits, 1.0, 0.95, [1 - 1e-9]).item() == 1
+    sharp = torch.log(torch.tensor([[0.97, 0.02, 0.01], [0.5, 0.3, 0.2]]))
+    for u in (0.0, 0.5, 1 - 1e-9):
+        assert engines.sample_next(sharp, 1.0, 0.95, [u, 0.1]).tolist() == [0, 0]
+    assert engines.sample_next(sharp, 1.0, 0.95, [0.3, 0.9]).tolist() == [0, 2]
+
+
 def full_sort_draw(logits, temperature, top_p, u):
     """sample_next's draw with the whole vocabulary sorted (the definition it shortcuts)."""
     probs = torch.softmax(logits.float() / temperature, -1)
@@ -227,31 +240,38 @@ def test_top_k_shortcut_draws_what_a_full_sort_draws():
 def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
     """engines.SlackLayer writes each token into free room instead of concatenating:
     the decoder's logits are bit for bit those of transformers' own DynamicCache,
-    through growth past the room, rows leaving the batch and a dropped front column."""
+    through growth past the room, rows leaving the batch and a dropped front column;
+    also when rows leave by the decoder's swap-remove (the last row takes a free slot)."""
     from transformers import DynamicCache
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 200, (4, 7), generator=gen)  # (B, T)
     mask = torch.ones(4, 7, dtype=torch.long)
     mask[0, 0] = 0  # row 0: one column of left padding
+    assert engines.swap_remove(4, [0, 3]) == [2, 1] and engines.swap_remove(5, [1, 3]) == [0, 4, 2]
     outs = []
-    for slack in (False, True):
+    for mode in ("dynamic", "slack", "swap"):
         cache, m, x, logits = DynamicCache(), mask, ids, []
         with torch.no_grad():
             kw = dict(past_key_values=cache, use_cache=True, logits_to_keep=1)
             out = tiny_model(
                 input_ids=x, attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0), **kw
             )
-            if slack:
+            if mode != "dynamic":
                 cache.layers = [
                     engines.SlackLayer(layer.keys, layer.values, room=3) for layer in cache.layers
                 ]
             for t in range(8):
                 if t == 4:  # row 0 leaves: its padding column is padding nowhere else ... then drop row 3
-                    cache.batch_select_indices(torch.tensor([1, 2]))
-                    m, x = m[1:3], x[1:3]
+                    order = [1, 2] if mode != "swap" else engines.swap_remove(4, [0, 3])
+                    if mode == "swap":
+                        for layer in cache.layers:
+                            layer.keep_rows(order)
+                    else:
+                        cache.batch_select_indices(torch.tensor(order))
+                    m, x = m[order], x[order]
                     for layer in cache.layers:
-                        if slack:
+                        if mode != "dynamic":
                             layer.drop_front(1)
                         else:
                             layer.keys, layer.values = layer.keys[:, :, 1:], layer.values[:, :, 1:]
@@ -263,10 +283,10 @@ def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
                     position_ids=m.sum(-1, keepdim=True) - 1,
                     **kw,
                 )
-                logits.append(out.logits[:, -1])
+                logits.append(out.logits[:, -1] if mode != "swap" or t < 4 else out.logits[[1, 0], -1])
         outs.append(logits)
-    for a, b in zip(*outs):
-        assert torch.equal(a, b)
+    for a, b, c in zip(*outs):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tiny_tokenizer):
@@ -404,9 +424,35 @@ def llama_decode_gap(model):
     return (runs[0] - runs[1]).abs().max().item()
 
 
+def llama_prefill_gap(model):
+    """Largest gap between llama_decode.prefill and transformers' forward on three
+    left-padded prompts: last logits, and keys and values at the real positions."""
+    from transformers import DynamicCache
+
+    import llama_decode
+
+    prompts = [[5, 9, 14, 3, 77, 8, 21], [40, 41], [7, 7, 90, 12]]
+    ids, mask = engines.pad_batch(prompts, 0)  # (3, 7), left-padded
+    cache = DynamicCache()
+    with torch.no_grad():
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        theirs = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache).logits[
+            :, -1
+        ]
+    kv, ours = llama_decode.prefill(model, ids, mask)
+    assert theirs.abs().max() > 1e-2 and ours.shape == theirs.shape
+    gaps = [(ours - theirs).abs().max().item()]
+    for (k, v), layer in zip(kv, cache.layers):
+        assert k.shape == layer.keys.shape and v.shape == layer.values.shape
+        for u, p in enumerate(prompts):  # the real columns of row u
+            gaps.append((k[u, :, -len(p) :] - layer.keys[u, :, -len(p) :]).abs().max().item())
+            gaps.append((v[u, :, -len(p) :] - layer.values[u, :, -len(p) :]).abs().max().item())
+    return max(gaps)
+
+
 def test_llama_decode_step_matches_transformers_forward(tiny_model, monkeypatch):
-    """llama_decode.decode_step, the engine's decode path for plain Llama models, gives
-    transformers' logits (grouped-query heads, left padding, a growing cache), also
+    """llama_decode.decode_step and prefill, the engine's paths for plain Llama models, give
+    transformers' logits, keys and values (grouped-query heads, left padding, a growing cache), also
     after an optimizer step changed the weights it keeps packed; a model it does not
     cover (a LoRA-wrapped one) is left to transformers."""
     import peft
@@ -415,7 +461,7 @@ def test_llama_decode_step_matches_transformers_forward(tiny_model, monkeypatch)
 
     model = copy.deepcopy(tiny_model)
     assert llama_decode.supports(model) and model.config.num_key_value_heads == 2
-    assert llama_decode_gap(model) < 1e-4
+    assert llama_decode_gap(model) < 1e-4 and llama_prefill_gap(model) < 1e-4
     packed = llama_decode.packed(model)
     assert llama_decode.packed(model) is packed  # kept while the weights stay
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
@@ -427,6 +473,7 @@ def test_llama_decode_step_matches_transformers_forward(tiny_model, monkeypatch)
     monkeypatch.setattr(llama_decode, "ROTATE_ROWS_UP_TO", 0)
     llama_decode.unpack(model)
     assert not llama_decode.packed(model)["rows"] and llama_decode_gap(model) < 1e-4
+    assert llama_prefill_gap(model) < 1e-4
     lora = peft.get_peft_model(copy.deepcopy(tiny_model), peft.LoraConfig(r=2, target_modules=["q_proj"]))
     assert not llama_decode.supports(lora)
 
