@@ -55,7 +55,9 @@ Deviations and choices
     the same draws, faster. A uniform that rounds to 1.0 in float32 is kept
     below it (it used to pick a token past the nucleus, about once in 3e7 draws).
   * A row that finishes leaves its cache slot to the batch's last row (swap-remove):
-    one row's keys and values are copied instead of the whole cache.
+    one row's keys and values are copied instead of the whole cache. Rows that
+    join take free slots in place (the cache keeps rows for a full batch) and are
+    rebuilt into a new cache only when a prompt is longer than the cache's columns.
   * Loading a model by name is models.py's job; this file only samples.
 
 Run it
@@ -405,27 +407,44 @@ class Decoder:
         return out
 
     def _admit(self, prompts):
-        """Join `prompts` to the running batch (or start one), every row left-padded to the longest."""
-        blocks = (
-            [([(layer.keys, layer.values) for layer in self.state[0].layers], *self.state[1:])]
-            if self.state
-            else []
-        )
+        """Join `prompts` to the running batch (or start one), every row left-padded to
+        the longest. Rows join in place (SlackLayer.append_rows) when the cache has free
+        rows and columns for them; otherwise the cache is rebuilt with room for a full batch."""
+        groups = []  # [kv per layer, logits (1, V), length, rows]: runs of rows with the same prompt
+        for p, (kv, lg) in zip(prompts, self._prefill(prompts)):
+            if groups and groups[-1][0] is kv:
+                groups[-1][3] += 1
+            else:
+                groups.append([kv, lg, len(p), 1])
+        if self.state and self.state[0].layers[0].has_room(len(prompts), max(map(len, prompts))):
+            cache = self.state[0]
+            for i, layer in enumerate(cache.layers):
+                layer.append_rows([(kv[i][0], kv[i][1], rows) for kv, _, _, rows in groups])
+        else:
+            old = [[(layer.keys, layer.values)] for layer in self.state[0].layers] if self.state else None
+            cache = DynamicCache()
+            cache.layers = [  # (B, heads, width, d) each, room to grow, rows for a full batch
+                SlackLayer.stacked(
+                    (old[i] if old else [])
+                    + [
+                        (kv[i][0].expand(rows, -1, -1, -1), kv[i][1].expand(rows, -1, -1, -1))
+                        for kv, _, _, rows in groups
+                    ],
+                    rows=self.capacity,
+                )
+                for i in range(len(groups[0][0]))
+            ]
+        blocks = [self.state[1:]] if self.state else []  # (mask, logits) of the rows already in
+        device = groups[0][1].device
         blocks += [
-            (kv, torch.ones((1, len(p)), dtype=torch.long, device=lg.device), lg)
-            for p, (kv, lg) in zip(prompts, self._prefill(prompts))
-        ]  # (kv per layer, mask, logits)
-        width = max(mask.shape[1] for _, mask, _ in blocks)
-        layers = [  # (B, heads, width, d) each, with room to grow
-            SlackLayer.stacked([(kv[i][0], kv[i][1]) for kv, _, _ in blocks])
-            for i in range(len(blocks[0][0]))
+            (torch.ones((rows, length), dtype=torch.long, device=device), lg.expand(rows, -1))
+            for _, lg, length, rows in groups
         ]
-        cache = DynamicCache()
-        cache.layers = layers
+        width = cache.layers[0].end - cache.layers[0].start
         return (
             cache,
-            torch.cat([pad_left(mask, width - mask.shape[1]) for _, mask, _ in blocks]),
-            torch.cat([logits for _, _, logits in blocks]),
+            torch.cat([pad_left(mask, width - mask.shape[1]) for mask, _ in blocks]),
+            torch.cat([logits for _, logits in blocks]),
         )
 
     @torch.no_grad()
@@ -514,33 +533,58 @@ class SlackLayer(DynamicLayer):
         self._fill([(keys, values)])
 
     @classmethod
-    def stacked(cls, blocks, room=64):
+    def stacked(cls, blocks, room=64, rows=0):
         """One layer from blocks of rows [(keys, values) (b, heads, t, d)], stacked in
-        order and right-aligned, zeros in front of the shorter ones (left padding)."""
+        order and right-aligned, zeros in front of the shorter ones (left padding);
+        buffers with at least `rows` rows, the ones past the blocks free for append_rows."""
         layer = cls.__new__(cls)
         layer._setup(blocks[0][0], room)
-        layer._fill(blocks)
+        layer._fill(blocks, rows)
         return layer
 
     def _setup(self, keys, room):
         DynamicLayer.__init__(self)
         self.room, self.dtype, self.device, self.is_initialized = room, keys.dtype, keys.device, True
 
-    def _fill(self, blocks):
+    def _fill(self, blocks, rows=0):
         B = sum(keys.shape[0] for keys, _ in blocks)
         _, heads, _, d = blocks[0][0].shape
         T = max(keys.shape[2] for keys, _ in blocks)
-        self.key_buffer = blocks[0][0].new_empty((B, heads, T + self.room, d))
-        self.value_buffer = blocks[0][1].new_empty((B, heads, T + self.room, d))
-        row = 0
+        shape = (max(B, rows), heads, T + self.room, d)
+        self.key_buffer, self.value_buffer = blocks[0][0].new_empty(shape), blocks[0][1].new_empty(shape)
+        self.n, self.start, self.end = 0, 0, T
+        self._place(blocks)
+        self._view()
+
+    def _place(self, blocks):
+        """Write blocks of rows [(keys, values) (b or 1, heads, t, d)] at rows n, n + 1, ...,
+        right-aligned at `end`, zeros from `start` to each block's first column."""
         for keys, values in blocks:
-            rows, t = slice(row, row + keys.shape[0]), keys.shape[2]
-            self.key_buffer[rows, :, : T - t] = 0
-            self.value_buffer[rows, :, : T - t] = 0
-            self.key_buffer[rows, :, T - t : T] = keys
-            self.value_buffer[rows, :, T - t : T] = values
-            row += keys.shape[0]
-        self.n, self.start, self.end = B, 0, T
+            rows, t = slice(self.n, self.n + keys.shape[0]), keys.shape[2]
+            pad = slice(self.start, self.end - t)
+            self.key_buffer[rows, :, pad] = 0
+            self.value_buffer[rows, :, pad] = 0
+            self.key_buffer[rows, :, self.end - t : self.end] = keys
+            self.value_buffer[rows, :, self.end - t : self.end] = values
+            self.n += keys.shape[0]
+
+    def has_room(self, rows, length):
+        """Whether `rows` more rows with prompts of up to `length` tokens fit in place."""
+        return self.n + rows <= self.key_buffer.shape[0] and length <= self.end
+
+    def append_rows(self, groups):
+        """Rows joining the batch in place: groups [(keys, values) (1, heads, t, d), count]
+        of `count` rows each with the same prompt (has_room must hold). If a prompt is
+        longer than the cache is wide, the window widens to the left over every row,
+        and the columns that come into view are zeroed (they are padding there)."""
+        start = min(self.start, self.end - max(keys.shape[2] for keys, _, _ in groups))
+        if start < self.start:
+            self.key_buffer[: self.n, :, start : self.start] = 0
+            self.value_buffer[: self.n, :, start : self.start] = 0
+            self.start = start
+        self._place(
+            [(keys.expand(c, -1, -1, -1), values.expand(c, -1, -1, -1)) for keys, values, c in groups]
+        )
         self._view()
 
     def _view(self):
@@ -551,7 +595,7 @@ class SlackLayer(DynamicLayer):
         """Append the new tokens' keys and values (B, heads, n, d); the cache as attention reads it."""
         n = key_states.shape[-2]
         if self.end + n > self.key_buffer.shape[-2]:  # full: move to buffers with fresh room
-            self._fill([(self.keys, self.values)])
+            self._fill([(self.keys, self.values)], rows=self.key_buffer.shape[0])
         self.key_buffer[: self.n, :, self.end : self.end + n] = key_states
         self.value_buffer[: self.n, :, self.end : self.end + n] = value_states
         self.end += n

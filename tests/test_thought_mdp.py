@@ -289,6 +289,34 @@ def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
         assert torch.equal(a, b) and torch.equal(a, c)
 
 
+def test_rows_join_the_slack_cache_in_place_as_in_a_rebuilt_one():
+    """SlackLayer.append_rows (rows joining a running batch without a rebuild) leaves
+    the cache as SlackLayer.stacked builds it from the same rows: a group of rows
+    sharing a prompt shorter than the window, and a prompt longer than the window,
+    which widens it to the left: the columns that come back into view (dropped by
+    drop_front, or left by a row that a swap-remove moved) read as zeros."""
+    gen = torch.Generator().manual_seed(5)
+
+    def kv(rows, t):
+        return torch.randn(rows, 2, t, 4, generator=gen), torch.randn(rows, 2, t, 4, generator=gen)
+
+    short, long = kv(1, 3), kv(1, 6)
+    layer = engines.SlackLayer.stacked([kv(3, 5)], room=4, rows=8)
+    layer.update(*kv(3, 1))  # every row one token longer: columns [0, 6)
+    layer.drop_front(2)  # the first two columns out of view (their values stay in the buffer)
+    layer.keep_rows(engines.swap_remove(3, [0]))  # row 2 takes row 0's slot
+    assert layer.has_room(6, 6) and not layer.has_room(7, 6) and not layer.has_room(1, 7)
+    before = [(layer.keys.clone(), layer.values.clone())]
+    layer.append_rows([(*short, 2)])  # two rows, one 3-token prompt: the window stays 4 wide
+    expected = engines.SlackLayer.stacked(before + [short, short])
+    assert torch.equal(layer.keys, expected.keys) and torch.equal(layer.values, expected.values)
+    before = [(layer.keys.clone(), layer.values.clone())]
+    layer.append_rows([(*long, 1)])  # a 6-token prompt: the window widens to 6 columns
+    expected = engines.SlackLayer.stacked(before + [long])
+    assert layer.keys.shape == (5, 2, 6, 4) and layer.n == 5
+    assert torch.equal(layer.keys, expected.keys) and torch.equal(layer.values, expected.values)
+
+
 def test_a_row_samples_the_same_tokens_whatever_shares_its_batch(tiny_model, tiny_tokenizer):
     """Rows draw from their own random keys: alone, in a batch, or joining a running batch
     late, a row's sampled ids are the same (the pipelined schedule relies on it)."""
