@@ -25,13 +25,14 @@ Paper map
   (ours)    continuous batching with the KV cache on the CPU, rows
             joining while it runs, each distinct prompt prefilled once   Decoder
   (ours)    a KV cache with room to grow (no copy per token), rows that leave
-            by swap-remove; plain Llama models prefill and decode
-            without transformers' per-call machinery          SlackLayer, swap_remove(), llama_decode.py
+            by swap-remove and join in place                          kv_cache.py
+  (ours)    plain Llama models prefill and decode without
+            transformers' per-call machinery                          llama_decode.py
 
 Symbols (B rows in a batch, T tokens, V vocabulary)
   logits      -> (B, V) the next-token logits of every live row
   mask        -> (B, T) 1 on real tokens, 0 on left padding
-  cache       -> transformers DynamicCache of SlackLayer: keys and values (B, heads, T, d) per layer,
+  cache       -> transformers DynamicCache of kv_cache.SlackLayer: keys and values (B, heads, T, d) per layer,
                  in buffers with free columns for the next tokens
 
 Stop rule (the contract every engine keeps): a sample stops at the token whose
@@ -75,9 +76,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache
 
 import cpu_share
+import kv_cache
 import llama_decode
 import models
 
@@ -408,7 +410,7 @@ class Decoder:
 
     def _admit(self, prompts):
         """Join `prompts` to the running batch (or start one), every row left-padded to
-        the longest. Rows join in place (SlackLayer.append_rows) when the cache has free
+        the longest. Rows join in place (kv_cache.SlackLayer.append_rows) when the cache has free
         rows and columns for them; otherwise the cache is rebuilt with room for a full batch."""
         groups = []  # [kv per layer, logits (1, V), length, rows]: runs of rows with the same prompt
         for p, (kv, lg) in zip(prompts, self._prefill(prompts)):
@@ -424,7 +426,7 @@ class Decoder:
             old = [[(layer.keys, layer.values)] for layer in self.state[0].layers] if self.state else None
             cache = DynamicCache()
             cache.layers = [  # (B, heads, width, d) each, room to grow, rows for a full batch
-                SlackLayer.stacked(
+                kv_cache.SlackLayer.stacked(
                     (old[i] if old else [])
                     + [
                         (kv[i][0].expand(rows, -1, -1, -1), kv[i][1].expand(rows, -1, -1, -1))
@@ -443,7 +445,7 @@ class Decoder:
         width = cache.layers[0].end - cache.layers[0].start
         return (
             cache,
-            torch.cat([pad_left(mask, width - mask.shape[1]) for mask, _ in blocks]),
+            torch.cat([kv_cache.pad_left(mask, width - mask.shape[1]) for mask, _ in blocks]),
             torch.cat([logits for _, logits in blocks]),
         )
 
@@ -475,7 +477,7 @@ class Decoder:
         ]
         done = [r for r in self.rows if r.watcher.done]
         tags = [r.tag for r in self.rows]
-        keep = swap_remove(live, leaving)
+        keep = kv_cache.swap_remove(live, leaving)
         self.rows = [self.rows[j] for j in keep]
         if not keep:
             self.state = None
@@ -505,132 +507,6 @@ class Decoder:
             self.state = (cache, mask, logits)
         self.trace.append((time.perf_counter() - start, live, tags))
         return done
-
-
-def swap_remove(n, leaving):
-    """The rows that stay when the rows `leaving` of n go, in their new order: each
-    leaving row's slot is taken by the last staying row, so only those rows move
-    (SlackLayer.keep_rows) instead of every row after the first one that left."""
-    order = list(range(n))
-    for j in sorted(leaving, reverse=True):
-        order[j] = order[-1]
-        order.pop()
-    return order
-
-
-class SlackLayer(DynamicLayer):
-    """One layer of the decoder's KV cache, with room to grow: the n live rows' keys and
-    values sit at rows [0, n) and columns [start, end) of buffers (B, heads, end + room,
-    d) (rows past n were freed by keep_rows), and a decode step writes its token into
-    the next free column. transformers' DynamicLayer concatenates the
-    whole cache with the new token instead, a copy of every cached key and value per
-    token and layer (half of a classroom decode step's operator time at 64 rows).
-    Same values, same attention inputs (keys and values are views of the buffers):
-    the logits are bit for bit those of DynamicLayer (tests/test_thought_mdp.py)."""
-
-    def __init__(self, keys, values, room=64):
-        self._setup(keys, room)
-        self._fill([(keys, values)])
-
-    @classmethod
-    def stacked(cls, blocks, room=64, rows=0):
-        """One layer from blocks of rows [(keys, values) (b, heads, t, d)], stacked in
-        order and right-aligned, zeros in front of the shorter ones (left padding);
-        buffers with at least `rows` rows, the ones past the blocks free for append_rows."""
-        layer = cls.__new__(cls)
-        layer._setup(blocks[0][0], room)
-        layer._fill(blocks, rows)
-        return layer
-
-    def _setup(self, keys, room):
-        DynamicLayer.__init__(self)
-        self.room, self.dtype, self.device, self.is_initialized = room, keys.dtype, keys.device, True
-
-    def _fill(self, blocks, rows=0):
-        B = sum(keys.shape[0] for keys, _ in blocks)
-        _, heads, _, d = blocks[0][0].shape
-        T = max(keys.shape[2] for keys, _ in blocks)
-        shape = (max(B, rows), heads, T + self.room, d)
-        self.key_buffer, self.value_buffer = blocks[0][0].new_empty(shape), blocks[0][1].new_empty(shape)
-        self.n, self.start, self.end = 0, 0, T
-        self._place(blocks)
-        self._view()
-
-    def _place(self, blocks):
-        """Write blocks of rows [(keys, values) (b or 1, heads, t, d)] at rows n, n + 1, ...,
-        right-aligned at `end`, zeros from `start` to each block's first column."""
-        for keys, values in blocks:
-            rows, t = slice(self.n, self.n + keys.shape[0]), keys.shape[2]
-            pad = slice(self.start, self.end - t)
-            self.key_buffer[rows, :, pad] = 0
-            self.value_buffer[rows, :, pad] = 0
-            self.key_buffer[rows, :, self.end - t : self.end] = keys
-            self.value_buffer[rows, :, self.end - t : self.end] = values
-            self.n += keys.shape[0]
-
-    def has_room(self, rows, length):
-        """Whether `rows` more rows with prompts of up to `length` tokens fit in place."""
-        return self.n + rows <= self.key_buffer.shape[0] and length <= self.end
-
-    def append_rows(self, groups):
-        """Rows joining the batch in place: groups [(keys, values) (1, heads, t, d), count]
-        of `count` rows each with the same prompt (has_room must hold). If a prompt is
-        longer than the cache is wide, the window widens to the left over every row,
-        and the columns that come into view are zeroed (they are padding there)."""
-        start = min(self.start, self.end - max(keys.shape[2] for keys, _, _ in groups))
-        if start < self.start:
-            self.key_buffer[: self.n, :, start : self.start] = 0
-            self.value_buffer[: self.n, :, start : self.start] = 0
-            self.start = start
-        self._place(
-            [(keys.expand(c, -1, -1, -1), values.expand(c, -1, -1, -1)) for keys, values, c in groups]
-        )
-        self._view()
-
-    def _view(self):
-        self.keys = self.key_buffer[: self.n, :, self.start : self.end]  # (B, heads, T, d)
-        self.values = self.value_buffer[: self.n, :, self.start : self.end]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        """Append the new tokens' keys and values (B, heads, n, d); the cache as attention reads it."""
-        n = key_states.shape[-2]
-        if self.end + n > self.key_buffer.shape[-2]:  # full: move to buffers with fresh room
-            self._fill([(self.keys, self.values)], rows=self.key_buffer.shape[0])
-        self.key_buffer[: self.n, :, self.end : self.end + n] = key_states
-        self.value_buffer[: self.n, :, self.end : self.end + n] = value_states
-        self.end += n
-        self._view()
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices):
-        """Keep only the rows `indices`, in that order (transformers' cache interface)."""
-        self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
-        self.n = len(indices)
-        self._view()
-
-    def keep_rows(self, order):
-        """Keep the rows `order` (a list), where every kept row either stays in its own
-        place (order[i] == i) or moves from past the new end (order[i] >= len(order)):
-        the decoder's swap-remove. Only the moved rows are copied; the buffers keep
-        their size (the rows past the new end are free)."""
-        cols = slice(self.start, self.end)  # only the used columns
-        for i, o in enumerate(order):
-            if o != i:  # usually one row or none: a copy each is fewer calls than gathering
-                self.key_buffer[i, :, cols] = self.key_buffer[o, :, cols]
-                self.value_buffer[i, :, cols] = self.value_buffer[o, :, cols]
-        self.n = len(order)
-        self._view()
-
-    def drop_front(self, n):
-        """Forget the first n columns (padding in every row)."""
-        self.start += n
-        self._view()
-
-
-def pad_left(mask, n):
-    """A (B, T) attention mask with n zero columns in front, so rows of different widths
-    line up on the right (SlackLayer.stacked pads the cache's blocks the same way)."""
-    return torch.nn.functional.pad(mask, (n, 0))
 
 
 class HFEngine:

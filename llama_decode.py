@@ -8,7 +8,7 @@ few MFLOP; through transformers' forward, the Python around that arithmetic
 (output capturing, mask building, module hooks, keyword plumbing) took more
 time than the arithmetic in our profile of the classroom demo
 (docs/performance.md). This file runs the same arithmetic on the same weights
-for one new token per row, with the cache of engines.SlackLayer, in as few torch
+for one new token per row, with the cache of kv_cache.SlackLayer, in as few torch
 calls as we could: each call costs a few microseconds of dispatch on the CPU,
 whatever its size, and a step of the classroom model is about a hundred of them.
 
@@ -219,7 +219,7 @@ def prefill(model, ids, mask):
 @torch.no_grad()
 def decode_step(model, tokens, mask, cache):
     """Logits (B, V) of the next token of every row, after appending `tokens` (B,) to
-    `cache` (a DynamicCache whose layers are engines.SlackLayer); `mask` (B, T) covers
+    `cache` (a DynamicCache whose layers are kv_cache.SlackLayer); `mask` (B, T) covers
     the cached columns and the new one."""
     w = packed(model)
     H, Hkv, d = w["H"], w["Hkv"], w["d"]

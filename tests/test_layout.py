@@ -69,9 +69,9 @@ def test_the_floors_of_the_layout():
     graph = {m: set(project_imports(m)) for m in MODULES}
     assert graph["cpi_toy"] == {"tabular_mdp"} and graph["tabular_mdp"] == set()  # the theory stands alone
     assert graph["sandbox"] == set() and graph["rewards"] == {"sandbox"}
-    assert graph["models"] == set() and graph["llama_decode"] == set()
+    assert graph["models"] == set() and graph["llama_decode"] == set() and graph["kv_cache"] == set()
     assert graph["cpu_share"] == {"models"}  # sharing the cores: machinery beside the model loader
-    assert graph["engines"] == {"models", "llama_decode", "cpu_share"}
+    assert graph["engines"] == {"models", "llama_decode", "kv_cache", "cpu_share"}
     assert graph["release_graders"] == {"rewards"}  # the second verifier sits beside the first
     assert graph["thought_mdp"] <= {"models", "engines", "rewards", "release_graders", "cpu_share"}
     assert not graph["tiny_world"] & {

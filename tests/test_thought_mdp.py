@@ -10,6 +10,7 @@ import torch
 from conftest import ANSWERED, UNANSWERED
 
 import engines
+import kv_cache
 import models
 import thought_mdp as tm
 
@@ -238,7 +239,7 @@ def test_top_k_shortcut_draws_what_a_full_sort_draws():
 
 
 def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
-    """engines.SlackLayer writes each token into free room instead of concatenating:
+    """kv_cache.SlackLayer writes each token into free room instead of concatenating:
     the decoder's logits are bit for bit those of transformers' own DynamicCache,
     through growth past the room, rows leaving the batch and a dropped front column;
     also when rows leave by the decoder's swap-remove (the last row takes a free slot)."""
@@ -248,7 +249,7 @@ def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
     ids = torch.randint(3, 200, (4, 7), generator=gen)  # (B, T)
     mask = torch.ones(4, 7, dtype=torch.long)
     mask[0, 0] = 0  # row 0: one column of left padding
-    assert engines.swap_remove(4, [0, 3]) == [2, 1] and engines.swap_remove(5, [1, 3]) == [0, 4, 2]
+    assert kv_cache.swap_remove(4, [0, 3]) == [2, 1] and kv_cache.swap_remove(5, [1, 3]) == [0, 4, 2]
     outs = []
     for mode in ("dynamic", "slack", "swap"):
         cache, m, x, logits = DynamicCache(), mask, ids, []
@@ -259,11 +260,11 @@ def test_slack_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model):
             )
             if mode != "dynamic":
                 cache.layers = [
-                    engines.SlackLayer(layer.keys, layer.values, room=3) for layer in cache.layers
+                    kv_cache.SlackLayer(layer.keys, layer.values, room=3) for layer in cache.layers
                 ]
             for t in range(8):
                 if t == 4:  # row 0 leaves: its padding column is padding nowhere else ... then drop row 3
-                    order = [1, 2] if mode != "swap" else engines.swap_remove(4, [0, 3])
+                    order = [1, 2] if mode != "swap" else kv_cache.swap_remove(4, [0, 3])
                     if mode == "swap":
                         for layer in cache.layers:
                             layer.keep_rows(order)
@@ -301,18 +302,18 @@ def test_rows_join_the_slack_cache_in_place_as_in_a_rebuilt_one():
         return torch.randn(rows, 2, t, 4, generator=gen), torch.randn(rows, 2, t, 4, generator=gen)
 
     short, long = kv(1, 3), kv(1, 6)
-    layer = engines.SlackLayer.stacked([kv(3, 5)], room=4, rows=8)
+    layer = kv_cache.SlackLayer.stacked([kv(3, 5)], room=4, rows=8)
     layer.update(*kv(3, 1))  # every row one token longer: columns [0, 6)
     layer.drop_front(2)  # the first two columns out of view (their values stay in the buffer)
-    layer.keep_rows(engines.swap_remove(3, [0]))  # row 2 takes row 0's slot
+    layer.keep_rows(kv_cache.swap_remove(3, [0]))  # row 2 takes row 0's slot
     assert layer.has_room(6, 6) and not layer.has_room(7, 6) and not layer.has_room(1, 7)
     before = [(layer.keys.clone(), layer.values.clone())]
     layer.append_rows([(*short, 2)])  # two rows, one 3-token prompt: the window stays 4 wide
-    expected = engines.SlackLayer.stacked(before + [short, short])
+    expected = kv_cache.SlackLayer.stacked(before + [short, short])
     assert torch.equal(layer.keys, expected.keys) and torch.equal(layer.values, expected.values)
     before = [(layer.keys.clone(), layer.values.clone())]
     layer.append_rows([(*long, 1)])  # a 6-token prompt: the window widens to 6 columns
-    expected = engines.SlackLayer.stacked(before + [long])
+    expected = kv_cache.SlackLayer.stacked(before + [long])
     assert layer.keys.shape == (5, 2, 6, 4) and layer.n == 5
     assert torch.equal(layer.keys, expected.keys) and torch.equal(layer.values, expected.values)
 
@@ -436,7 +437,7 @@ def llama_decode_gap(model):
         with torch.no_grad():
             pos = (m.cumsum(-1) - 1).clamp(min=0)
             model(input_ids=ids[:, :6], attention_mask=m, position_ids=pos, past_key_values=cache)
-            cache.layers = [engines.SlackLayer(layer.keys, layer.values, room=2) for layer in cache.layers]
+            cache.layers = [kv_cache.SlackLayer(layer.keys, layer.values, room=2) for layer in cache.layers]
             out = []
             for t in range(6, 12):
                 m = torch.cat([m, m.new_ones((3, 1))], -1)
