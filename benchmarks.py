@@ -86,6 +86,7 @@ import rewards
 import thought_mdp as tm
 import tiny_world
 import vllm_engine
+import warm_start
 
 # Benchmarks: where each lives and how a row becomes a problem
 
@@ -491,7 +492,7 @@ def load_model(name, dtype=None, device=None, device_map=None):
     (the bundled smollm2-135m, a Hub id or a local folder)."""
     world = own_model(name)
     if world:
-        return tiny_world.load(world, dtype=dtype, device=device)
+        return warm_start.load(world, dtype=dtype, device=device)
     return models.load_model(name, dtype=dtype, device=device, device_map=device_map)
 
 

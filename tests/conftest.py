@@ -52,8 +52,9 @@ def pytest_sessionstart(session):
         and any(os.path.isdir(a) or a.endswith("test_tiny_world.py") for a in asked)
     ):
         import tiny_world
+        import warm_start
 
-        tiny_world.load(tiny_world.WorldConfig(**UNCERTAIN_WORLD))
+        warm_start.load(tiny_world.WorldConfig(**UNCERTAIN_WORLD))
 
 
 # the two longest tests (a fresh machine builds an uncertain world in the first), started first

@@ -153,7 +153,7 @@ def test_a_jsonl_file_is_a_benchmark(tmp_path):
 
 def test_model_names_resolve_to_the_world_or_the_engine(monkeypatch):
     seen = []
-    monkeypatch.setattr(benchmarks.tiny_world, "load", lambda world, **kw: seen.append(world) or "M")
+    monkeypatch.setattr(benchmarks.warm_start, "load", lambda world, **kw: seen.append(world) or "M")
     monkeypatch.setattr(benchmarks.models, "load_model", lambda name, **kw: seen.append(name) or "E")
     assert benchmarks.load_model("tiny-world:horizon=8:hard_at=late") == "M"
     assert benchmarks.load_model("org/some-model") == "E"

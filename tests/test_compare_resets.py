@@ -1,6 +1,6 @@
-"""Tests for compare_resets.py: the oracle's reset rule on constructed seeds, and
-the quick comparison, in which every method must learn through the real
-grpo/rrpo/srpo code."""
+"""Tests for compare_resets.py and compare_results.py: the oracle's reset rule on
+constructed seeds, the quick comparison, in which every method must learn through
+the real grpo/rrpo/srpo code, and the uncertain sweep's verdicts."""
 
 import json
 import random
@@ -9,6 +9,7 @@ import pytest
 from conftest import ScriptedEngine
 
 import compare_resets as cr
+import compare_results as results
 import config
 import rrpo
 import thought_mdp as tm
@@ -143,7 +144,6 @@ def test_uncertain_sweep_cells_methods_and_noisy_oracle():
         hits += chosen.h == k
     expected = cr.NOISY_ACC + (1 - cr.NOISY_ACC) / 8
     assert abs(hits / seeds - expected) < 0.08
-    assert cr.verdict(1.3) == "ahead" and cr.verdict(0.95) == "tie" and cr.verdict(0.7) == "behind"
 
 
 def test_uncertain_verdicts_set_prediction_beside_outcome(tmp_path):
@@ -176,11 +176,11 @@ def test_uncertain_verdicts_set_prediction_beside_outcome(tmp_path):
     ):
         (tmp_path / cell).mkdir()
         (tmp_path / cell / "prediction.json").write_text(json.dumps({"p0": 0.1, "ratio": ratio}))
-    adv = cr.advantages(rows)
-    ratios = cr.read_predictions(str(tmp_path), ["h8-m4-a0.748", "h8-m4-a0.236", "h8-m1-a0.322"])
+    adv = results.advantages(rows)
+    ratios = results.read_predictions(str(tmp_path), ["h8-m4-a0.748", "h8-m4-a0.236", "h8-m1-a0.322"])
     assert set(ratios) == {"h8-m4-a0.748", "h8-m4-a0.236"}  # a cell without prediction.json is left out
-    cr.write_verdicts(str(tmp_path), rows, adv, ratios)
-    cr.plot_uncertain(str(tmp_path), rows, adv, ratios)
+    results.write_verdicts(str(tmp_path), rows, adv, ratios, cr.UNCERTAIN_METHODS)
+    results.plot_uncertain(str(tmp_path), rows, adv, ratios, cr.UNCERTAIN_METHODS)
     lines = {
         tuple(c.strip() for c in line.split("|")[1:4:2]): line
         for line in (tmp_path / "verdicts.md").read_text().splitlines()[2:]
@@ -189,3 +189,8 @@ def test_uncertain_verdicts_set_prediction_beside_outcome(tmp_path):
     assert "| behind | no |" in lines["h8-m4-a0.236", "ORACLE"]  # the map said ahead
     assert "| tie | no |" in lines["h8-m4-a0.748", "RRPO"]
     assert (tmp_path / "compare_resets.png").stat().st_size > 10_000
+    assert (
+        results.verdict(1.3) == "ahead"
+        and results.verdict(0.95) == "tie"
+        and results.verdict(0.7) == "behind"
+    )

@@ -70,21 +70,24 @@ def test_the_floors_of_the_layout():
     assert graph["cpi_toy"] == {"tabular_mdp"} and graph["tabular_mdp"] == set()  # the theory stands alone
     assert graph["sandbox"] == set() and graph["rewards"] == {"sandbox"}
     assert graph["models"] == set() and graph["llama_decode"] == set() and graph["kv_cache"] == set()
+    assert graph["compare_results"] == set()  # the comparison's results only read run histories
     assert graph["cpu_share"] == {"models"}  # sharing the cores: machinery beside the model loader
     assert graph["engines"] == {"models", "llama_decode", "kv_cache", "cpu_share"}
     assert graph["release_graders"] == {"rewards"}  # the second verifier sits beside the first
     assert graph["thought_mdp"] <= {"models", "engines", "rewards", "release_graders", "cpu_share"}
-    assert not graph["tiny_world"] & {
+    assert graph["tiny_world"] <= {"models", "thought_mdp"}  # the world alone; warm_start.py builds its model
+    assert not graph["warm_start"] & {
         "grpo",
         "rrpo",
         "srpo",
         "thought_ics",
         "evaluate",
         "compare_resets",
+        "compare_results",
         "benchmarks",
     }
     for trainer in ("grpo", "rrpo", "srpo"):
-        assert not graph[trainer] & {"evaluate", "compare_resets", "thought_ics"}, trainer
+        assert not graph[trainer] & {"evaluate", "compare_resets", "compare_results", "thought_ics"}, trainer
 
 
 @pytest.mark.parametrize("module", MODULES)

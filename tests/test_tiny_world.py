@@ -12,6 +12,7 @@ from conftest import UNCERTAIN_WORLD
 import engines
 import thought_mdp as tm
 import tiny_world as tw
+import warm_start as ws
 
 
 def test_first_error_labels_on_constructed_chains():
@@ -86,9 +87,9 @@ def test_cache_key_changes_with_every_knob():
     assert dataclasses.replace(world, uncertain_acc=0.3).key() == world.key()
     assert world.key() == "5b553a1aef"  # the default world's key from before loc_scale and max_epochs
     assert tw.WorldConfig(loc_scale=4).key() == tw.WorldConfig(loc_scale=4.0).key()  # one world
-    assert tw.example_counts(world) == (4000, 3000, 2000)
-    assert tw.example_counts(tw.WorldConfig(horizon=16)) == (2000, 1500, 1000)
-    assert tw.example_counts(tw.WorldConfig(horizon=16, loc_scale=4)) == (2000, 6000, 1000)
+    assert ws.example_counts(world) == (4000, 3000, 2000)
+    assert ws.example_counts(tw.WorldConfig(horizon=16)) == (2000, 1500, 1000)
+    assert ws.example_counts(tw.WorldConfig(horizon=16, loc_scale=4)) == (2000, 6000, 1000)
     assert world.name() == "tiny-world" and tw.parse("bundled") is None
     assert tw.parse("tiny-world:warm_key=2")[1].warm_key == 2
     for bad in (
@@ -158,7 +159,7 @@ def test_demonstrations_follow_the_accuracy_knobs():
             )
             assert first == expected
     world = tw.WorldConfig(horizon=8, loc_acc=0.4)
-    examples = tw.localization_examples(random.Random(1), tw.hard_pairs(world), 600, world)
+    examples = ws.localization_examples(random.Random(1), tw.hard_pairs(world), 600, world)
     truth = [tw.first_error(r.problem, r.thought_texts) for r, _ in examples]
     right = [label == f"\\boxed{{{k}}}" for (_, label), k in zip(examples, truth)]
     # a label one step off is clipped to the chain: at its first and last step half the slips stay right
@@ -168,7 +169,7 @@ def test_demonstrations_follow_the_accuracy_knobs():
     # carry the demonstrations' errors, which in this world sit mostly at the multiplication
     for share, at_two in ((0.5, (0.3, 0.45)), (1.0, (0.08, 0.18))):  # about 0.37 and 1 / 8
         world = tw.WorldConfig(loc_uniform=share)
-        examples = tw.localization_examples(random.Random(2), tw.hard_pairs(world), 1000, world)
+        examples = ws.localization_examples(random.Random(2), tw.hard_pairs(world), 1000, world)
         truth = [tw.first_error(r.problem, r.thought_texts) for r, _ in examples]
         assert at_two[0] < truth.count(2) / len(truth) < at_two[1], (share, truth.count(2))
 
@@ -182,14 +183,14 @@ def test_held_out_problems_never_repeat_training_chains():
 
 @pytest.fixture(scope="module")
 def world():
-    model, tokenizer = tw.load()  # builds and caches the warm start when missing (about 2 minutes)
+    model, tokenizer = ws.load()  # builds and caches the warm start when missing (about 2 minutes)
     return engines.HFEngine(model, tokenizer, batch_size=64)
 
 
 def test_warm_start_is_in_the_intended_range(world):
     """Success at the training temperature inside 20-50%, and a self-localizer
     clearly better than a random index on the policy's own failures, yet imperfect."""
-    report = tw.warm_start_report(world, n=128)
+    report = ws.warm_start_report(world, n=128)
     assert 0.2 <= report["pass_rate"] <= 0.5, report
     assert report["truth_known"], "a failed chain has a first error"
     assert report["random_step_accuracy"] + 0.15 < report["localization_accuracy"] < 0.95, report
@@ -206,7 +207,7 @@ def test_warm_start_imitates_its_demonstrations(world):
     random key (greedy 0.32 against 0.46); one weak build (0.19, greedy 0.34)
     would pass, so this catches a stuck build, not every weak one
     (docs/performance.md)."""
-    report = tw.imitation_report(world, n=128)
+    report = ws.imitation_report(world, n=128)
     assert abs(report["demonstrations"] - 0.25) < 0.01, report  # easy_acc^7 x (hard_acc or easy_acc)
     assert report["demonstrations"] - 0.1 <= report["pass_rate_t1"] <= report["demonstrations"] + 0.12, report
 
@@ -218,7 +219,7 @@ def test_an_uncertain_world_samples_its_steps_at_the_asked_rate():
     model warm-started for at most 4 epochs (knobs layers and max_epochs), which is enough for
     the calibration and builds in about a minute."""
     world = tw.WorldConfig(**UNCERTAIN_WORLD)  # m = 4, a = 0.42, 2 layers, at most 4 epochs
-    report = tw.step_report(engines.HFEngine(*tw.load(world), batch_size=64), world, n=96, samples=4)
+    report = ws.step_report(engines.HFEngine(*ws.load(world), batch_size=64), world, n=96, samples=4)
     assert abs(report["uncertain_acc"] - 0.42) < 0.08, report
     assert report["easy_acc"] > 0.9, report
     on = sum(v for k, v in report["first_errors"].items() if k in report["uncertain_steps"])
@@ -226,7 +227,7 @@ def test_an_uncertain_world_samples_its_steps_at_the_asked_rate():
 
 
 def test_world_script_reports_its_targets(capsys):
-    report = tw.main(["--n", "16"])
+    report = ws.main(["--n", "16"])
     assert set(report) >= {"pass_rate", "localization_accuracy", "random_step_accuracy", "pass_rate_t1"}
     assert "a held-out problem: Start at" in capsys.readouterr().out
 
