@@ -85,12 +85,14 @@ Deviations, and why
     a comparison's outcome.
 
 Run it
+  python tiny_world.py                      # held-out problems, noisy demonstrations, their first errors
   python warm_start.py                      # build this world's model once, a sample chain, the report
   python warm_start.py --horizon 16 --hard-at late --hard-share 0.3   # another world, its own model
   python compare_resets.py --quick           # GRPO / RRPO / SRPO / ORACLE and controls on this world
   python srpo.py --demo                      # SRPO alone on this world, the README's first command
 """
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -382,3 +384,33 @@ def reached_clean(problem, thought_texts):
         return None
     first = first_error(problem, thought_texts)
     return first is None or first >= problem["hard_steps"][0]
+
+
+def main(argv=None):
+    """A few held-out problems with a noisy demonstration each and its first error:
+    the world without a model (warm_start.py builds and measures the model)."""
+    parser = argparse.ArgumentParser(
+        description="The classroom world without its model: problems, demonstrations and their "
+        "first errors (python warm_start.py builds the model and measures it)"
+    )
+    parser.add_argument("--n", type=int, default=3, help="held-out problems to show")
+    tm.add_flags(parser, WorldConfig, choices={"hard_at": HARD_AT})
+    args = parser.parse_args(argv)
+    try:
+        world = check(WorldConfig(**tm.given(args, WorldConfig)))
+    except ValueError as e:
+        parser.error(str(e))
+    rng, hard = random.Random(0), hard_pairs(world)
+    print(f"world {world.name()}: {len(hard)} of the 80 multiplications hard")
+    for p in problems("test", args.n, world=world):
+        thoughts, first = demonstration(p, rng, hard, world)
+        print(f"\n{p['question']}  (answer {p['answer']}, hard steps {p['hard_steps'] or 'none'})")
+        for k, text in enumerate(thoughts, 1):
+            mark = "  <- first error" if k == first else ""
+            print(f"  {text.replace(tm.STOP, '')}{mark}")
+        assert first == first_error(p, thoughts)  # the ground truth the oracle reset uses
+    return world
+
+
+if __name__ == "__main__":
+    main()

@@ -232,6 +232,18 @@ def test_world_script_reports_its_targets(capsys):
     assert "a held-out problem: Start at" in capsys.readouterr().out
 
 
+def test_world_alone_shows_demonstrations_and_their_first_errors(capsys):
+    """python tiny_world.py: no model, held-out problems with a demonstration each; the marked
+    step is the ground truth (first_error); a bad knob is refused in one line."""
+    world = tw.main(["--n", "4", "--horizon", "6"])
+    out = capsys.readouterr().out
+    assert world.horizon == 6 and out.count("Start at") == 4 and "6 steps" in out
+    assert "<- first error" in out  # at hard_acc 0.2, four chains without an error are unlikely
+    with pytest.raises(SystemExit):
+        tw.main(["--horizon", "2"])
+    assert "horizon must be 3-40" in capsys.readouterr().err
+
+
 def test_validation_records_a_sampled_pass_rate_on_shared_keys(world, tmp_path):
     """--eval-samples N: beside the greedy pass rate, N rollouts per validation problem at
     the training temperature, from keys of the step alone (two runs at one step share
