@@ -39,22 +39,23 @@ Knobs (WorldConfig; one flag each; a model is built per distinct config)
   right; an easy slip is a sign error), loc_acc (localization labels right,
   else one step off), verify_acc (verification verdicts right), warm_key (the
   warm start's random key: the same task, another draw of its examples and
-  first weights; warm_start.imitation_report() says how close each build comes to the
-  demonstrations it imitates), uncertain m and uncertain_acc a (many uncertain
-  steps: instead of the multiplication, m additions of their own digit spread
-  along the chain, the last at step H, each right with probability a at the
-  sampling temperature; warm_start.step_report() measures it on the warm start's own
-  rollouts; hard_at, hard_share and hard_acc are then unused), loc_scale (the
-  warm start's localization examples, a multiple of the default count; 4 at
-  H = 16 still left self-localization at chance, docs/classroom.md), max_epochs
-  (the cap on the warm start's epochs), loc_uniform (the share of localization
-  examples whose error sits at a uniform step) and layers (the Llama's depth).
-  Self-localization here names where errors usually sit rather than reading
-  the chain, and none of loc_scale, loc_uniform and layers changed that
-  (warm_start.warm_start_report(), docs/classroom.md). Scripts take
-  a world by name: `tiny-world` (the default config) or
-  `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs that differ);
-  the training problems are `tiny-world-train[:...]` (benchmarks.py).
+  first weights; warm_start.imitation_report() says how close each build comes
+  to the demonstrations it imitates), uncertain m and uncertain_acc a (many
+  uncertain steps: instead of the multiplication, m additions of their own
+  digit spread along the chain, the last at step H, each right with probability
+  a at the sampling temperature; warm_start.step_report() measures it on the
+  warm start's own rollouts; hard_at, hard_share and hard_acc are then unused),
+  loc_scale (the warm start's localization examples, a multiple of the default
+  count; 4 at H = 16 still left self-localization at chance,
+  docs/classroom.md), max_epochs (the cap on the warm start's epochs),
+  loc_uniform (the share of localization examples whose error sits at a uniform
+  step) and layers (the Llama's depth). Self-localization here names where
+  errors usually sit rather than reading the chain, and none of loc_scale,
+  loc_uniform and layers changed that (warm_start.warm_start_report(),
+  docs/classroom.md). Scripts take a world by name: `tiny-world` (the default
+  config) or `tiny-world:horizon=16:hard_at=late:hard_share=0.3` (the knobs
+  that differ); the training problems are `tiny-world-train[:...]`
+  (benchmarks.py).
 
 Deviations, and why
   * Caps of H + 2 thoughts x 24 tokens (WorldConfig.caps): the paper's 20 x 256
