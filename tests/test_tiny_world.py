@@ -1,6 +1,6 @@
-"""Tests for tiny_world.py: ground-truth first errors, the train/held-out split,
-and the warm start's targets, measured on the real cached model (built on
-first use)."""
+"""Tests for tiny_world.py and warm_start.py: ground-truth first errors, the
+train/held-out split, and the warm start's targets, measured on the real cached
+model (built on first use)."""
 
 import dataclasses
 import random
