@@ -410,6 +410,12 @@ def main(argv=None):
             mark = "  <- first error" if k == first else ""
             print(f"  {text.replace(tm.STOP, '')}{mark}")
         assert first == first_error(p, thoughts)  # the ground truth the oracle reset uses
+    knobs = [  # the world's knobs away from their defaults, as warm_start.py's flags
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in dataclasses.asdict(world).items()
+        if v != getattr(WorldConfig, k)
+    ]
+    print(" ".join(["\nthe model of this world (built once, then measured): python warm_start.py", *knobs]))
     return world
 
 

@@ -239,6 +239,7 @@ def test_world_alone_shows_demonstrations_and_their_first_errors(capsys):
     out = capsys.readouterr().out
     assert world.horizon == 6 and out.count("Start at") == 4 and "6 steps" in out
     assert "<- first error" in out  # at hard_acc 0.2, four chains without an error are unlikely
+    assert out.rstrip().endswith("python warm_start.py --horizon 6")  # where its model is built
     with pytest.raises(SystemExit):
         tw.main(["--horizon", "2"])
     assert "horizon must be 3-40" in capsys.readouterr().err
