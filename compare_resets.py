@@ -425,7 +425,7 @@ def parse_args(argv=None):
         "this process",
     )
     # the world's knobs: --horizon, --hard-at, ...
-    grpo.tm.add_flags(parser, tiny_world.WorldConfig, choices={"hard_at": tiny_world.HARD_AT})
+    tiny_world.add_flags(parser)
     args = parser.parse_args(argv)
     try:
         args.cells = cells(args)

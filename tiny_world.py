@@ -183,8 +183,11 @@ class WorldConfig:
         """The name scripts take for this world's model (kind tiny-world) or training problems
         (tiny-world-train): `tiny-world:horizon=16:hard_at=late` lists the knobs that differ from
         the default (a colon, not a comma: evaluate.py's --benchmarks is a comma-separated list)."""
-        changed = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v != getattr(WorldConfig, k)]
-        return ":".join([kind] + changed)
+        return ":".join([kind] + [f"{k}={v}" for k, v in self.changed().items()])
+
+    def changed(self):
+        """{knob: value} for the knobs away from their defaults."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(WorldConfig, k)}
 
 
 def parse(name):
@@ -203,6 +206,19 @@ def parse(name):
             )
         knobs[key] = types[key](value)
     return kind, check(WorldConfig(**knobs))
+
+
+def add_flags(parser):
+    """One command-line flag per knob of WorldConfig (--horizon, --hard-at, ...)."""
+    tm.add_flags(parser, WorldConfig, choices={"hard_at": HARD_AT})
+
+
+def from_flags(parser, args):
+    """The world the parsed flags describe; a knob out of range is the parser's one-line error."""
+    try:
+        return check(WorldConfig(**tm.given(args, WorldConfig)))
+    except ValueError as e:
+        parser.error(str(e))
 
 
 def check(world):
@@ -395,12 +411,9 @@ def main(argv=None):
         "first errors (python warm_start.py builds the model and measures it)"
     )
     parser.add_argument("--n", type=int, default=3, help="held-out problems to show")
-    tm.add_flags(parser, WorldConfig, choices={"hard_at": HARD_AT})
+    add_flags(parser)
     args = parser.parse_args(argv)
-    try:
-        world = check(WorldConfig(**tm.given(args, WorldConfig)))
-    except ValueError as e:
-        parser.error(str(e))
+    world = from_flags(parser, args)
     rng, hard = random.Random(0), hard_pairs(world)
     print(f"world {world.name()}: {len(hard)} of the 80 multiplications hard")
     for p in problems("test", args.n, world=world):
@@ -410,11 +423,7 @@ def main(argv=None):
             mark = "  <- first error" if k == first else ""
             print(f"  {text.replace(tm.STOP, '')}{mark}")
         assert first == first_error(p, thoughts)  # the ground truth the oracle reset uses
-    knobs = [  # the world's knobs away from their defaults, as warm_start.py's flags
-        f"--{k.replace('_', '-')} {v}"
-        for k, v in dataclasses.asdict(world).items()
-        if v != getattr(WorldConfig, k)
-    ]
+    knobs = [f"--{k.replace('_', '-')} {v}" for k, v in world.changed().items()]  # warm_start.py's flags
     print(" ".join(["\nthe model of this world (built once, then measured): python warm_start.py", *knobs]))
     return world
 

@@ -447,12 +447,9 @@ def main(argv=None):
         description="Build (once) and measure the classroom world's warm-started model"
     )
     parser.add_argument("--n", type=int, default=128, help="held-out chains to measure on")
-    tm.add_flags(parser, tw.WorldConfig, choices={"hard_at": tw.HARD_AT})
+    tw.add_flags(parser)
     args = parser.parse_args(argv)
-    try:
-        world = tw.check(tw.WorldConfig(**tm.given(args, tw.WorldConfig)))
-    except ValueError as e:
-        parser.error(str(e))
+    world = tw.from_flags(parser, args)
     cpu_share.for_script()  # torch's threads: this script's share of the cores
     start = time.perf_counter()
     engine = engines.HFEngine(*load(world), batch_size=64)
